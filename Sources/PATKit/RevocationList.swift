@@ -1,0 +1,360 @@
+import CSodium
+
+/// Why the revocation list refuses a token.
+public enum Revocation: Sendable, Equatable, CustomStringConvertible {
+    /// The PAT was revoked, regenerated or re-scoped: generations below `floor` are dead.
+    case superseded(floor: UInt64)
+    /// The PAT was deleted: no generation is valid.
+    case deleted
+    /// Every PAT of the owner issued before `before` was revoked (revoke-all).
+    case ownerRevoked(before: Timestamp)
+
+    public var description: String {
+        switch self {
+        case .superseded(let floor): return "revoked: generations below \(floor) of this PAT are no longer valid"
+        case .deleted: return "revoked: the PAT was deleted"
+        case .ownerRevoked(let before): return "revoked: every PAT of this owner issued before \(before) was revoked"
+        }
+    }
+}
+
+/// The signed, versioned revocation list: PAT id → lowest valid generation, and
+/// owner → revoke-all instant. One rule covers revoke, regenerate and delete.
+///
+/// Binary form (little-endian), 32 bytes an entry:
+/// ```
+/// "PATKRL01" | u8 kid length | kid | u64 sequence | i64 issuedAt | i64 nextUpdate
+/// | u32 token entries | u32 owner entries
+/// | token entries: 16-byte BLAKE2b-128("patkit.jti\0" ‖ jti), u64 floor, i64 horizon (ascending by hash)
+/// | owner entries: 16-byte BLAKE2b-128("patkit.sub\0" ‖ sub), i64 before, i64 horizon (ascending by hash)
+/// | 64-byte Ed25519 signature over PAE("patkit.revocation-list.v1", BLAKE2b-512(everything before it))
+/// ```
+/// The signature's domain string and piece count differ from PASETO's, so a list can never
+/// pass as a token nor a token as a list. An entry's horizon is the latest `exp` among the
+/// generations it kills; once passed, the entry can be pruned.
+public struct RevocationList: Sendable {
+    public let sequence: UInt64
+    public let issuedAt: Timestamp
+    public let nextUpdate: Timestamp
+    /// The key that signed the list.
+    public let signer: KeyID
+    public let signature: [UInt8]
+    let tokens: HashTable
+    let owners: HashTable
+
+    public var tokenEntryCount: Int { tokens.count }
+    public var ownerEntryCount: Int { owners.count }
+
+    static let magic: [UInt8] = Array("PATKRL01".utf8)
+    static let domain: [UInt8] = Array("patkit.revocation-list.v1".utf8)
+    static let entrySize = 32
+    /// Refused before parsing: 8 Mi entries.
+    public static let defaultMaxBytes = 256 * 1024 * 1024
+
+    /// What the signature covers: the domain string and a BLAKE2b-512 digest of the body,
+    /// so a list of millions of entries is hashed in one pass and never copied.
+    static func signedMessage(_ body: UnsafeRawBufferPointer) -> [UInt8] {
+        PASETOv4Public.pae([domain, Sodium.blake2b(body, length: 64)])
+    }
+
+    // MARK: lookup
+
+    /// The 16-byte lookup key of a PAT id.
+    public static func tokenKey(_ id: String) -> EntryKey { EntryKey(hashing: id, domain: "patkit.jti") }
+    public static func ownerKey(_ subject: String) -> EntryKey { EntryKey(hashing: subject, domain: "patkit.sub") }
+
+    /// Whether the list refuses a PAT with these claims. O(1).
+    public func check(_ claims: PATClaims) -> Revocation? {
+        check(tokenKey: RevocationList.tokenKey(claims.id), ownerKey: RevocationList.ownerKey(claims.subject),
+              generation: claims.generation, issuedAt: claims.issuedAt)
+    }
+
+    func check(tokenKey: EntryKey, ownerKey: EntryKey, generation: UInt64, issuedAt: Timestamp) -> Revocation? {
+        if let (floor, _) = tokens.lookup(tokenKey), generation < floor {
+            return floor == UInt64.max ? .deleted : .superseded(floor: floor)
+        }
+        if owners.count > 0, let (before, _) = owners.lookup(ownerKey), issuedAt.seconds < Int64(bitPattern: before) {
+            return .ownerRevoked(before: Timestamp(seconds: Int64(bitPattern: before)))
+        }
+        return nil
+    }
+
+    /// True when `now` is past next-update plus `grace` seconds.
+    public func isStale(at now: Timestamp, grace: Int64) -> Bool { now > nextUpdate.adding(seconds: grace) }
+
+    // MARK: parsing
+
+    /// Parses and verifies a list. It must be signed by an active key of `keys`.
+    public init(verifying bytes: [UInt8], keys: KeySet, maxBytes: Int = RevocationList.defaultMaxBytes) throws(PATKitError) {
+        guard bytes.count <= maxBytes else {
+            throw .invalidDocument("revocation list of \(bytes.count) bytes exceeds the limit of \(maxBytes)")
+        }
+        var reader = ByteReader(bytes)
+        guard let magic = reader.take(8), magic.elementsEqual(RevocationList.magic) else {
+            throw .invalidDocument("not a PATKit revocation list (bad magic; expected PATKRL01)")
+        }
+        guard let kidLength = reader.u8(), let kidBytes = reader.take(Int(kidLength)),
+              let kidText = String(validating: kidBytes, as: UTF8.self) else {
+            throw .invalidDocument("revocation list: truncated signer key id")
+        }
+        let signer = try KeyID(kidText)
+        guard let sequence = reader.u64(), let issued = reader.u64(), let next = reader.u64(),
+              let tokenCount = reader.u32(), let ownerCount = reader.u32() else {
+            throw .invalidDocument("revocation list: truncated header")
+        }
+        let entriesStart = reader.offset
+        let expected = entriesStart + (Int(tokenCount) + Int(ownerCount)) * RevocationList.entrySize + 64
+        guard bytes.count == expected else {
+            throw .invalidDocument("revocation list: length \(bytes.count) does not match its \(tokenCount) + \(ownerCount) entries (expected \(expected))")
+        }
+        guard let key = keys.verificationKey(for: signer) else {
+            throw .invalidDocument("revocation list is signed by \(signer), which is not an active key of the key set")
+        }
+        let bodyLength = bytes.count - 64
+        let signedOK = bytes.withUnsafeBytes { raw in
+            let message = RevocationList.signedMessage(UnsafeRawBufferPointer(rebasing: raw[..<bodyLength]))
+            return message.withUnsafeBytes { m in
+                key.bytes.withUnsafeBytes { pk in
+                    Sodium.verifyDetached(signature: UnsafeRawBufferPointer(rebasing: raw[bodyLength...]), message: m, publicKey: pk)
+                }
+            }
+        }
+        guard signedOK else { throw .invalidDocument("revocation list signature does not verify with \(signer)") }
+        guard sequence >= 1 else { throw .invalidDocument("revocation list sequence must start at 1") }
+        let issuedAt = Timestamp(seconds: Int64(bitPattern: issued))
+        let nextUpdate = Timestamp(seconds: Int64(bitPattern: next))
+        guard issuedAt < nextUpdate else { throw .invalidDocument("revocation list next-update is not after its issue time") }
+
+        let storage = bytes
+        let ownersStart = entriesStart + Int(tokenCount) * RevocationList.entrySize
+        guard let tokens = HashTable(storage: storage, start: entriesStart, count: Int(tokenCount)),
+              let owners = HashTable(storage: storage, start: ownersStart, count: Int(ownerCount)) else {
+            throw .invalidDocument("revocation list entries are not in strictly ascending order (duplicate or unsorted)")
+        }
+        self.sequence = sequence
+        self.issuedAt = issuedAt
+        self.nextUpdate = nextUpdate
+        self.signer = signer
+        self.signature = Array(bytes[bodyLength...])
+        self.tokens = tokens
+        self.owners = owners
+    }
+
+    /// The entries, for carrying them into the next list.
+    public var builder: Builder {
+        var b = Builder()
+        tokens.forEach { key, floor, horizon in b.tokenEntries[key] = (floor, Int64(bitPattern: horizon)) }
+        owners.forEach { key, before, horizon in b.ownerEntries[key] = (Int64(bitPattern: before), Int64(bitPattern: horizon)) }
+        return b
+    }
+
+    // MARK: building
+
+    /// Collects entries and signs a list. Merging keeps the strongest rule: the highest floor,
+    /// the latest revoke-all instant, the latest horizon.
+    public struct Builder: Sendable {
+        var tokenEntries: [EntryKey: (floor: UInt64, horizon: Int64)] = [:]
+        var ownerEntries: [EntryKey: (before: Int64, horizon: Int64)] = [:]
+
+        public init() {}
+
+        public var tokenEntryCount: Int { tokenEntries.count }
+        public var ownerEntryCount: Int { ownerEntries.count }
+
+        /// Generations of PAT `id` below `floor` are dead until `horizon` (their latest `exp`).
+        public mutating func revoke(id: String, below floor: UInt64, horizon: Timestamp) {
+            revoke(key: RevocationList.tokenKey(id), below: floor, horizon: horizon)
+        }
+
+        public mutating func revoke(key: EntryKey, below floor: UInt64, horizon: Timestamp) {
+            let old = tokenEntries[key]
+            tokenEntries[key] = (max(floor, old?.floor ?? 0), max(horizon.seconds, old?.horizon ?? .min))
+        }
+
+        /// Every generation of PAT `id` is dead.
+        public mutating func delete(id: String, horizon: Timestamp) {
+            revoke(id: id, below: UInt64.max, horizon: horizon)
+        }
+
+        /// Every PAT of `subject` issued before `before` is dead until `horizon`.
+        public mutating func revokeAll(subject: String, issuedBefore before: Timestamp, horizon: Timestamp) {
+            let key = RevocationList.ownerKey(subject)
+            let old = ownerEntries[key]
+            ownerEntries[key] = (max(before.seconds, old?.before ?? .min), max(horizon.seconds, old?.horizon ?? .min))
+        }
+
+        /// Drops entries whose horizon has passed: the tokens they kill have expired anyway.
+        /// `leeway` keeps entries that a verifier's clock-skew leeway could still accept.
+        @discardableResult
+        public mutating func prune(now: Timestamp, leeway: Int64 = 0) -> Int {
+            let before = tokenEntries.count + ownerEntries.count
+            let cutoff = now.seconds - leeway
+            tokenEntries = tokenEntries.filter { $0.value.horizon >= cutoff }
+            ownerEntries = ownerEntries.filter { $0.value.horizon >= cutoff }
+            return before - tokenEntries.count - ownerEntries.count
+        }
+
+        /// The signed binary list.
+        public func sign(with key: SecretKey, sequence: UInt64, issuedAt: Timestamp, nextUpdate: Timestamp) throws(PATKitError) -> [UInt8] {
+            guard sequence >= 1 else { throw .invalidArgument("revocation list sequence must be at least 1") }
+            guard issuedAt < nextUpdate else { throw .invalidArgument("next-update must be after the issue time") }
+            var out: [UInt8] = []
+            out.reserveCapacity(128 + (tokenEntries.count + ownerEntries.count) * RevocationList.entrySize)
+            out += RevocationList.magic
+            let kid = Array(key.id.rawValue.utf8)
+            out.append(UInt8(kid.count))
+            out += kid
+            out.appendLE(sequence)
+            out.appendLE(UInt64(bitPattern: issuedAt.seconds))
+            out.appendLE(UInt64(bitPattern: nextUpdate.seconds))
+            out.appendLE(UInt32(tokenEntries.count))
+            out.appendLE(UInt32(ownerEntries.count))
+            for (k, v) in tokenEntries.sorted(by: { $0.key < $1.key }) {
+                out += k.bytes
+                out.appendLE(v.floor)
+                out.appendLE(UInt64(bitPattern: v.horizon))
+            }
+            for (k, v) in ownerEntries.sorted(by: { $0.key < $1.key }) {
+                out += k.bytes
+                out.appendLE(UInt64(bitPattern: v.before))
+                out.appendLE(UInt64(bitPattern: v.horizon))
+            }
+            let message = out.withUnsafeBytes { RevocationList.signedMessage($0) }
+            out += message.withUnsafeBytes { key.sign($0) }
+            return out
+        }
+    }
+}
+
+/// A 16-byte lookup key: BLAKE2b-128 of a domain-separated string.
+public struct EntryKey: Sendable, Hashable, Comparable {
+    public let high: UInt64 // first 8 bytes, big-endian order, so < matches byte order
+    public let low: UInt64
+
+    init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
+
+    init(hashing text: String, domain: String) {
+        var input = Array(domain.utf8)
+        input.append(0)
+        input += text.utf8
+        let d = Sodium.blake2b(input, length: 16)
+        var h: UInt64 = 0, l: UInt64 = 0
+        for i in 0..<8 { h = h << 8 | UInt64(d[i]) }
+        for i in 8..<16 { l = l << 8 | UInt64(d[i]) }
+        self.init(high: h, low: l)
+    }
+
+    var bytes: [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(16)
+        for i in (0..<8).reversed() { out.append(UInt8(truncatingIfNeeded: high >> (UInt64(i) * 8))) }
+        for i in (0..<8).reversed() { out.append(UInt8(truncatingIfNeeded: low >> (UInt64(i) * 8))) }
+        return out
+    }
+
+    public static func < (a: EntryKey, b: EntryKey) -> Bool { a.high != b.high ? a.high < b.high : a.low < b.low }
+}
+
+/// Open-addressing index over the fixed-size entries of a list's bytes: O(1) lookups,
+/// 4 bytes of index per slot on top of the 32-byte entries, built in one pass.
+final class HashTable: Sendable {
+    private let storage: [UInt8]
+    private let start: Int
+    let count: Int
+    private let slots: [UInt32]
+    private let mask: Int
+
+    /// nil when the entries are not strictly ascending.
+    init?(storage: [UInt8], start: Int, count: Int) {
+        self.storage = storage
+        self.start = start
+        self.count = count
+        var capacity = 8
+        while capacity < count * 2 { capacity <<= 1 }
+        mask = capacity - 1
+        var slots = [UInt32](repeating: 0, count: capacity)
+        let ok = storage.withUnsafeBytes { raw -> Bool in
+            var previous: EntryKey? = nil
+            for i in 0..<count {
+                let key = HashTable.key(raw, start + i * RevocationList.entrySize)
+                if let p = previous, !(p < key) { return false }
+                previous = key
+                var slot = Int(truncatingIfNeeded: key.low) & (capacity - 1)
+                while slots[slot] != 0 { slot = (slot + 1) & (capacity - 1) }
+                slots[slot] = UInt32(i + 1)
+            }
+            return true
+        }
+        guard ok else { return nil }
+        self.slots = slots
+    }
+
+    @inline(__always)
+    static func key(_ raw: UnsafeRawBufferPointer, _ offset: Int) -> EntryKey {
+        EntryKey(high: UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)),
+                 low: UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self)))
+    }
+
+    /// The entry's two 64-bit values.
+    func lookup(_ key: EntryKey) -> (UInt64, UInt64)? {
+        guard count > 0 else { return nil }
+        return storage.withUnsafeBytes { raw -> (UInt64, UInt64)? in
+            var slot = Int(truncatingIfNeeded: key.low) & mask
+            while true {
+                let index = slots[slot]
+                if index == 0 { return nil }
+                let offset = start + Int(index - 1) * RevocationList.entrySize
+                if HashTable.key(raw, offset) == key {
+                    return (UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 16, as: UInt64.self)),
+                            UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 24, as: UInt64.self)))
+                }
+                slot = (slot + 1) & mask
+            }
+        }
+    }
+
+    func forEach(_ body: (EntryKey, UInt64, UInt64) -> Void) {
+        storage.withUnsafeBytes { raw in
+            for i in 0..<count {
+                let offset = start + i * RevocationList.entrySize
+                body(HashTable.key(raw, offset),
+                     UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 16, as: UInt64.self)),
+                     UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 24, as: UInt64.self)))
+            }
+        }
+    }
+}
+
+struct ByteReader {
+    let bytes: [UInt8]
+    var offset = 0
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    mutating func take(_ n: Int) -> ArraySlice<UInt8>? {
+        guard n >= 0, bytes.count - offset >= n else { return nil }
+        defer { offset += n }
+        return bytes[offset..<(offset + n)]
+    }
+
+    mutating func u8() -> UInt8? { take(1)?.first }
+
+    mutating func u32() -> UInt32? {
+        guard let s = take(4) else { return nil }
+        return s.reversed().reduce(0) { $0 << 8 | UInt32($1) }
+    }
+
+    mutating func u64() -> UInt64? {
+        guard let s = take(8) else { return nil }
+        return s.reversed().reduce(0) { $0 << 8 | UInt64($1) }
+    }
+}
+
+extension Array where Element == UInt8 {
+    mutating func appendLE<T: FixedWidthInteger>(_ value: T) {
+        var v = value.littleEndian
+        Swift.withUnsafeBytes(of: &v) { append(contentsOf: $0) }
+    }
+}

@@ -1,0 +1,114 @@
+/// One permission in the Magistrala model: entity type × operation × entity id.
+/// String form `ENTITY:OPERATION[:ID]`; an omitted ID or `*` means any entity of that type.
+public struct Scope: Sendable, Hashable, CustomStringConvertible {
+    public let entity: String
+    public let operation: String
+    /// One entity id, or nil for any (`*`).
+    public let id: String?
+
+    public static let maxLength = 256
+
+    public init(entity: String, operation: String, id: String? = nil) throws(PATKitError) {
+        guard Scope.isName(entity) else {
+            throw .invalidScope("entity type \"\(entity.prefix(64))\" must be 1–64 of a–z, 0–9, '_' or '-'")
+        }
+        guard Scope.isName(operation) else {
+            throw .invalidScope("operation \"\(operation.prefix(64))\" must be 1–64 of a–z, 0–9, '_' or '-'")
+        }
+        if let id, id != "*", !Scope.isEntityID(id) {
+            throw .invalidScope("entity id \"\(id.prefix(64))\" must be \"*\" or 1–128 of A–Z, a–z, 0–9, '.', '_', '~' or '-'")
+        }
+        self.entity = entity
+        self.operation = operation
+        self.id = id == "*" ? nil : id
+    }
+
+    /// Parses `ENTITY:OPERATION[:ID]`.
+    public init(parsing text: some StringProtocol) throws(PATKitError) {
+        guard !text.isEmpty, text.utf8.count <= Scope.maxLength else {
+            throw .invalidScope("a scope is 1–\(Scope.maxLength) characters, written ENTITY:OPERATION[:ID]")
+        }
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2 || parts.count == 3 else {
+            throw .invalidScope("\"\(text.prefix(64))\" is not ENTITY:OPERATION[:ID] (e.g. clients:view:*, channels:publish:ch-42)")
+        }
+        try self.init(entity: String(parts[0]), operation: String(parts[1]), id: parts.count == 3 ? String(parts[2]) : nil)
+    }
+
+    /// True when this scope grants `operation` on the entity `id` of type `entity`.
+    /// Matching is exact on entity type and operation; a wildcard id matches any id.
+    public func allows(entity: String, operation: String, id: String?) -> Bool {
+        guard self.entity == entity, self.operation == operation else { return false }
+        guard let own = self.id else { return true }
+        return own == id
+    }
+
+    /// True when everything `other` grants, this grants too.
+    public func covers(_ other: Scope) -> Bool { allows(entity: other.entity, operation: other.operation, id: other.id) }
+
+    public var description: String { "\(entity):\(operation):\(id ?? "*")" }
+
+    static func isName(_ s: String) -> Bool {
+        let u = s.utf8
+        return !u.isEmpty && u.count <= 64 && u.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5F || $0 == 0x2D }
+    }
+
+    static func isEntityID(_ s: String) -> Bool {
+        let u = s.utf8
+        return !u.isEmpty && u.count <= 128 && u.allSatisfy {
+            ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x30 && $0 <= 0x39)
+                || $0 == 0x5F || $0 == 0x2D || $0 == 0x2E || $0 == 0x7E
+        }
+    }
+}
+
+/// The scopes of one PAT, in issue order, without duplicates. Carried in the `scope`
+/// claim as one space-separated string (the OAuth convention).
+public struct ScopeSet: Sendable, Hashable, CustomStringConvertible, Sequence {
+    public private(set) var scopes: [Scope]
+
+    public static let maxCount = 256
+
+    public init(_ scopes: [Scope] = []) {
+        var seen = Set<Scope>()
+        self.scopes = scopes.filter { seen.insert($0).inserted }
+    }
+
+    /// Parses strings such as `["clients:view", "channels:publish:ch-42"]`.
+    public init(parsing list: [String]) throws(PATKitError) {
+        guard list.count <= ScopeSet.maxCount else { throw .invalidScope("more than \(ScopeSet.maxCount) scopes") }
+        var parsed: [Scope] = []
+        for item in list { parsed.append(try Scope(parsing: item)) }
+        self.init(parsed)
+    }
+
+    /// Parses the `scope` claim: scopes separated by single spaces.
+    public init(claim: String) throws(PATKitError) {
+        if claim.isEmpty { self.init(); return }
+        let items = claim.split(separator: " ", omittingEmptySubsequences: false)
+        guard items.count <= ScopeSet.maxCount else { throw .invalidScope("more than \(ScopeSet.maxCount) scopes") }
+        var parsed: [Scope] = []
+        parsed.reserveCapacity(items.count)
+        for item in items {
+            guard !item.isEmpty else { throw .invalidScope("scopes must be separated by single spaces") }
+            parsed.append(try Scope(parsing: item))
+        }
+        self.init(parsed)
+    }
+
+    /// The `scope` claim form.
+    public var claim: String { scopes.map(\.description).joined(separator: " ") }
+    public var description: String { claim }
+    public var count: Int { scopes.count }
+    public var isEmpty: Bool { scopes.isEmpty }
+    public func makeIterator() -> IndexingIterator<[Scope]> { scopes.makeIterator() }
+
+    public func allows(entity: String, operation: String, id: String?) -> Bool {
+        scopes.contains { $0.allows(entity: entity, operation: operation, id: id) }
+    }
+
+    public func allows(_ required: Scope) -> Bool { scopes.contains { $0.covers(required) } }
+
+    public func adding(_ more: [Scope]) -> ScopeSet { ScopeSet(scopes + more) }
+    public func removing(_ gone: [Scope]) -> ScopeSet { ScopeSet(scopes.filter { !gone.contains($0) }) }
+}

@@ -1,0 +1,123 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Explicit, careful file helpers for the few files PATKit reads and writes: keys, key sets,
+/// revocation lists. Reads are bounded; secret files must be private; writes are atomic
+/// (temporary file, fsync, rename, fsync of the directory).
+public enum SecureFile {
+    /// Reads at most `maxBytes` from `path`. With `requirePrivate`, refuses a file that
+    /// group or others may read or write (secret keys).
+    public static func read(_ path: String, maxBytes: Int, requirePrivate: Bool = false) throws(PATKitError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { throw .io(path: path, reason: "cannot open: \(errnoText())") }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw .io(path: path, reason: "cannot stat: \(errnoText())") }
+        guard (info.st_mode & S_IFMT) == S_IFREG else { throw .io(path: path, reason: "not a regular file") }
+        if requirePrivate, info.st_mode & 0o077 != 0 {
+            throw .insecureKeyFile(path: path, mode: UInt32(info.st_mode))
+        }
+        guard Int(info.st_size) <= maxBytes else {
+            throw .io(path: path, reason: "file of \(info.st_size) bytes exceeds the limit of \(maxBytes) bytes")
+        }
+        var out = [UInt8](repeating: 0, count: Int(info.st_size))
+        var total = 0
+        while total < out.count {
+            let n = out.withUnsafeMutableBytes { buf in Glibc.read(fd, buf.baseAddress.map { $0 + total }, buf.count - total) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .io(path: path, reason: "read failed: \(errnoText())")
+            }
+            if n == 0 { break }
+            total += n
+        }
+        guard total == out.count else { throw .io(path: path, reason: "file changed while being read (truncated)") }
+        return out
+    }
+
+    /// Writes `bytes` to `path` atomically with `mode`: a temporary file in the same
+    /// directory, fsync, rename over the target, fsync of the directory. Readers see the
+    /// old file or the new one, never a mix; a crash leaves the old file intact.
+    public static func writeAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws(PATKitError) {
+        let directory = parentDirectory(of: path)
+        var template = Array("\(path).tmp-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { buf in buf.baseAddress.map { mkstemp($0) } ?? -1 }
+        guard fd >= 0 else { throw .io(path: path, reason: "cannot create a temporary file: \(errnoText())") }
+        let tmpPath = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        var committed = false
+        defer {
+            if !committed { unlink(tmpPath) }
+        }
+        do {
+            defer { close(fd) }
+            guard fchmod(fd, mode) == 0 else { throw PATKitError.io(path: tmpPath, reason: "chmod failed: \(errnoText())") }
+            var written = 0
+            while written < bytes.count {
+                let n = bytes.withUnsafeBytes { buf in write(fd, buf.baseAddress.map { $0 + written }, buf.count - written) }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw PATKitError.io(path: tmpPath, reason: "write failed: \(errnoText())")
+                }
+                written += n
+            }
+            guard fsync(fd) == 0 else { throw PATKitError.io(path: tmpPath, reason: "fsync failed: \(errnoText())") }
+        } catch let error as PATKitError {
+            throw error
+        } catch {
+            throw .io(path: path, reason: "\(error)")
+        }
+        guard rename(tmpPath, path) == 0 else { throw .io(path: path, reason: "rename failed: \(errnoText())") }
+        committed = true
+        let dfd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 {
+            _ = fsync(dfd)
+            close(dfd)
+        }
+    }
+
+    /// Creates `path` and missing parents with `mode` (existing directories keep theirs).
+    public static func createDirectory(_ path: String, mode: mode_t = 0o755) throws(PATKitError) {
+        var current = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/") {
+            current += "/" + component
+            if mkdir(current, mode) != 0, errno != EEXIST {
+                throw .io(path: current, reason: "cannot create directory: \(errnoText())")
+            }
+        }
+    }
+
+    public static func exists(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0
+    }
+
+    static func parentDirectory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    static func errnoText() -> String { String(cString: strerror(errno)) }
+}
+
+/// An exclusive advisory lock (flock) on a file, held for the duration of a closure:
+/// serialises concurrent CLI processes that change the same state.
+public struct FileLock: Sendable {
+    public let path: String
+
+    public init(path: String) { self.path = path }
+
+    public func withLock<R>(_ body: () throws -> R) throws -> R {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw PATKitError.io(path: path, reason: "cannot open lock file: \(SecureFile.errnoText())") }
+        defer { close(fd) } // closing releases the lock
+        while flock(fd, LOCK_EX) != 0 {
+            if errno != EINTR { throw PATKitError.io(path: path, reason: "cannot lock: \(SecureFile.errnoText())") }
+        }
+        return try body()
+    }
+}

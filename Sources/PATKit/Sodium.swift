@@ -1,0 +1,149 @@
+import CSodium
+
+/// Thin, safe wrappers over the libsodium calls PATKit uses. Every cryptographic
+/// operation in PATKit goes through this file.
+enum Sodium {
+    /// `sodium_init` is idempotent and thread-safe; a global `let` runs it once.
+    static let ready: Bool = sodium_init() >= 0
+
+    static func requireReady() throws(PATKitError) {
+        guard ready else { throw PATKitError.crypto("libsodium failed to initialise (sodium_init)") }
+    }
+
+    // MARK: base64url (RFC 4648 §5, no padding), strict
+
+    static func base64URLEncode(_ bytes: some ContiguousBytes) -> String {
+        bytes.withUnsafeBytes { raw in
+            let cap = sodium_base64_encoded_len(raw.count, Int32(sodium_base64_VARIANT_URLSAFE_NO_PADDING))
+            return String(unsafeUninitializedCapacity: cap) { out in
+                out.withMemoryRebound(to: CChar.self) { chars -> Int in
+                    guard let base = chars.baseAddress else { return 0 }
+                    return Sodium.withBytePointer(raw) { input in
+                        sodium_bin2base64(base, cap, input, raw.count, Int32(sodium_base64_VARIANT_URLSAFE_NO_PADDING))
+                    } == nil ? 0 : cap - 1 // drop the NUL terminator
+                }
+            }
+        }
+    }
+
+    /// Decodes strict base64url: no padding, no whitespace, no other alphabet,
+    /// and non-zero trailing bits rejected (libsodium checks them). Returns nil on any defect.
+    static func base64URLDecode(_ text: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
+        if text.isEmpty { return [] }
+        if text.count % 4 == 1 { return nil }
+        let maxLen = text.count * 3 / 4 + 1
+        var binLen = 0
+        var endPtr: UnsafePointer<CChar>? = nil
+        var ok = false
+        let out = [UInt8](unsafeUninitializedCapacity: maxLen) { buf, count in
+            guard let outBase = buf.baseAddress else { count = 0; return }
+            let rc = text.withMemoryRebound(to: CChar.self) { chars -> Int32 in
+                guard let inBase = chars.baseAddress else { return -1 }
+                return sodium_base642bin(outBase, maxLen, inBase, chars.count, nil, &binLen, &endPtr,
+                                         Int32(sodium_base64_VARIANT_URLSAFE_NO_PADDING))
+            }
+            ok = rc == 0
+            count = ok ? binLen : 0
+        }
+        // The whole input must have been consumed.
+        guard ok, let endPtr, let base = text.baseAddress,
+              UnsafeRawPointer(base).distance(to: UnsafeRawPointer(endPtr)) == text.count else { return nil }
+        return out
+    }
+
+    static func base64URLDecode(_ text: some StringProtocol) -> [UInt8]? {
+        var s = String(text)
+        return s.withUTF8 { base64URLDecode($0) }
+    }
+
+    // MARK: hashing, randomness, memory
+
+    /// BLAKE2b with an output of `length` bytes (16...64).
+    static func blake2b(_ input: UnsafeRawBufferPointer, length: Int) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: length) { out, count in
+            guard let base = out.baseAddress else { count = 0; return }
+            _ = withBytePointer(input) { crypto_generichash(base, length, $0, UInt64(input.count), nil, 0) }
+            count = length
+        }
+    }
+
+    static func blake2b(_ input: [UInt8], length: Int) -> [UInt8] {
+        input.withUnsafeBytes { blake2b($0, length: length) }
+    }
+
+    static func randomBytes(_ count: Int) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: count) { out, n in
+            guard let base = out.baseAddress else { n = 0; return }
+            randombytes_buf(base, count)
+            n = count
+        }
+    }
+
+    /// Constant-time equality for secrets (`sodium_memcmp`).
+    static func constantTimeEqual(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
+        guard a.count == b.count else { return false }
+        if a.isEmpty { return true }
+        return sodium_memcmp(a.baseAddress, b.baseAddress, a.count) == 0
+    }
+
+    static func zero(_ buffer: UnsafeMutableRawBufferPointer) {
+        if let base = buffer.baseAddress { sodium_memzero(base, buffer.count) }
+    }
+
+    // MARK: Ed25519
+
+    static func verifyDetached(signature: UnsafeRawBufferPointer, message: UnsafeRawBufferPointer,
+                               publicKey: UnsafeRawBufferPointer) -> Bool {
+        guard signature.count == Int(crypto_sign_BYTES),
+              publicKey.count == Int(crypto_sign_PUBLICKEYBYTES) else { return false }
+        return withBytePointer(signature) { sig in
+            withBytePointer(message) { msg in
+                withBytePointer(publicKey) { pk in crypto_sign_verify_detached(sig, msg, UInt64(message.count), pk) == 0 }
+            }
+        }
+    }
+
+    /// Ed25519 detached signature of `message` with a 64-byte secret key.
+    static func signDetached(_ message: UnsafeRawBufferPointer, secretKey: UnsafePointer<UInt8>) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: Int(crypto_sign_BYTES)) { out, count in
+            guard let base = out.baseAddress else { count = 0; return }
+            _ = withBytePointer(message) { crypto_sign_detached(base, nil, $0, UInt64(message.count), secretKey) }
+            count = Int(crypto_sign_BYTES)
+        }
+    }
+
+    /// Calls `body` with a non-null byte pointer to `buffer` (a valid dummy when it is empty,
+    /// as libsodium's non-null parameters require).
+    @inline(__always)
+    static func withBytePointer<R>(_ buffer: UnsafeRawBufferPointer, _ body: (UnsafePointer<UInt8>) -> R) -> R {
+        if let base = buffer.baseAddress { return body(base.assumingMemoryBound(to: UInt8.self)) }
+        var zero: UInt8 = 0
+        return withUnsafePointer(to: &zero) { body($0) }
+    }
+}
+
+/// Anything that exposes contiguous bytes (arrays, slices, buffers).
+public protocol ContiguousBytes {
+    func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R
+}
+extension Array: ContiguousBytes where Element == UInt8 {}
+extension ArraySlice: ContiguousBytes where Element == UInt8 {}
+extension UnsafeRawBufferPointer: ContiguousBytes {
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R { try body(self) }
+}
+
+/// Public helpers for the encoding PASETO and PASERK use.
+public enum Base64URL {
+    /// Unpadded base64url.
+    public static func encode(_ bytes: [UInt8]) -> String { Sodium.base64URLEncode(bytes) }
+    /// Strict unpadded base64url; nil when the text is not canonical.
+    public static func decode(_ text: String) -> [UInt8]? { Sodium.base64URLDecode(text) }
+}
+
+/// Wiping of secret bytes that left guarded memory (e.g. a key file just read or written).
+public enum SecureMemory {
+    /// Overwrites the bytes with zeros in a way the compiler cannot elide (`sodium_memzero`).
+    public static func wipe(_ bytes: inout [UInt8]) {
+        bytes.withUnsafeMutableBytes { Sodium.zero($0) }
+    }
+}

@@ -1,0 +1,155 @@
+import Synchronization
+
+/// Checks PATs offline: signature by a trusted key, claims, times, revocation, domain.
+///
+/// One `Validator` is shared by every thread of a service. Its key set and revocation list
+/// can be replaced at any time (for example by a refresher) while other threads validate;
+/// each validation sees one consistent pair.
+public final class Validator: Sendable {
+    public enum StaleListPolicy: String, Sendable {
+        /// Refuse every token while the list is stale (fail closed).
+        case reject
+        /// Keep accepting on the last list held.
+        case accept
+    }
+
+    public struct Policy: Sendable {
+        /// Clock-skew allowance for `iat`, `nbf` and `exp`, in seconds.
+        public var leeway: Int64 = 60
+        /// Tokens longer than this are refused before decoding.
+        public var maxTokenBytes = PASETOv4Public.defaultMaxTokenBytes
+        /// Refuse every token while no revocation list is loaded.
+        public var requireRevocationList = true
+        /// How long past its next-update a list still counts as fresh, in seconds.
+        public var staleGrace: Int64 = 0
+        public var staleListPolicy: StaleListPolicy = .reject
+        /// When set, tokens must carry this `dom`.
+        public var domain: String?
+        /// Authenticated data that tokens were signed with but do not carry.
+        public var implicitAssertion: [UInt8] = []
+
+        public init() {}
+    }
+
+    struct State: Sendable {
+        var keys: KeySet
+        var revocations: RevocationList?
+    }
+
+    private let state: Mutex<State>
+    public let policy: Policy
+    private let clock: @Sendable () -> Timestamp
+
+    public init(keys: KeySet, revocations: RevocationList? = nil, policy: Policy = Policy(),
+                clock: @escaping @Sendable () -> Timestamp = { Timestamp.now() }) {
+        self.state = Mutex(State(keys: keys, revocations: revocations))
+        self.policy = policy
+        self.clock = clock
+    }
+
+    public var keys: KeySet { state.withLock { $0.keys } }
+    public var revocations: RevocationList? { state.withLock { $0.revocations } }
+
+    /// Replaces the trusted keys. Tokens of keys no longer active fail on the next call.
+    public func replaceKeys(_ keys: KeySet) {
+        state.withLock { $0.keys = keys }
+    }
+
+    /// Installs a newer revocation list. Refuses a lower sequence than the one held, and a
+    /// different list under the same sequence. Its signer must be an active key now.
+    public func install(_ list: RevocationList) throws(PATKitError) {
+        let result: Result<Void, PATKitError> = state.withLock { state in
+            guard state.keys.verificationKey(for: list.signer) != nil else {
+                return .failure(.invalidDocument("revocation list is signed by \(list.signer), which is not an active key"))
+            }
+            if let held = state.revocations {
+                if list.sequence < held.sequence { return .failure(.rollback(held: held.sequence, offered: list.sequence)) }
+                if list.sequence == held.sequence {
+                    return list.signature == held.signature ? .success(())
+                        : .failure(.invalidDocument("a different revocation list with the held sequence \(held.sequence) was offered"))
+                }
+            }
+            state.revocations = list
+            return .success(())
+        }
+        try result.get()
+    }
+
+    /// Verifies `bytes` against the current keys and installs the list.
+    @discardableResult
+    public func installRevocations(_ bytes: [UInt8]) throws(PATKitError) -> RevocationList {
+        let list = try RevocationList(verifying: bytes, keys: keys)
+        try install(list)
+        return list
+    }
+
+    /// Validates a token and returns the verified PAT, or throws why not.
+    /// - Parameter domain: when given (or set in the policy), the token's `dom` must equal it.
+    public func validate(_ token: String, domain: String? = nil) throws(ValidationError) -> VerifiedPAT {
+        let parts = try PASETOv4Public.parse(token, maxBytes: policy.maxTokenBytes)
+        let kid = try Footer.keyID(from: parts.footer)
+        let snapshot = state.withLock { $0 }
+        guard let key = snapshot.keys.verificationKey(forRaw: kid) else {
+            throw ValidationError(.unknownKey, "token is signed by \(kid.prefix(64)), which is not an active key of this verifier")
+        }
+        try PASETOv4Public.verify(parts, key: key, implicitAssertion: policy.implicitAssertion)
+        let claims = try PATClaims(json: parts.message)
+        try check(claims, revocations: snapshot.revocations, domain: domain ?? policy.domain, now: clock())
+        return VerifiedPAT(claims: claims, keyID: key.id)
+    }
+
+    /// Validates a token and checks that it grants `operation` on `entity` `id`.
+    public func authorize(_ token: String, entity: String, operation: String, id: String? = nil,
+                          domain: String? = nil) throws(ValidationError) -> VerifiedPAT {
+        let pat = try validate(token, domain: domain)
+        try pat.authorize(entity: entity, operation: operation, id: id)
+        return pat
+    }
+
+    /// The time, revocation and domain rules, applied after the signature.
+    func check(_ claims: PATClaims, revocations: RevocationList?, domain: String?, now: Timestamp) throws(ValidationError) {
+        let leeway = policy.leeway
+        if claims.issuedAt > now.adding(seconds: leeway) {
+            throw ValidationError(.notYetValid, "token was issued in the future (iat \(claims.issuedAt), now \(now))")
+        }
+        if let nbf = claims.notBefore, nbf > now.adding(seconds: leeway) {
+            throw ValidationError(.notYetValid, "token is not valid before \(nbf) (now \(now))")
+        }
+        if now > claims.expiresAt.adding(seconds: leeway) {
+            throw ValidationError(.expired, "token expired at \(claims.expiresAt) (now \(now))")
+        }
+        if let list = revocations {
+            if list.isStale(at: now, grace: policy.staleGrace), policy.staleListPolicy == .reject {
+                throw ValidationError(.staleRevocationList,
+                                      "revocation list \(list.sequence) was due for update at \(list.nextUpdate); refusing until a fresh list arrives")
+            }
+            if let revocation = list.check(claims) {
+                throw ValidationError(.revoked, revocation.description)
+            }
+        } else if policy.requireRevocationList {
+            throw ValidationError(.missingRevocationList, "no revocation list is loaded; refusing until one is")
+        }
+        if let domain, claims.domain != domain {
+            throw ValidationError(.wrongDomain, "token acts in domain \(claims.domain.map { "\"\($0)\"" } ?? "(none)"), not \"\(domain)\"")
+        }
+    }
+}
+
+/// Signs PAT claims into PASETO v4.public tokens whose footer names the key.
+public struct Issuer: Sendable {
+    public let key: SecretKey
+    public var implicitAssertion: [UInt8]
+
+    public init(key: SecretKey, implicitAssertion: [UInt8] = []) {
+        self.key = key
+        self.implicitAssertion = implicitAssertion
+    }
+
+    /// The token for `claims`, after checking them against the issuing rules.
+    public func issue(_ claims: PATClaims) throws(PATKitError) -> String {
+        try claims.validateForIssue()
+        let message = JSONWriter.encode(.object(claims.json))
+        return PASETOv4Public.sign(message: message, footer: Footer.encode(key.id),
+                                   implicitAssertion: implicitAssertion, with: key)
+    }
+}

@@ -1,0 +1,54 @@
+import ArgumentParser
+import PATStore
+import PATKit
+
+struct IssueCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "issue",
+        abstract: "Sign a PAT with the newest key and print only the token (stateless; nothing is recorded).",
+        discussion: """
+            Scopes are ENTITY:OPERATION[:ID] (ID defaults to *), checked against the scope catalog:
+            --catalog magistrala|generic|FILE, else HOME/catalog.json, else magistrala.
+            --claim KEY=VALUE adds a claim; VALUE is taken as JSON when it parses (true, 42, {"a":1}),
+            else as a string.
+            """)
+
+    @OptionGroup var home: HomeOption
+    @Option(help: "The owner (sub).") var subject: String
+    @Option(name: .customLong("scope"), help: "A scope ENTITY:OPERATION[:ID]; repeat for more.") var scopes: [String] = []
+    @Option(name: .customLong("expires-in"), help: "Lifetime: 45s, 90m, 12h, 30d, 2w, 1y.") var expiresIn: String
+    @Option(help: "The domain the PAT acts in (dom).") var domain: String?
+    @Option(help: "The PAT id (jti): 22–128 URL-safe characters. Default: 128 random bits.") var id: String?
+    @Option(help: "The generation (gen), 1 to 2^53−1.") var generation: UInt64 = 1
+    @Option(name: .customLong("claim"), help: "An extra claim KEY=VALUE; repeat for more.") var claims: [String] = []
+    @Option(help: "Scope catalog: magistrala, generic, or a JSON file.") var catalog: String?
+
+    func validate() throws {
+        guard (1...PATClaims.maxGeneration).contains(generation) else {
+            throw ValidationError("--generation must be from 1 to 2^53−1")
+        }
+    }
+
+    func run() throws {
+        let home = self.home.resolved
+        let lifetime = try TimeSpan(parsing: expiresIn)
+        let scopeSet = try ScopeSet(parsing: scopes)
+        try home.catalog(named: catalog).check(scopeSet)
+        var extra = JSONObject()
+        for item in claims {
+            guard let eq = item.firstIndex(of: "="), eq != item.startIndex else {
+                throw CLIFailure(message: "error: --claim \"\(item)\" must be KEY=VALUE", status: 2)
+            }
+            let key = String(item[..<eq])
+            let text = String(item[item.index(after: eq)...])
+            let value = (try? JSONParser.parse(text, limits: JSONLimits(maxBytes: 4096, maxDepth: 4))) ?? .string(text)
+            extra.set(key, value)
+        }
+        let now = Timestamp.now()
+        let claims = PATClaims(id: id ?? PATClaims.newID(), subject: subject, generation: generation,
+                               issuedAt: now, expiresAt: now.adding(seconds: lifetime.seconds),
+                               domain: domain, scopes: scopeSet, extra: extra)
+        let key = try home.keyStore.signingKey()
+        emit(try Issuer(key: key).issue(claims))
+    }
+}
