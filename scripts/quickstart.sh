@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# PATKit quick start on a fresh Debian/Ubuntu machine with Swift 6:
+# installs the system libraries, builds `pat`, makes a signing key under keys/ (once),
+# issues a PAT and verifies it offline. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+need=()
+for pkg in libsodium-dev pkg-config libsqlite3-dev; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "==> installing ${need[*]}"
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q "${need[@]}"
+fi
+
+# pyseto (a stock PASETO implementation) in .venv, for the interoperability tests.
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pyseto' 2>/dev/null; then
+  echo "==> installing pyseto into .venv (interoperability tests)"
+  python3 -m venv .venv && .venv/bin/pip install -q pyseto || echo "   (pyseto not installed: interoperability tests will be skipped)"
+fi
+
+echo "==> building pat"
+swift build --product pat
+PAT="$(swift build --show-bin-path)/pat"
+
+if ! ls keys/k4.pid.*.secret >/dev/null 2>&1; then
+  echo "==> generating a signing key in keys/"
+  "$PAT" keys generate
+fi
+echo "==> keys"
+"$PAT" keys list
+
+echo "==> issuing a PAT for alice (clients:view, channels:connect_client:ch-42; 30 days)"
+TOKEN="$("$PAT" issue --subject alice --scope clients:view --scope channels:connect_client:ch-42 --expires-in 30d --domain demo)"
+echo "$TOKEN"
+
+echo "==> verifying it offline (token on standard input), requiring clients:view"
+echo "$TOKEN" | "$PAT" verify --require clients:view --domain demo
+echo "==> done: the token above is valid"
