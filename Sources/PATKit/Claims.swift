@@ -137,24 +137,37 @@ public struct PATClaims: Sendable, Equatable {
 }
 
 /// A PAT whose signature, times and revocation status were checked by a `Validator`.
+/// Cheap to copy: the claims live in one shared immutable box.
 public struct VerifiedPAT: Sendable, Equatable {
-    public let claims: PATClaims
-    /// The key that signed it.
-    public let keyID: KeyID
+    final class Storage: Sendable {
+        let claims: PATClaims
+        let keyID: KeyID
+        init(claims: PATClaims, keyID: KeyID) {
+            self.claims = claims
+            self.keyID = keyID
+        }
+    }
 
-    public var id: String { claims.id }
-    public var subject: String { claims.subject }
-    public var generation: UInt64 { claims.generation }
-    public var scopes: ScopeSet { claims.scopes }
-    public var domain: String? { claims.domain }
-    public var expiresAt: Timestamp { claims.expiresAt }
+    let storage: Storage
+
+    public init(claims: PATClaims, keyID: KeyID) { storage = Storage(claims: claims, keyID: keyID) }
+
+    public var claims: PATClaims { storage.claims }
+    /// The key that signed it.
+    public var keyID: KeyID { storage.keyID }
+    public var id: String { storage.claims.id }
+    public var subject: String { storage.claims.subject }
+    public var generation: UInt64 { storage.claims.generation }
+    public var scopes: ScopeSet { storage.claims.scopes }
+    public var domain: String? { storage.claims.domain }
+    public var expiresAt: Timestamp { storage.claims.expiresAt }
 
     /// A claim by name, registered or not (e.g. a service-specific flag).
-    public subscript(claim name: String) -> JSONValue? { claims.json[name] }
+    public subscript(claim name: String) -> JSONValue? { storage.claims.json[name] }
 
     /// True when the PAT's scopes grant `operation` on `entity` `id`; nothing is implicit.
     public func allows(entity: String, operation: String, id: String? = nil) -> Bool {
-        claims.scopes.allows(entity: entity, operation: operation, id: id)
+        storage.claims.scopes.allows(entity: entity, operation: operation, id: id)
     }
 
     /// Throws `scopeMissing` unless the PAT's scopes grant the request.
@@ -162,5 +175,9 @@ public struct VerifiedPAT: Sendable, Equatable {
         guard allows(entity: entity, operation: operation, id: id) else {
             throw ValidationError(.scopeMissing, "PAT \(self.id) lacks scope \(entity):\(operation):\(id ?? "*")")
         }
+    }
+
+    public static func == (a: VerifiedPAT, b: VerifiedPAT) -> Bool {
+        a.storage === b.storage || (a.claims == b.claims && a.keyID == b.keyID)
     }
 }

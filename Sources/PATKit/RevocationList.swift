@@ -42,6 +42,8 @@ public struct RevocationList: Sendable {
     let tokens: HashTable
     let owners: HashTable
 
+    /// Bytes the loaded list holds in memory: the signed file bytes plus both indexes.
+    public var memoryFootprint: Int { tokens.storageBytes + tokens.indexBytes + owners.indexBytes }
     public var tokenEntryCount: Int { tokens.count }
     public var ownerEntryCount: Int { owners.count }
 
@@ -297,6 +299,9 @@ final class HashTable: Sendable {
         EntryKey(high: UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)),
                  low: UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self)))
     }
+
+    var storageBytes: Int { storage.count }
+    var indexBytes: Int { slots.count * MemoryLayout<UInt32>.stride }
 
     /// The entry's two 64-bit values.
     func lookup(_ key: EntryKey) -> (UInt64, UInt64)? {

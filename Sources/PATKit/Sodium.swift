@@ -31,6 +31,9 @@ enum Sodium {
     static func base64URLDecode(_ text: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
         if text.isEmpty { return [] }
         if text.count % 4 == 1 { return nil }
+        // libsodium (1.0.18) reads bytes >= 0x80 as sign-extended chars and decodes them as '_'
+        // instead of rejecting them; allow only the base64url alphabet.
+        guard text.allSatisfy(isBase64URLByte) else { return nil }
         let maxLen = text.count * 3 / 4 + 1
         var binLen = 0
         var endPtr: UnsafePointer<CChar>? = nil
@@ -49,6 +52,11 @@ enum Sodium {
         guard ok, let endPtr, let base = text.baseAddress,
               UnsafeRawPointer(base).distance(to: UnsafeRawPointer(endPtr)) == text.count else { return nil }
         return out
+    }
+
+    @inline(__always)
+    static func isBase64URLByte(_ b: UInt8) -> Bool {
+        (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39) || b == 0x2D || b == 0x5F
     }
 
     static func base64URLDecode(_ text: some StringProtocol) -> [UInt8]? {
