@@ -21,6 +21,13 @@ public struct PATClaims: Sendable, Equatable {
     public static let maxGeneration: UInt64 = (1 << 53) - 1
     static let registered: Set<String> = ["jti", "sub", "gen", "iat", "exp", "nbf", "iss", "aud", "dom", "scope"]
 
+    static func isRegistered(_ key: String) -> Bool {
+        switch key {
+        case "jti", "sub", "gen", "iat", "exp", "nbf", "iss", "aud", "dom", "scope": return true
+        default: return false
+        }
+    }
+
     public init(id: String, subject: String, generation: UInt64 = 1, issuedAt: Timestamp, expiresAt: Timestamp,
                 notBefore: Timestamp? = nil, issuer: String? = nil, audience: String? = nil, domain: String? = nil,
                 scopes: ScopeSet = ScopeSet(), extra: JSONObject = JSONObject()) {
@@ -85,7 +92,7 @@ public struct PATClaims: Sendable, Equatable {
 
     /// Parses claims from a verified message. Strict: unique keys, required claims present,
     /// every registered claim of its type, times in `YYYY-MM-DDTHH:MM:SSZ`.
-    public init(json bytes: [UInt8]) throws(ValidationError) {
+    public init(json bytes: some ContiguousBytes) throws(ValidationError) {
         let value: JSONValue
         do {
             value = try JSONParser.parse(bytes, limits: JSONLimits(maxBytes: 8 * 1024, maxDepth: 8, maxMembers: 128, maxStringBytes: 4096))
@@ -128,7 +135,7 @@ public struct PATClaims: Sendable, Equatable {
         let scopes: ScopeSet
         do { scopes = try ScopeSet(claim: scopeClaim ?? "") } catch { throw .malformed("claim \"scope\": \(error)") }
         var extra = JSONObject()
-        for (key, v) in object.members where !PATClaims.registered.contains(key) { extra.set(key, v) }
+        for (key, v) in object.members where !PATClaims.isRegistered(key) { extra.set(key, v) }
 
         self.init(id: id, subject: subject, generation: UInt64(gen), issuedAt: iat, expiresAt: exp, notBefore: nbf,
                   issuer: try string("iss", required: false), audience: try string("aud", required: false),

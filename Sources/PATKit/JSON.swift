@@ -56,6 +56,8 @@ public struct JSONObject: Sendable, Equatable {
             && zip(a.members, b.members).allSatisfy { $0.key == $1.key && $0.value == $1.value }
     }
 
+    fileprivate mutating func reserveCapacity(_ n: Int) { members.reserveCapacity(n) }
+
     fileprivate mutating func appendUnique(_ key: String, _ value: JSONValue) { members.append((key, value)) }
 }
 
@@ -153,6 +155,7 @@ public struct JSONParser {
         guard depth <= limits.maxDepth else { throw fail("nesting deeper than \(limits.maxDepth)") }
         index += 1
         var object = JSONObject()
+        object.reserveCapacity(16)
         var seen: Set<String>? = nil
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return object }
@@ -234,20 +237,23 @@ public struct JSONParser {
     private mutating func parseString() throws(JSONError) -> String {
         index += 1 // opening quote
         let start = index
-        // Fast path: no escapes.
+        // Fast path: no escapes; pure ASCII needs no UTF-8 validation.
+        var high: UInt8 = 0
         while index < bytes.count {
             let b = bytes[index]
             if b == UInt8(ascii: "\"") {
                 let slice = UnsafeBufferPointer(rebasing: bytes[start..<index])
                 guard slice.count <= limits.maxStringBytes else { throw fail("string longer than \(limits.maxStringBytes) bytes") }
+                index += 1
+                if high < 0x80 { return String(decoding: slice, as: UTF8.self) }
                 guard let s = String(validating: slice, as: UTF8.self) else {
                     throw JSONError(reason: "invalid UTF-8 in string", offset: start)
                 }
-                index += 1
                 return s
             }
             if b == UInt8(ascii: "\\") { break }
             if b < 0x20 { throw fail("control character in string") }
+            high |= b
             index += 1
         }
         // Slow path with escapes.

@@ -134,6 +134,7 @@ enum Footer {
         guard footer.count <= maxBytes else {
             throw ValidationError(.tooLarge, "footer of \(footer.count) bytes exceeds \(maxBytes) bytes")
         }
+        if let kid = canonicalKeyID(footer) { return kid }
         if containsKeyMaterial(footer) {
             throw .malformed("footer carries key material (a PASERK key); only key ids (k4.pid) are allowed")
         }
@@ -146,6 +147,21 @@ enum Footer {
         guard kid.hasPrefix(KeyID.prefix) else { throw .malformed("footer \"kid\" must be a k4.pid key id") }
         return kid
     }
+
+    /// The kid of a footer written exactly as PATKit writes it, `{"kid":"k4.pid.<44 base64url>"}`,
+    /// recognised without a JSON parse; nil for anything else (which then takes the full path).
+    static func canonicalKeyID(_ footer: [UInt8]) -> String? {
+        let head = canonicalHead, tail: [UInt8] = [0x22, 0x7D] // "}
+        guard footer.count == head.count + 51 + tail.count, footer.starts(with: head), footer.suffix(2).elementsEqual(tail) else { return nil }
+        let kid = footer[head.count..<(head.count + 51)]
+        guard kid.starts(with: KeyID.prefixBytes),
+              kid.dropFirst(KeyID.prefixBytes.count).allSatisfy({
+                  ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D || $0 == 0x5F
+              }) else { return nil }
+        return String(decoding: kid, as: UTF8.self)
+    }
+
+    static let canonicalHead: [UInt8] = Array(#"{"kid":""#.utf8)
 
     /// True when the bytes contain a PASERK key type other than an id:
     /// `kN.local`, `kN.public`, `kN.secret`, `kN.seal` (and their wrapped forms).

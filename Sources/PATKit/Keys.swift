@@ -5,6 +5,7 @@ public struct KeyID: Sendable, Hashable, Comparable, CustomStringConvertible {
     public let rawValue: String
 
     static let prefix = "k4.pid."
+    static let prefixBytes: [UInt8] = Array(prefix.utf8)
 
     /// Accepts only a well-formed `k4.pid.` string (33 bytes of strict base64url).
     public init(_ text: String) throws(PATKitError) {

@@ -10,9 +10,14 @@ public enum PASETOv4Public {
 
     /// The parts of a token, before its signature is checked.
     public struct Parts: Sendable {
-        public let message: [UInt8]
-        public let signature: [UInt8]
+        /// message ‖ signature, as decoded (at least 64 bytes).
+        let payload: [UInt8]
         public let footer: [UInt8]
+
+        var messageBytes: ArraySlice<UInt8> { payload[..<(payload.count - 64)] }
+        var signatureBytes: ArraySlice<UInt8> { payload[(payload.count - 64)...] }
+        public var message: [UInt8] { Array(messageBytes) }
+        public var signature: [UInt8] { Array(signatureBytes) }
     }
 
     /// Pre-Authentication Encoding: LE64(count) then LE64(len) ‖ bytes for each piece.
@@ -24,6 +29,22 @@ public enum PASETOv4Public {
             appendLE64(UInt64(piece.count), to: &out)
             out.append(contentsOf: piece)
         }
+        return out
+    }
+
+    /// PAE("v4.public.", message, footer, implicit assertion) in one allocation.
+    static func signedMessage(_ message: ArraySlice<UInt8>, _ footer: [UInt8], _ implicit: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(40 + headerBytes.count + message.count + footer.count + implicit.count)
+        appendLE64(4, to: &out)
+        appendLE64(UInt64(headerBytes.count), to: &out)
+        out.append(contentsOf: headerBytes)
+        appendLE64(UInt64(message.count), to: &out)
+        out.append(contentsOf: message)
+        appendLE64(UInt64(footer.count), to: &out)
+        out.append(contentsOf: footer)
+        appendLE64(UInt64(implicit.count), to: &out)
+        out.append(contentsOf: implicit)
         return out
     }
 
@@ -69,18 +90,16 @@ public enum PASETOv4Public {
             let footerText = UnsafeBufferPointer(rebasing: body[(dot + 1)...])
             guard !footerText.isEmpty else { throw .malformed("empty footer after the final '.'") }
             guard !footerText.contains(UInt8(ascii: ".")) else { throw .malformed("too many '.'-separated parts") }
-            guard let decoded = Sodium.base64URLDecode(footerText) else {
+            guard let decoded = PublicBase64URL.decode(footerText) else {
                 throw .malformed("footer is not canonical unpadded base64url")
             }
             footer = decoded
         }
-        guard let payload = Sodium.base64URLDecode(payloadText) else {
+        guard let payload = PublicBase64URL.decode(payloadText) else {
             throw .malformed("payload is not canonical unpadded base64url")
         }
         guard payload.count >= 64 else { throw .malformed("payload too short to hold a signature") }
-        return Parts(message: Array(payload[..<(payload.count - 64)]),
-                     signature: Array(payload[(payload.count - 64)...]),
-                     footer: footer)
+        return Parts(payload: payload, footer: footer)
     }
 
     private static func describeHeader(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
@@ -94,9 +113,9 @@ public enum PASETOv4Public {
 
     /// Checks the signature of `parts` with `key`.
     public static func verify(_ parts: Parts, key: PublicKey, implicitAssertion: [UInt8] = []) throws(ValidationError) {
-        let m2 = pae([headerBytes, parts.message, parts.footer, implicitAssertion])
+        let m2 = signedMessage(parts.messageBytes, parts.footer, implicitAssertion)
         let ok = m2.withUnsafeBytes { msg in
-            parts.signature.withUnsafeBytes { sig in
+            parts.signatureBytes.withUnsafeBytes { sig in
                 key.bytes.withUnsafeBytes { pk in Sodium.verifyDetached(signature: sig, message: msg, publicKey: pk) }
             }
         }

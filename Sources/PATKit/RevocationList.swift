@@ -67,15 +67,17 @@ public struct RevocationList: Sendable {
 
     /// Whether the list refuses a PAT with these claims. O(1).
     public func check(_ claims: PATClaims) -> Revocation? {
-        check(tokenKey: RevocationList.tokenKey(claims.id), ownerKey: RevocationList.ownerKey(claims.subject),
-              generation: claims.generation, issuedAt: claims.issuedAt)
+        check(claims, tokenKey: nil, ownerKey: nil)
     }
 
-    func check(tokenKey: EntryKey, ownerKey: EntryKey, generation: UInt64, issuedAt: Timestamp) -> Revocation? {
-        if let (floor, _) = tokens.lookup(tokenKey), generation < floor {
+    /// The same with lookup keys computed earlier (nil: hash here, only if the table is non-empty).
+    func check(_ claims: PATClaims, tokenKey: EntryKey?, ownerKey: EntryKey?) -> Revocation? {
+        if tokens.count > 0, let (floor, _) = tokens.lookup(tokenKey ?? RevocationList.tokenKey(claims.id)),
+           claims.generation < floor {
             return floor == UInt64.max ? .deleted : .superseded(floor: floor)
         }
-        if owners.count > 0, let (before, _) = owners.lookup(ownerKey), issuedAt.seconds < Int64(bitPattern: before) {
+        if owners.count > 0, let (before, _) = owners.lookup(ownerKey ?? RevocationList.ownerKey(claims.subject)),
+           claims.issuedAt.seconds < Int64(bitPattern: before) {
             return .ownerRevoked(before: Timestamp(seconds: Int64(bitPattern: before)))
         }
         return nil

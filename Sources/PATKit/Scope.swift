@@ -25,14 +25,48 @@ public struct Scope: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses `ENTITY:OPERATION[:ID]`.
     public init(parsing text: some StringProtocol) throws(PATKitError) {
-        guard !text.isEmpty, text.utf8.count <= Scope.maxLength else {
+        var copy = String(text)
+        let result = copy.withUTF8 { bytes in
+            Result { () throws(PATKitError) -> Scope in try Scope(bytes: bytes) }
+        }
+        self = try result.get()
+    }
+
+    /// Parses one scope from UTF-8 bytes in a single pass, without intermediate strings.
+    init(bytes: UnsafeBufferPointer<UInt8>) throws(PATKitError) {
+        guard !bytes.isEmpty, bytes.count <= Scope.maxLength else {
             throw .invalidScope("a scope is 1–\(Scope.maxLength) characters, written ENTITY:OPERATION[:ID]")
         }
-        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count == 2 || parts.count == 3 else {
-            throw .invalidScope("\"\(text.prefix(64))\" is not ENTITY:OPERATION[:ID] (e.g. clients:view:*, channels:publish:ch-42)")
+        var first = -1, second = -1
+        for i in 0..<bytes.count where bytes[i] == UInt8(ascii: ":") {
+            if first < 0 { first = i } else if second < 0 { second = i } else { first = -2; break }
         }
-        try self.init(entity: String(parts[0]), operation: String(parts[1]), id: parts.count == 3 ? String(parts[2]) : nil)
+        guard first >= 0 else {
+            let shown = String(decoding: UnsafeBufferPointer(rebasing: bytes.prefix(64)), as: UTF8.self)
+            throw .invalidScope("\"\(shown)\" is not ENTITY:OPERATION[:ID] (e.g. clients:view:*, channels:connect_client:ch-42)")
+        }
+        let end2 = second >= 0 ? second : bytes.count
+        let entity = UnsafeBufferPointer(rebasing: bytes[0..<first])
+        let operation = UnsafeBufferPointer(rebasing: bytes[(first + 1)..<end2])
+        guard Scope.isName(entity) else {
+            throw .invalidScope("entity type \"\(String(decoding: entity.prefix(64), as: UTF8.self))\" must be 1–64 of a–z, 0–9, '_' or '-'")
+        }
+        guard Scope.isName(operation) else {
+            throw .invalidScope("operation \"\(String(decoding: operation.prefix(64), as: UTF8.self))\" must be 1–64 of a–z, 0–9, '_' or '-'")
+        }
+        var id: String? = nil
+        if second >= 0 {
+            let idBytes = UnsafeBufferPointer(rebasing: bytes[(second + 1)...])
+            if !(idBytes.count == 1 && idBytes[0] == UInt8(ascii: "*")) {
+                guard Scope.isEntityID(idBytes) else {
+                    throw .invalidScope("entity id \"\(String(decoding: idBytes.prefix(64), as: UTF8.self))\" must be \"*\" or 1–128 of A–Z, a–z, 0–9, '.', '_', '~' or '-'")
+                }
+                id = String(decoding: idBytes, as: UTF8.self)
+            }
+        }
+        self.entity = String(decoding: entity, as: UTF8.self)
+        self.operation = String(decoding: operation, as: UTF8.self)
+        self.id = id
     }
 
     /// True when this scope grants `operation` on the entity `id` of type `entity`.
@@ -48,14 +82,16 @@ public struct Scope: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { "\(entity):\(operation):\(id ?? "*")" }
 
-    static func isName(_ s: String) -> Bool {
-        let u = s.utf8
-        return !u.isEmpty && u.count <= 64 && u.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5F || $0 == 0x2D }
+    static func isName(_ s: String) -> Bool { isName(s.utf8) }
+
+    static func isName<C: Collection>(_ u: C) -> Bool where C.Element == UInt8 {
+        !u.isEmpty && u.count <= 64 && u.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5F || $0 == 0x2D }
     }
 
-    static func isEntityID(_ s: String) -> Bool {
-        let u = s.utf8
-        return !u.isEmpty && u.count <= 128 && u.allSatisfy {
+    static func isEntityID(_ s: String) -> Bool { isEntityID(s.utf8) }
+
+    static func isEntityID<C: Collection>(_ u: C) -> Bool where C.Element == UInt8 {
+        !u.isEmpty && u.count <= 128 && u.allSatisfy {
             ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x30 && $0 <= 0x39)
                 || $0 == 0x5F || $0 == 0x2D || $0 == 0x2E || $0 == 0x7E
         }
@@ -70,8 +106,15 @@ public struct ScopeSet: Sendable, Hashable, CustomStringConvertible, Sequence {
     public static let maxCount = 256
 
     public init(_ scopes: [Scope] = []) {
-        var seen = Set<Scope>()
-        self.scopes = scopes.filter { seen.insert($0).inserted }
+        if scopes.count <= 16 {
+            var unique: [Scope] = []
+            unique.reserveCapacity(scopes.count)
+            for scope in scopes where !unique.contains(scope) { unique.append(scope) }
+            self.scopes = unique
+        } else {
+            var seen = Set<Scope>()
+            self.scopes = scopes.filter { seen.insert($0).inserted }
+        }
     }
 
     /// Parses strings such as `["clients:view", "channels:publish:ch-42"]`.
@@ -85,15 +128,21 @@ public struct ScopeSet: Sendable, Hashable, CustomStringConvertible, Sequence {
     /// Parses the `scope` claim: scopes separated by single spaces.
     public init(claim: String) throws(PATKitError) {
         if claim.isEmpty { self.init(); return }
-        let items = claim.split(separator: " ", omittingEmptySubsequences: false)
-        guard items.count <= ScopeSet.maxCount else { throw .invalidScope("more than \(ScopeSet.maxCount) scopes") }
-        var parsed: [Scope] = []
-        parsed.reserveCapacity(items.count)
-        for item in items {
-            guard !item.isEmpty else { throw .invalidScope("scopes must be separated by single spaces") }
-            parsed.append(try Scope(parsing: item))
+        var text = claim
+        let result = text.withUTF8 { bytes in
+            Result { () throws(PATKitError) -> [Scope] in
+                var parsed: [Scope] = []
+                var start = 0
+                for i in 0...bytes.count where i == bytes.count || bytes[i] == UInt8(ascii: " ") {
+                    guard i > start else { throw .invalidScope("scopes must be separated by single spaces") }
+                    guard parsed.count < ScopeSet.maxCount else { throw .invalidScope("more than \(ScopeSet.maxCount) scopes") }
+                    parsed.append(try Scope(bytes: UnsafeBufferPointer(rebasing: bytes[start..<i])))
+                    start = i + 1
+                }
+                return parsed
+            }
         }
-        self.init(parsed)
+        self.init(try result.get())
     }
 
     /// The `scope` claim form.

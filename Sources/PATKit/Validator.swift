@@ -118,12 +118,17 @@ public final class Validator: Sendable {
             throw ValidationError(.unknownKey, "token is signed by \(kid.prefix(64)), which is not an active key of this verifier")
         }
         try PASETOv4Public.verify(parts, key: key, implicitAssertion: policy.implicitAssertion)
-        let claims = try PATClaims(json: parts.message)
+        let claims = try PATClaims(json: parts.messageBytes)
+        let pat = VerifiedPAT(claims: claims, keyID: key.id)
+        guard let cache else {
+            try check(claims, tokenKey: nil, ownerKey: nil, revocations: snapshot.revocations, domain: domain, now: clock())
+            return pat
+        }
+        // Hash the lookup keys once, for this call and every later hit.
         let tokenKey = RevocationList.tokenKey(claims.id)
         let ownerKey = RevocationList.ownerKey(claims.subject)
         try check(claims, tokenKey: tokenKey, ownerKey: ownerKey, revocations: snapshot.revocations, domain: domain, now: clock())
-        let pat = VerifiedPAT(claims: claims, keyID: key.id)
-        cache?.insert(token, ValidationCache.Entry(pat: pat, tokenKey: tokenKey, ownerKey: ownerKey, keysEpoch: snapshot.keysEpoch))
+        cache.insert(token, ValidationCache.Entry(pat: pat, tokenKey: tokenKey, ownerKey: ownerKey, keysEpoch: snapshot.keysEpoch))
         return pat
     }
 
@@ -137,7 +142,7 @@ public final class Validator: Sendable {
 
     /// The time, revocation and domain rules, applied after the signature — and on every
     /// cache hit.
-    func check(_ claims: PATClaims, tokenKey: EntryKey, ownerKey: EntryKey, revocations: RevocationList?,
+    func check(_ claims: PATClaims, tokenKey: EntryKey?, ownerKey: EntryKey?, revocations: RevocationList?,
                domain: String?, now: Timestamp) throws(ValidationError) {
         let leeway = policy.leeway
         if claims.issuedAt > now.adding(seconds: leeway) {
@@ -154,8 +159,7 @@ public final class Validator: Sendable {
                 throw ValidationError(.staleRevocationList,
                                       "revocation list \(list.sequence) was due for update at \(list.nextUpdate); refusing until a fresh list arrives")
             }
-            if let revocation = list.check(tokenKey: tokenKey, ownerKey: ownerKey, generation: claims.generation,
-                                           issuedAt: claims.issuedAt) {
+            if let revocation = list.check(claims, tokenKey: tokenKey, ownerKey: ownerKey) {
                 throw ValidationError(.revoked, revocation.description)
             }
         } else if policy.requireRevocationList {

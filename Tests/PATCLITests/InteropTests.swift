@@ -9,7 +9,7 @@ struct InteropTests {
         .deletingLastPathComponent().deletingLastPathComponent()
 
     static var python: String? {
-        let candidates = [ProcessInfo.processInfo.environment["PATKIT_PYTHON"],
+        let candidates: [String?] = [ProcessInfo.processInfo.environment["PATKIT_PYTHON"],
                           packageRoot.appendingPathComponent(".venv/bin/python").path]
         return candidates.compactMap { $0 }.first { path in
             guard FileManager.default.isExecutableFile(atPath: path) else { return false }
