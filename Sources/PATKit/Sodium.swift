@@ -32,8 +32,11 @@ enum Sodium {
         if text.isEmpty { return [] }
         if text.count % 4 == 1 { return nil }
         // libsodium (1.0.18) reads bytes >= 0x80 as sign-extended chars and decodes them as '_'
-        // instead of rejecting them; allow only the base64url alphabet.
-        guard text.allSatisfy(isBase64URLByte) else { return nil }
+        // instead of rejecting them. Refuse any such byte first, without branching on the
+        // (possibly secret) characters, so this decoder stays constant-time.
+        var high: UInt8 = 0
+        for b in text { high |= b }
+        guard high & 0x80 == 0 else { return nil }
         let maxLen = text.count * 3 / 4 + 1
         var binLen = 0
         var endPtr: UnsafePointer<CChar>? = nil
@@ -52,11 +55,6 @@ enum Sodium {
         guard ok, let endPtr, let base = text.baseAddress,
               UnsafeRawPointer(base).distance(to: UnsafeRawPointer(endPtr)) == text.count else { return nil }
         return out
-    }
-
-    @inline(__always)
-    static func isBase64URLByte(_ b: UInt8) -> Bool {
-        (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39) || b == 0x2D || b == 0x5F
     }
 
     static func base64URLDecode(_ text: some StringProtocol) -> [UInt8]? {
