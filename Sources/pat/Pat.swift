@@ -1,6 +1,7 @@
 import ArgumentParser
 import PATStore
 import PATKit
+import PATRegistry
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -14,9 +15,15 @@ struct Pat: ParsableCommand {
         abstract: "Issue, manage and verify offline-checkable personal access tokens (PASETO v4.public).",
         discussion: """
             State lives in the PATKit home: --home, else $PAT_HOME, else the current directory.
+            Registry-backed commands (create, list, show, scope, revoke, regenerate, delete, publish) \
+            record PATs in HOME/pat.db; verifiers learn of changes from `pat publish`.
             Exit status: 0 success, 1 failure (e.g. an invalid token), 2 usage error.
+            Testing aid: PAT_NOW=YYYY-MM-DDTHH:MM:SSZ makes create, scope, revoke, regenerate, delete, \
+            list, show, publish and verify take that instant as the current time.
             """,
-        subcommands: [KeysCommand.self, IssueCommand.self, VerifyCommand.self]
+        subcommands: [KeysCommand.self, IssueCommand.self, VerifyCommand.self,
+                      CreateCommand.self, ListCommand.self, ShowCommand.self, ScopeCommand.self, RevokeCommand.self,
+                      RegenerateCommand.self, DeleteCommand.self, PublishCommand.self]
     )
 
     /// Runs the command; usage errors exit 2, failures exit 1 with a message on stderr.
@@ -31,6 +38,9 @@ struct Pat: ParsableCommand {
             printError("error: \(error)")
             Glibc.exit(1)
         } catch let error as PATKit.ValidationError {
+            printError("error: \(error)")
+            Glibc.exit(1)
+        } catch let error as RegistryError {
             printError("error: \(error)")
             Glibc.exit(1)
         } catch {

@@ -11,6 +11,7 @@ struct VerifyCommand: ParsableCommand {
             history; surrounding whitespace is ignored. Keys default to HOME/keys/keyset.json; the
             revocation list defaults to HOME/published/revocations.bin when present.
             Exit status: 0 valid (claims printed), 1 invalid (reason printed), 2 usage error.
+            Testing aid: PAT_NOW=YYYY-MM-DDTHH:MM:SSZ checks as if that were the current time.
             """)
 
     @OptionGroup var home: HomeOption
@@ -39,7 +40,8 @@ struct VerifyCommand: ParsableCommand {
         }
         var policy = Validator.Policy()
         policy.leeway = leeway
-        let validator = Validator(keys: keySet, policy: policy)
+        let clock = try currentClock() // $PAT_NOW (a testing aid) or the system clock
+        let validator = Validator(keys: keySet, policy: policy, clock: clock)
         let listPath = revocations ?? (SecureFile.exists(home.publishedRevocationsPath) ? home.publishedRevocationsPath : nil)
         if let listPath {
             try validator.installRevocations(SecureFile.read(listPath, maxBytes: RevocationList.defaultMaxBytes))
@@ -48,7 +50,7 @@ struct VerifyCommand: ParsableCommand {
         if listPath == nil {
             var relaxed = policy
             relaxed.requireRevocationList = false
-            checker = Validator(keys: keySet, policy: relaxed)
+            checker = Validator(keys: keySet, policy: relaxed, clock: clock)
             if !json { printError("note: no revocation list (pass --revocations FILE or run `pat publish`): revocation was not checked") }
         } else {
             checker = validator

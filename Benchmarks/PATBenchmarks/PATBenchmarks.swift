@@ -1,0 +1,276 @@
+import Benchmark
+import CSodium
+import Dispatch
+import PATKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// Every figure is measured in the same run as `baseline.libsodium_verify`: one bare
+// crypto_sign_verify_detached over the same token's PAE message. Compare ratios, not
+// absolute numbers (these machines are noisy). Timed work lives in the plain functions below.
+
+let benchmarks: @Sendable () -> Void = {
+    let timing: [BenchmarkMetric] = [.wallClock, .throughput, .mallocCountTotal]
+    Benchmark.defaultConfiguration = .init(metrics: timing, warmupIterations: 10, maxDuration: .seconds(3), maxIterations: 100_000)
+
+    Benchmark("baseline.libsodium_verify") { benchmark in
+        runBaseline(benchmark, Fixture.shared)
+    }
+    Benchmark("validate.fresh") { benchmark in
+        runValidate(benchmark, Fixture.shared.freshValidator, Fixture.shared.token)
+    }
+    Benchmark("validate.revocations_1M") { benchmark in
+        runValidate(benchmark, MillionFixture.shared.validator, Fixture.shared.token)
+    }
+    Benchmark("validate.cached", configuration: .init(metrics: timing + [.custom("cache_bytes_per_entry", useScalingFactor: false)],
+                                                      scalingFactor: .kilo)) { benchmark in
+        runCached(benchmark, Fixture.shared)
+    }
+    Benchmark("authorize.20_scopes", configuration: .init(metrics: timing, scalingFactor: .kilo)) { benchmark in
+        runAuthorize(benchmark, Fixture.shared)
+    }
+    Benchmark("issue.sign") { benchmark in
+        runIssue(benchmark, Fixture.shared)
+    }
+    let load: [BenchmarkMetric] = [.wallClock, .mallocBytesCount, .peakMemoryResidentDelta,
+                                   .custom("file_bytes_per_entry", useScalingFactor: false),
+                                   .custom("loaded_bytes", useScalingFactor: false)]
+    Benchmark("revocations.load_100k", configuration: .init(metrics: load, warmupIterations: 1, maxDuration: .seconds(5), maxIterations: 10)) { benchmark in
+        runLoad(benchmark, Fixture.shared, path: Fixture.listPath(100_000), entries: 100_000)
+    } setup: {
+        Fixture.shared.writeListFile(entries: 100_000)
+    }
+    Benchmark("revocations.load_1M", configuration: .init(metrics: load, warmupIterations: 1, maxDuration: .seconds(10), maxIterations: 5)) { benchmark in
+        runLoad(benchmark, Fixture.shared, path: Fixture.listPath(1_000_000), entries: 1_000_000)
+    } setup: {
+        Fixture.shared.writeListFile(entries: 1_000_000)
+    }
+    Benchmark("validate.fresh_all_cores", configuration: .init(metrics: timing, scalingFactor: .kilo, maxDuration: .seconds(5))) { benchmark in
+        runAllCores(benchmark, Fixture.shared)
+    }
+}
+
+// MARK: - timed functions
+
+func runBaseline(_ benchmark: Benchmark, _ f: Fixture) {
+    f.pae.withUnsafeBufferPointer { message in
+        f.signature.withUnsafeBufferPointer { signature in
+            f.publicKey.bytes.withUnsafeBufferPointer { key in
+                guard let m = message.baseAddress, let s = signature.baseAddress, let k = key.baseAddress else { return }
+                benchmark.startMeasurement()
+                for _ in benchmark.scaledIterations {
+                    blackHole(crypto_sign_verify_detached(s, m, UInt64(message.count), k))
+                }
+                benchmark.stopMeasurement()
+            }
+        }
+    }
+}
+
+func runValidate(_ benchmark: Benchmark, _ validator: Validator, _ token: String) {
+    benchmark.startMeasurement()
+    for _ in benchmark.scaledIterations {
+        blackHole(try? validator.validate(token))
+    }
+    benchmark.stopMeasurement()
+}
+
+func runCached(_ benchmark: Benchmark, _ f: Fixture) {
+    let validator = f.cachingValidator
+    _ = try? validator.validate(f.token) // warm
+    benchmark.measurement(.custom("cache_bytes_per_entry", useScalingFactor: false), f.cacheBytesPerEntry)
+    benchmark.startMeasurement()
+    for _ in benchmark.scaledIterations {
+        blackHole(try? validator.validate(f.token))
+    }
+    benchmark.stopMeasurement()
+}
+
+func runAuthorize(_ benchmark: Benchmark, _ f: Fixture) {
+    let pat = f.twentyScopePAT
+    benchmark.startMeasurement()
+    for _ in benchmark.scaledIterations {
+        // The last of 20 scopes: the worst case of the linear scan.
+        blackHole(pat.allows(entity: "groups", operation: "view", id: "g-19"))
+    }
+    benchmark.stopMeasurement()
+}
+
+func runIssue(_ benchmark: Benchmark, _ f: Fixture) {
+    let issuer = Issuer(key: f.secretKey)
+    let claims = f.claims
+    benchmark.startMeasurement()
+    for _ in benchmark.scaledIterations {
+        blackHole(try? issuer.issue(claims))
+    }
+    benchmark.stopMeasurement()
+}
+
+func runLoad(_ benchmark: Benchmark, _ f: Fixture, path: String, entries: Int) {
+    var loaded: RevocationList? = nil
+    var fileBytes = 0
+    benchmark.startMeasurement()
+    for _ in benchmark.scaledIterations {
+        loaded = nil // never hold two lists at once
+        do {
+            let bytes = try SecureFile.read(path, maxBytes: RevocationList.defaultMaxBytes)
+            fileBytes = bytes.count
+            loaded = try RevocationList(verifying: bytes, keys: f.keySet)
+        } catch {
+            warn("load failed: \(error)\n")
+        }
+    }
+    benchmark.stopMeasurement()
+    if let loaded {
+        benchmark.measurement(.custom("file_bytes_per_entry", useScalingFactor: false), fileBytes / max(1, entries))
+        benchmark.measurement(.custom("loaded_bytes", useScalingFactor: false), loaded.memoryFootprint)
+    }
+    blackHole(loaded)
+}
+
+func runAllCores(_ benchmark: Benchmark, _ f: Fixture) {
+    let validator = f.freshValidator
+    let token = f.token
+    let cores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    let perCore = benchmark.configuration.scalingFactor.rawValue / cores
+    benchmark.startMeasurement()
+    DispatchQueue.concurrentPerform(iterations: cores) { _ in
+        for _ in 0..<perCore { blackHole(try? validator.validate(token)) }
+    }
+    benchmark.stopMeasurement()
+}
+
+// MARK: - fixture (built once, outside the measurements)
+
+/// A validator holding a revocation list of 1,000,000 entries (built only where used).
+final class MillionFixture: Sendable {
+    static let shared = MillionFixture()
+    let validator: Validator
+
+    init() {
+        let f = Fixture.shared
+        do {
+            let now = Timestamp.now()
+            let list = try RevocationList(verifying: Fixture.listBytes(entries: 1_000_000, key: f.secretKey, now: now), keys: f.keySet)
+            var noCache = Validator.Policy()
+            noCache.cacheCapacity = 0
+            validator = Validator(keys: f.keySet, revocations: list, policy: noCache)
+        } catch {
+            warn("benchmark fixture failed: \(error)\n")
+            exit(1)
+        }
+    }
+}
+
+final class Fixture: Sendable {
+    static let shared = Fixture()
+
+    let secretKey: SecretKey
+    let publicKey: PublicKey
+    let keySet: KeySet
+    let claims: PATClaims
+    let token: String
+    let pae: [UInt8]
+    let signature: [UInt8]
+    let freshValidator: Validator
+    let cachingValidator: Validator
+    let twentyScopePAT: VerifiedPAT
+    let cacheBytesPerEntry: Int
+
+    init() {
+        do {
+            secretKey = try SecretKey.generate()
+            publicKey = secretKey.publicKey
+            keySet = KeySet(keys: [publicKey])
+            let now = Timestamp.now()
+            claims = PATClaims(id: PATClaims.newID(), subject: "user-7f3a9c", generation: 3, issuedAt: now,
+                               expiresAt: now.adding(seconds: 30 * 86_400), domain: "domain-1",
+                               scopes: try ScopeSet(parsing: ["clients:view", "clients:update:c-1", "channels:view",
+                                                              "channels:connect_client:ch-42", "groups:view"]))
+            token = try Issuer(key: secretKey).issue(claims)
+            let parts = try PASETOv4Public.parse(token)
+            pae = PASETOv4Public.pae([Array("v4.public.".utf8), parts.message, parts.footer, []])
+            signature = parts.signature
+
+            var smallList = RevocationList.Builder()
+            for _ in 0..<10 { smallList.revoke(id: PATClaims.newID(), below: 2, horizon: now.adding(seconds: 86_400)) }
+            let small = try RevocationList(verifying: smallList.sign(with: secretKey, sequence: 1, issuedAt: now,
+                                                                     nextUpdate: now.adding(seconds: 3600)), keys: keySet)
+            var noCache = Validator.Policy()
+            noCache.cacheCapacity = 0
+            freshValidator = Validator(keys: keySet, revocations: small, policy: noCache)
+            cachingValidator = Validator(keys: keySet, revocations: small)
+
+            var scopes: [String] = []
+            for i in 0..<19 { scopes.append("clients:view:c-\(i)") }
+            scopes.append("groups:view:g-19")
+            var wide = claims
+            wide.scopes = try ScopeSet(parsing: scopes)
+            let wideToken = try Issuer(key: secretKey).issue(wide)
+            twentyScopePAT = try freshValidator.validate(wideToken)
+            cacheBytesPerEntry = try Fixture.measureCacheEntryBytes(secretKey: secretKey, keySet: keySet, list: small, template: claims)
+        } catch {
+            warn("benchmark fixture failed: \(error)\n")
+            exit(1)
+        }
+    }
+
+    static func listBytes(entries: Int, key: SecretKey, now: Timestamp) throws -> [UInt8] {
+        var builder = RevocationList.Builder()
+        for i in 0..<entries {
+            builder.revoke(id: PATClaims.newID(), below: UInt64(2 + i % 7), horizon: now.adding(seconds: 86_400 + Int64(i % 1000)))
+        }
+        return try builder.sign(with: key, sequence: 1, issuedAt: now, nextUpdate: now.adding(seconds: 3600))
+    }
+
+    static func listPath(_ entries: Int) -> String { "/tmp/patkit-bench-revocations-\(entries).bin" }
+
+    /// Writes a signed list of `entries` entries for the load benchmarks (in their setup).
+    func writeListFile(entries: Int) {
+        let path = Fixture.listPath(entries)
+        do {
+            try SecureFile.writeAtomically(path, Fixture.listBytes(entries: entries, key: secretKey, now: .now()))
+        } catch {
+            warn("cannot write \(path): \(error)\n")
+        }
+    }
+
+    /// Memory the cache holds per entry: growth of the resident set while a fresh cache
+    /// fills with 20,000 distinct tokens (the token strings are counted back in, since the
+    /// test also holds them).
+    static func measureCacheEntryBytes(secretKey: SecretKey, keySet: KeySet, list: RevocationList, template: PATClaims) throws -> Int {
+        let count = 20_000
+        let issuer = Issuer(key: secretKey)
+        var tokens: [String] = []
+        tokens.reserveCapacity(count)
+        for _ in 0..<count {
+            var c = template
+            c.id = PATClaims.newID()
+            tokens.append(try issuer.issue(c))
+        }
+        let validator = Validator(keys: keySet, revocations: list)
+        let before = residentBytes()
+        for t in tokens { _ = try validator.validate(t) }
+        let after = residentBytes()
+        let tokenBytes = tokens.reduce(0) { $0 + $1.utf8.count + 32 }
+        return (after - before + tokenBytes) / count
+    }
+}
+
+func warn(_ message: String) {
+    let bytes = Array(message.utf8)
+    bytes.withUnsafeBytes { _ = write(2, $0.baseAddress, $0.count) }
+}
+
+/// Resident set size of this process, from /proc/self/statm (whose stat size is 0, so read by hand).
+func residentBytes() -> Int {
+    let fd = open("/proc/self/statm", O_RDONLY)
+    guard fd >= 0 else { return 0 }
+    defer { close(fd) }
+    var buffer = [UInt8](repeating: 0, count: 256)
+    let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+    let fields = String(decoding: buffer.prefix(max(0, n)), as: UTF8.self).split(separator: " ")
+    guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+}

@@ -1,0 +1,176 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import PATStore
+
+/// What one `publish()` wrote.
+public struct PublishResult: Sendable {
+    public let sequence: UInt64
+    public let issuedAt: Timestamp
+    public let nextUpdate: Timestamp
+    public let signer: KeyID
+    /// Token entries (id → floor) in the list.
+    public let tokenEntries: Int
+    /// Owner (revoke-all) entries in the list.
+    public let ownerEntries: Int
+    /// Entries left out because their horizon passed (every token they killed has expired),
+    /// tombstones and owner revocations among them being removed from the registry too.
+    public let pruned: Int
+    public let revocationsPath: String
+    public let keysPath: String
+    /// The signed list as written.
+    public let bytes: [UInt8]
+}
+
+/// Publishes what verifiers fetch: the signed revocation list built from the registry and
+/// the public key set.
+///
+/// Each run, under an exclusive lock on `DIR/.lock`: reads the registry in one transaction
+/// that also prunes entries past their horizon and takes the next sequence number (strictly
+/// increasing, also above the sequence of the list already in `DIR`); signs with the keystore's
+/// signing key; writes `DIR/keys.json`, then `DIR/revocations.bin`, each atomically (temporary
+/// file, fsync, rename). A crash leaves the previous files intact; running it twice without
+/// changes only publishes the same entries under a new sequence.
+public struct Publisher: Sendable {
+    public let store: any PATRegistryStore
+    public let keyStore: KeyStore
+    /// Where `revocations.bin` and `keys.json` go.
+    public var outputDirectory: String
+    /// How long until verifiers should fetch a new list (default 1 hour).
+    public var nextUpdateInterval: TimeSpan
+    /// Entries stay until their horizon is this many seconds in the past, so that a verifier
+    /// whose clock-skew leeway still accepts a token also still refuses it.
+    public var leeway: Int64
+    public var clock: @Sendable () -> Timestamp
+    /// Test seam: write the new list's temporary file, then end the process with status 99
+    /// before the rename, as a crash at the worst moment would.
+    public var crashBeforeRename = false
+
+    public static let defaultNextUpdateInterval = TimeSpan(seconds: 3600)
+    public static let revocationsFileName = "revocations.bin"
+    public static let keysFileName = "keys.json"
+
+    public init(store: any PATRegistryStore, keyStore: KeyStore, outputDirectory: String,
+                nextUpdateInterval: TimeSpan = Publisher.defaultNextUpdateInterval, leeway: Int64 = 60,
+                clock: @escaping @Sendable () -> Timestamp = { Timestamp.now() }) {
+        self.store = store
+        self.keyStore = keyStore
+        self.outputDirectory = outputDirectory
+        self.nextUpdateInterval = nextUpdateInterval
+        self.leeway = leeway
+        self.clock = clock
+    }
+
+    public var revocationsPath: String { outputDirectory + "/" + Publisher.revocationsFileName }
+    public var keysPath: String { outputDirectory + "/" + Publisher.keysFileName }
+
+    @discardableResult
+    public func publish() throws -> PublishResult {
+        try SecureFile.createDirectory(outputDirectory, mode: 0o755)
+        return try FileLock(path: outputDirectory + "/.lock").withLock { try publishLocked() }
+    }
+
+    private func publishLocked() throws -> PublishResult {
+        removeStaleTemporaryFiles()
+        let now = clock()
+        let key = try keyStore.signingKey()
+        let keys = try keyStore.keySet()
+        let previous = Publisher.sequence(ofListAt: revocationsPath)
+
+        struct Snapshot: Sendable {
+            var builder: RevocationList.Builder
+            var sequence: UInt64
+            var pruned: Int
+        }
+        let snapshot = try store.write { tx -> Snapshot in
+            let cutoff = now.adding(seconds: -leeway)
+            var pruned = try tx.removeTombstones(horizonBefore: cutoff)
+            pruned += try tx.removeOwnerRevocations(horizonBefore: cutoff)
+            var builder = RevocationList.Builder()
+            for entry in try tx.supersededEntries() {
+                builder.revoke(id: entry.id, below: entry.floor, horizon: entry.horizon)
+            }
+            for tombstone in try tx.tombstones() {
+                builder.delete(id: tombstone.id, horizon: tombstone.horizon)
+            }
+            for revocation in try tx.ownerRevocations() {
+                builder.revokeAll(subject: revocation.owner, issuedBefore: revocation.issuedBefore, horizon: revocation.horizon)
+            }
+            pruned += builder.prune(now: now, leeway: leeway)
+            let stored = try tx.publishSequence()
+            let sequence = max(stored, previous ?? 0) + 1
+            try tx.setPublishSequence(sequence)
+            return Snapshot(builder: builder, sequence: sequence, pruned: pruned)
+        }
+
+        let nextUpdate = now.adding(seconds: nextUpdateInterval.seconds)
+        let bytes = try snapshot.builder.sign(with: key, sequence: snapshot.sequence, issuedAt: now, nextUpdate: nextUpdate)
+        // Never publish a list that verifiers holding this key set would refuse.
+        let list = try RevocationList(verifying: bytes, keys: keys)
+
+        try SecureFile.writeAtomically(keysPath, keys.encoded(), mode: 0o644)
+        if crashBeforeRename {
+            try writeTemporaryOnly(revocationsPath, bytes)
+            _exit(99)
+        }
+        try SecureFile.writeAtomically(revocationsPath, bytes, mode: 0o644)
+        return PublishResult(sequence: list.sequence, issuedAt: list.issuedAt, nextUpdate: list.nextUpdate, signer: list.signer,
+                             tokenEntries: list.tokenEntryCount, ownerEntries: list.ownerEntryCount, pruned: snapshot.pruned,
+                             revocationsPath: revocationsPath, keysPath: keysPath, bytes: bytes)
+    }
+
+    /// The sequence in the header of the list at `path` (signature not checked: it only keeps
+    /// the next sequence above it); nil when there is no readable list.
+    public static func sequence(ofListAt path: String) -> UInt64? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var header = [UInt8](repeating: 0, count: 8 + 1 + 255 + 8)
+        var total = 0
+        while total < header.count {
+            let n = header.withUnsafeMutableBytes { buf in read(fd, buf.baseAddress.map { $0 + total }, buf.count - total) }
+            if n < 0, errno == EINTR { continue }
+            if n <= 0 { break }
+            total += n
+        }
+        guard total >= 9, header[0..<8].elementsEqual(Array("PATKRL01".utf8)) else { return nil }
+        let start = 9 + Int(header[8])
+        guard total >= start + 8 else { return nil }
+        return header[start..<(start + 8)].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+    }
+
+    /// The first half of an atomic write — a fully written, fsynced temporary file beside
+    /// `path`, named as `SecureFile.writeAtomically` names it — for the crash test seam.
+    private func writeTemporaryOnly(_ path: String, _ bytes: [UInt8]) throws {
+        var template = Array("\(path).tmp-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { buf in buf.baseAddress.map { mkstemp($0) } ?? -1 }
+        guard fd >= 0 else { throw PATKitError.io(path: path, reason: "cannot create a temporary file") }
+        defer { close(fd) }
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { buf in write(fd, buf.baseAddress.map { $0 + written }, buf.count - written) }
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { throw PATKitError.io(path: path, reason: "write failed") }
+            written += n
+        }
+        _ = fsync(fd)
+    }
+
+    /// Removes `revocations.bin.tmp-*` and `keys.json.tmp-*` left by a crashed run. Called
+    /// with the lock held, so no other publisher is writing them.
+    private func removeStaleTemporaryFiles() {
+        guard let dir = opendir(outputDirectory) else { return }
+        defer { closedir(dir) }
+        let prefixes = [Publisher.revocationsFileName + ".tmp-", Publisher.keysFileName + ".tmp-"]
+        var stale: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if prefixes.contains(where: { name.hasPrefix($0) }) { stale.append(name) }
+        }
+        for name in stale { unlink(outputDirectory + "/" + name) }
+    }
+}

@@ -1,0 +1,240 @@
+import PATStore
+
+/// The status of a PAT, derived from its record and the current time; never stored.
+public enum PATStatus: String, Sendable, Equatable, CaseIterable, CustomStringConvertible {
+    /// The current generation is valid and not expired.
+    case active
+    /// The current generation's `exp` has passed (and it was not revoked).
+    case expired
+    /// Every issued generation is below the floor: revoked by `revoke` or revoke-all.
+    case revoked
+
+    public var description: String { rawValue }
+}
+
+/// Which records `list` returns.
+public enum StatusFilter: String, Sendable, Equatable, CaseIterable {
+    case active, expired, revoked, all
+
+    public func matches(_ status: PATStatus) -> Bool {
+        switch self {
+        case .all: return true
+        case .active: return status == .active
+        case .expired: return status == .expired
+        case .revoked: return status == .revoked
+        }
+    }
+}
+
+/// One PAT as the issuer remembers it. The token itself is never stored: it is shown once,
+/// when a generation is issued, and cannot be shown again.
+///
+/// Revocation works through generations: every (re)issue raises `generation`, and `floor`
+/// is the lowest generation still valid. Revoking sets `floor = generation + 1`; a
+/// regenerate or scope change issues `generation + 1` and sets `floor` to it, so every
+/// older token dies. The published revocation list carries `id → floor`.
+public struct PATRecord: Sendable, Equatable {
+    /// `jti`: random, kept for the PAT's whole life.
+    public var id: String
+    /// `sub`.
+    public var owner: String
+    /// `dom`: the domain the PAT acts in.
+    public var domain: String?
+    /// 1–256 characters, unique per owner among non-deleted PATs.
+    public var name: String
+    public var description: String?
+    public var scopes: ScopeSet
+    /// The generation of the current token.
+    public var generation: UInt64
+    /// The lowest valid generation.
+    public var floor: UInt64
+    public var createdAt: Timestamp
+    public var updatedAt: Timestamp
+    /// `exp` of the current generation.
+    public var expiresAt: Timestamp
+    /// The latest `exp` of every generation ever issued: the horizon of the PAT's
+    /// revocation-list entry (after it, every generation the entry kills has expired).
+    public var maxExpiresAt: Timestamp
+    /// When the current token was issued by a regenerate or a scope change (nil: never).
+    public var lastRotatedAt: Timestamp?
+    /// When the PAT was revoked; nil unless its status is revoked.
+    public var revokedAt: Timestamp?
+
+    public init(id: String, owner: String, domain: String? = nil, name: String, description: String? = nil,
+                scopes: ScopeSet, generation: UInt64 = 1, floor: UInt64 = 1, createdAt: Timestamp,
+                updatedAt: Timestamp? = nil, expiresAt: Timestamp, maxExpiresAt: Timestamp? = nil,
+                lastRotatedAt: Timestamp? = nil, revokedAt: Timestamp? = nil) {
+        self.id = id
+        self.owner = owner
+        self.domain = domain
+        self.name = name
+        self.description = description
+        self.scopes = scopes
+        self.generation = generation
+        self.floor = floor
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt ?? createdAt
+        self.expiresAt = expiresAt
+        self.maxExpiresAt = maxExpiresAt ?? expiresAt
+        self.lastRotatedAt = lastRotatedAt
+        self.revokedAt = revokedAt
+    }
+
+    /// True when no generation issued so far is valid.
+    public var isRevoked: Bool { floor > generation }
+
+    /// The status at `now`: revoked wins over expired.
+    public func status(at now: Timestamp) -> PATStatus {
+        if isRevoked { return .revoked }
+        if now >= expiresAt { return .expired }
+        return .active
+    }
+
+    /// The claims of the current generation, issued at `issuedAt`.
+    public func claims(issuedAt: Timestamp) -> PATClaims {
+        PATClaims(id: id, subject: owner, generation: generation, issuedAt: issuedAt, expiresAt: expiresAt,
+                  domain: domain, scopes: scopes)
+    }
+
+    /// Checks the field rules a record must meet to be stored.
+    public func validate() throws(RegistryError) {
+        try PATRecord.validateName(name)
+        try PATRecord.validateOwner(owner)
+        if let domain { try PATRecord.validateDomain(domain) }
+        if let description { try PATRecord.validateDescription(description) }
+        guard (1...PATClaims.maxGeneration).contains(generation) else {
+            throw RegistryError(.invalid, "generation \(generation) is outside 1…2^53−1")
+        }
+        guard floor >= 1, floor <= generation + 1 else {
+            throw RegistryError(.invalid, "floor \(floor) must be from 1 to generation + 1 (\(generation + 1))")
+        }
+    }
+
+    public static let maxNameLength = 256
+    public static let maxDescriptionLength = 1024
+
+    public static func validateName(_ name: String) throws(RegistryError) {
+        guard !name.isEmpty, name.count <= maxNameLength else {
+            throw RegistryError(.invalid, "a PAT name must be 1–\(maxNameLength) characters (got \(name.count)); pass --name NAME")
+        }
+        guard !containsControlCharacters(name) else {
+            throw RegistryError(.invalid, "a PAT name must not contain control characters such as newlines or tabs")
+        }
+    }
+
+    public static func validateOwner(_ owner: String) throws(RegistryError) {
+        guard !owner.isEmpty, owner.utf8.count <= 256 else {
+            throw RegistryError(.invalid, "an owner (sub) must be 1–256 bytes; pass --owner USER")
+        }
+        guard !containsControlCharacters(owner) else {
+            throw RegistryError(.invalid, "an owner must not contain control characters")
+        }
+    }
+
+    public static func validateDomain(_ domain: String) throws(RegistryError) {
+        guard !domain.isEmpty, domain.utf8.count <= 256 else {
+            throw RegistryError(.invalid, "a domain (dom) must be 1–256 bytes")
+        }
+        guard !containsControlCharacters(domain) else {
+            throw RegistryError(.invalid, "a domain must not contain control characters")
+        }
+    }
+
+    public static func validateDescription(_ description: String) throws(RegistryError) {
+        guard description.count <= maxDescriptionLength else {
+            throw RegistryError(.invalid, "a description is at most \(maxDescriptionLength) characters (got \(description.count))")
+        }
+    }
+
+    static func containsControlCharacters(_ text: String) -> Bool {
+        text.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F || (0x80...0x9F).contains($0.value) }
+    }
+}
+
+/// What is left of a deleted PAT: its id and the horizon until which the revocation list
+/// must keep saying "every generation is dead".
+public struct Tombstone: Sendable, Equatable {
+    public var id: String
+    public var owner: String
+    public var horizon: Timestamp
+    public var deletedAt: Timestamp
+
+    public init(id: String, owner: String, horizon: Timestamp, deletedAt: Timestamp) {
+        self.id = id
+        self.owner = owner
+        self.horizon = horizon
+        self.deletedAt = deletedAt
+    }
+}
+
+/// A revoke-all for an owner: every token of `owner` issued before `issuedBefore` is dead
+/// until `horizon`.
+public struct OwnerRevocation: Sendable, Equatable {
+    public var owner: String
+    public var issuedBefore: Timestamp
+    public var horizon: Timestamp
+    public var revokedAt: Timestamp
+
+    public init(owner: String, issuedBefore: Timestamp, horizon: Timestamp, revokedAt: Timestamp) {
+        self.owner = owner
+        self.issuedBefore = issuedBefore
+        self.horizon = horizon
+        self.revokedAt = revokedAt
+    }
+
+    /// The stronger of two revocations of the same owner: the later instant and horizon.
+    public func merged(with other: OwnerRevocation) -> OwnerRevocation {
+        OwnerRevocation(owner: owner, issuedBefore: max(issuedBefore, other.issuedBefore),
+                        horizon: max(horizon, other.horizon), revokedAt: max(revokedAt, other.revokedAt))
+    }
+}
+
+/// A revocation-list entry of a live record (floor above 1), read without the rest of the record.
+public struct SupersededEntry: Sendable, Equatable {
+    public var id: String
+    public var floor: UInt64
+    public var horizon: Timestamp
+
+    public init(id: String, floor: UInt64, horizon: Timestamp) {
+        self.id = id
+        self.floor = floor
+        self.horizon = horizon
+    }
+}
+
+/// Errors of the registry and the lifecycle. `description` says what was wrong and what to do.
+public struct RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Kind: String, Sendable, Equatable {
+        /// No PAT with that id.
+        case notFound
+        /// The PAT was deleted (only its tombstone is left).
+        case deleted
+        /// The change conflicts with the registry (a duplicate name, a PAT that is not active…).
+        case conflict
+        /// An input outside the accepted form.
+        case invalid
+        /// A policy refused it (maximum lifetime).
+        case policy
+        /// The database could not be used.
+        case database
+    }
+
+    public let kind: Kind
+    public let message: String
+
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    public var description: String { message }
+
+    public static func notFound(_ id: String) -> RegistryError {
+        RegistryError(.notFound, "no PAT with id \(id.prefix(128)): check the id with `pat list`")
+    }
+
+    public static func deleted(_ tombstone: Tombstone) -> RegistryError {
+        RegistryError(.deleted, "PAT \(tombstone.id) was deleted at \(tombstone.deletedAt); a deleted PAT cannot be changed "
+                      + "or restored: create a new one with `pat create`")
+    }
+}

@@ -1,0 +1,197 @@
+import ArgumentParser
+import PATKit
+import PATRegistry
+import PATStore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// Shared by the registry-backed commands (create, list, show, scope, revoke, regenerate,
+// delete, publish).
+
+/// The current time: `$PAT_NOW` when set (an RFC 3339 UTC time, a testing aid for
+/// time travel), else the system clock.
+func currentTime() throws -> Timestamp {
+    guard let raw = getenv("PAT_NOW"), let text = String(validatingCString: raw), !text.isEmpty else {
+        return Timestamp.now()
+    }
+    guard let now = Timestamp(rfc3339: text) else {
+        throw CLIFailure(message: "error: PAT_NOW=\(text.prefix(64)) is not an RFC 3339 UTC time like 2026-01-31T12:00:00Z "
+                         + "(PAT_NOW is a testing aid: unset it to use the system clock)", status: 2)
+    }
+    return now
+}
+
+/// A clock for the libraries: fixed at `$PAT_NOW` when set, else the system clock.
+func currentClock() throws -> @Sendable () -> Timestamp {
+    guard let raw = getenv("PAT_NOW"), let text = String(validatingCString: raw), !text.isEmpty else {
+        return { Timestamp.now() }
+    }
+    let now = try currentTime()
+    return { now }
+}
+
+/// Parses an RFC 3339 `YYYY-MM-DDTHH:MM:SSZ` option value, or says how to write one.
+func parseInstant(_ text: String, option: String) throws -> Timestamp {
+    guard let instant = Timestamp(rfc3339: text) else {
+        throw ArgumentParser.ValidationError("\(option) \"\(text.prefix(64))\" is not an RFC 3339 UTC time: write YYYY-MM-DDTHH:MM:SSZ, "
+                              + "e.g. 2027-01-31T12:00:00Z")
+    }
+    return instant
+}
+
+/// Parses a duration option value (45s, 90m, 12h, 30d, 2w, 1y), or says how to write one.
+func parseSpan(_ text: String, option: String) throws -> TimeSpan {
+    do { return try TimeSpan(parsing: text) } catch {
+        throw ArgumentParser.ValidationError("\(option): \(error)")
+    }
+}
+
+/// Parses scope arguments, or says what is wrong.
+func parseScopes(_ items: [String]) throws -> [Scope] {
+    var scopes: [Scope] = []
+    for item in items {
+        do { scopes.append(try Scope(parsing: item)) } catch {
+            throw ArgumentParser.ValidationError("\(error); write scopes as ENTITY:OPERATION[:ID], e.g. clients:view or channels:publish:ch-42")
+        }
+    }
+    return scopes
+}
+
+/// `--expires-in DURATION | --expires-at DATE`, exactly one.
+struct ExpiryOptions: ParsableArguments {
+    @Option(name: .customLong("expires-in"), help: ArgumentHelp("Lifetime from now: 45s, 90m, 12h, 30d, 2w, 1y.", valueName: "DURATION"))
+    var expiresIn: String?
+    @Option(name: .customLong("expires-at"), help: ArgumentHelp("Expiry instant, RFC 3339 UTC: 2027-01-31T12:00:00Z.", valueName: "DATE"))
+    var expiresAt: String?
+
+    func validate() throws {
+        switch (expiresIn, expiresAt) {
+        case (nil, nil): throw ArgumentParser.ValidationError("pass --expires-in DURATION (e.g. 30d) or --expires-at DATE (e.g. 2027-01-31T12:00:00Z)")
+        case (.some, .some): throw ArgumentParser.ValidationError("pass either --expires-in or --expires-at, not both")
+        case (.some(let text), nil): _ = try parseSpan(text, option: "--expires-in")
+        case (nil, .some(let text)): _ = try parseInstant(text, option: "--expires-at")
+        }
+    }
+
+    var expiry: Expiry {
+        get throws {
+            if let expiresIn { return .after(try parseSpan(expiresIn, option: "--expires-in")) }
+            return .at(try parseInstant(expiresAt ?? "", option: "--expires-at"))
+        }
+    }
+}
+
+/// `--max-lifetime DURATION` (default 1y).
+struct LifetimePolicyOption: ParsableArguments {
+    @Option(name: .customLong("max-lifetime"),
+            help: ArgumentHelp("The longest lifetime a token may be issued with (policy).", valueName: "DURATION"))
+    var maxLifetime: String = "1y"
+
+    func validate() throws { _ = try parseSpan(maxLifetime, option: "--max-lifetime") }
+
+    var span: TimeSpan { get throws { try parseSpan(maxLifetime, option: "--max-lifetime") } }
+}
+
+/// Opens the registry of `home` and builds the lifecycle.
+func openLifecycle(_ home: PATHome, catalog: ScopeCatalog = .magistrala,
+                   maxLifetime: TimeSpan = Lifecycle.defaultMaxLifetime) throws -> Lifecycle {
+    Lifecycle(store: try SQLiteRegistry(home: home), keyStore: home.keyStore, catalog: catalog,
+              maxLifetime: maxLifetime, clock: try currentClock())
+}
+
+/// Asks before a change to many PATs: on a terminal, the user types "yes"; otherwise
+/// `--yes` must be given.
+func confirm(_ question: String, yes: Bool) throws {
+    if yes { return }
+    guard isatty(0) == 1 else {
+        throw CLIFailure(message: "error: \(question)? Refusing without confirmation: pass --yes (standard input is not a terminal)",
+                         status: 2)
+    }
+    writeAll(2, "\(question)? Type yes to confirm: ")
+    var line: [UInt8] = []
+    var byte: UInt8 = 0
+    while line.count < 64 {
+        let n = read(0, &byte, 1)
+        if n < 0, errno == EINTR { continue }
+        if n <= 0 || byte == 0x0A { break }
+        line.append(byte)
+    }
+    let answer = trimSurroundingWhitespace(String(decoding: line, as: UTF8.self)).lowercased()
+    guard answer == "yes" || answer == "y" else {
+        throw CLIFailure(message: "aborted: nothing was changed", status: 1)
+    }
+}
+
+/// Prints a freshly issued token: the token alone on stdout (so `TOKEN=$(pat create …)` works),
+/// the id and a reminder on stderr; or one JSON object on stdout with `--json`.
+func emitIssued(_ issued: IssuedPAT, json: Bool, verb: String) {
+    let record = issued.record
+    if json {
+        var o = JSONObject()
+        o.set("id", .string(record.id))
+        o.set("token", .string(issued.token))
+        o.set("owner", .string(record.owner))
+        o.set("name", .string(record.name))
+        o.set("generation", .number(String(record.generation)))
+        o.set("issued_at", .string(issued.issuedAt.rfc3339))
+        o.set("expires_at", .string(record.expiresAt.rfc3339))
+        o.set("scopes", .array(record.scopes.map { .string($0.description) }))
+        emit(JSONValue.object(o).description)
+        return
+    }
+    emit(issued.token)
+    var lines = ["id: \(record.id)",
+                 "\(verb) \"\(record.name)\" of \(record.owner): generation \(record.generation), expires \(record.expiresAt)"]
+    if record.generation > 1 {
+        lines.append("earlier tokens of this PAT stop validating once `pat publish` runs")
+    }
+    lines.append("note: the token above is shown only once; store it now (`pat regenerate \(record.id)` issues a new one)")
+    printError(lines.joined(separator: "\n"))
+}
+
+/// The JSON form of a record (everything but the token, which is never stored).
+func recordJSON(_ r: PATRecord, now: Timestamp) -> JSONValue {
+    func optional(_ value: String?) -> JSONValue { value.map { .string($0) } ?? .null }
+    var o = JSONObject()
+    o.set("id", .string(r.id))
+    o.set("owner", .string(r.owner))
+    o.set("name", .string(r.name))
+    o.set("description", optional(r.description))
+    o.set("domain", optional(r.domain))
+    o.set("status", .string(r.status(at: now).rawValue))
+    o.set("scopes", .array(r.scopes.map { .string($0.description) }))
+    o.set("generation", .number(String(r.generation)))
+    o.set("floor", .number(String(r.floor)))
+    o.set("created_at", .string(r.createdAt.rfc3339))
+    o.set("updated_at", .string(r.updatedAt.rfc3339))
+    o.set("expires_at", .string(r.expiresAt.rfc3339))
+    o.set("max_expires_at", .string(r.maxExpiresAt.rfc3339))
+    o.set("last_rotated_at", optional(r.lastRotatedAt?.rfc3339))
+    o.set("revoked_at", optional(r.revokedAt?.rfc3339))
+    return .object(o)
+}
+
+/// Which of `pat revoke ID` / `pat revoke --owner U --all` was asked for.
+enum Target {
+    case one(String)
+    case owner(String)
+}
+
+/// Checks `ID` versus `--owner U --all` for revoke and delete.
+func target(id: String?, owner: String?, all: Bool, command: String) throws -> Target {
+    switch (id, owner, all) {
+    case (.some(let id), nil, false): return .one(id)
+    case (nil, .some(let owner), true): return .owner(owner)
+    case (.some, _, _) where owner != nil || all:
+        throw ArgumentParser.ValidationError("pass either a PAT id or --owner USER --all, not both")
+    case (nil, .some, false):
+        throw ArgumentParser.ValidationError("--owner needs --all: `pat \(command) --owner USER --all` \(command)s every PAT of USER")
+    case (nil, nil, true):
+        throw ArgumentParser.ValidationError("--all needs --owner USER")
+    default:
+        throw ArgumentParser.ValidationError("pass the id of the PAT to \(command) (see `pat list`), or --owner USER --all")
+    }
+}

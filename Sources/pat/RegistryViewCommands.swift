@@ -1,0 +1,152 @@
+import ArgumentParser
+import PATKit
+import PATRegistry
+import PATStore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// Reading the registry (list, show) and publishing it (publish).
+
+struct ListCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list",
+        abstract: "List PATs: name, id, status, scope count, expiry, last rotation.",
+        discussion: """
+            Status is derived: active, expired (past its expiry), revoked. Deleted PATs are not listed. \
+            --json prints an array of objects with every detail except the token (never stored).
+            """)
+
+    @OptionGroup var home: HomeOption
+    @Option(help: "Only this owner's PATs.") var owner: String?
+    @Option(help: "active, expired, revoked or all.") var status: String = "all"
+    @Flag(help: "Print a JSON array.") var json = false
+
+    func validate() throws {
+        guard StatusFilter(rawValue: status) != nil else {
+            throw ArgumentParser.ValidationError("--status must be active, expired, revoked or all (not \"\(status.prefix(32))\")")
+        }
+    }
+
+    func run() throws {
+        let filter = StatusFilter(rawValue: status) ?? .all
+        let now = try currentTime()
+        let records = try SQLiteRegistry(home: home.resolved).list(owner: owner, status: filter, now: now)
+        if json {
+            emit(JSONValue.array(records.map { recordJSON($0, now: now) }).description)
+            return
+        }
+        guard !records.isEmpty else {
+            printError(filter == .all ? "no PATs\(owner.map { " of owner \($0)" } ?? "")"
+                       : "no \(filter.rawValue) PATs\(owner.map { " of owner \($0)" } ?? "")")
+            return
+        }
+        var header = ["NAME", "ID", "STATUS", "SCOPES", "EXPIRES", "LAST ROTATED"]
+        if owner == nil { header.insert("OWNER", at: 0) }
+        var rows = [header]
+        for r in records {
+            var row = [clip(r.name, 40), r.id, r.status(at: now).rawValue, String(r.scopes.count), r.expiresAt.rfc3339,
+                       r.lastRotatedAt?.rfc3339 ?? "-"]
+            if owner == nil { row.insert(clip(r.owner, 32), at: 0) }
+            rows.append(row)
+        }
+        emit(table(rows))
+    }
+}
+
+struct ShowCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "show",
+        abstract: "Show every detail of a PAT except its token (which is never stored).")
+
+    @OptionGroup var home: HomeOption
+    @Argument(help: "The PAT id.") var id: String
+    @Flag(help: "Print a JSON object.") var json = false
+
+    func run() throws {
+        let now = try currentTime()
+        let r = try SQLiteRegistry(home: home.resolved).require(id: id)
+        if json {
+            emit(recordJSON(r, now: now).description)
+            return
+        }
+        let fields: [(String, String)] = [
+            ("id", r.id),
+            ("name", r.name),
+            ("owner", r.owner),
+            ("description", r.description ?? "-"),
+            ("domain", r.domain ?? "-"),
+            ("status", r.status(at: now).rawValue),
+            ("scopes", r.scopes.isEmpty ? "(none)" : r.scopes.claim),
+            ("generation", String(r.generation)),
+            ("valid from generation", String(r.floor)),
+            ("created", r.createdAt.rfc3339),
+            ("updated", r.updatedAt.rfc3339),
+            ("expires", r.expiresAt.rfc3339),
+            ("last rotated", r.lastRotatedAt?.rfc3339 ?? "-"),
+            ("revoked", r.revokedAt?.rfc3339 ?? "-"),
+        ]
+        let width = fields.map(\.0.count).max() ?? 0
+        emit(fields.map { "\(($0.0 + ":").padding(width + 1))  \($0.1)" }.joined(separator: "\n"))
+    }
+}
+
+struct PublishCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "publish",
+        abstract: "Write the signed revocation list and the public key set for verifiers.",
+        discussion: """
+            Writes DIR/keys.json (every key, retired ones marked retired) and DIR/revocations.bin \
+            (signed by the newest active key, with a strictly increasing sequence number), each \
+            atomically, under a lock on DIR/.lock. Entries whose every killed token has expired are \
+            pruned. DIR defaults to HOME/published. Running it again without changes is harmless.
+            """)
+
+    @OptionGroup var home: HomeOption
+    @Option(help: ArgumentHelp("Output folder (default: HOME/published).", valueName: "DIR")) var out: String?
+    @Option(name: .customLong("next-update"), help: ArgumentHelp("When verifiers should expect the next list.", valueName: "DURATION"))
+    var nextUpdate: String = "1h"
+    @Option(help: "Keep entries this many seconds past their horizon (match the verifiers' leeway).") var leeway: Int64 = 60
+
+    func validate() throws {
+        _ = try parseSpan(nextUpdate, option: "--next-update")
+        guard leeway >= 0, leeway <= 86_400 else { throw ArgumentParser.ValidationError("--leeway must be 0–86400 seconds") }
+    }
+
+    func run() throws {
+        let home = self.home.resolved
+        var publisher = Publisher(store: try SQLiteRegistry(home: home), keyStore: home.keyStore,
+                                  outputDirectory: out ?? home.publishedDirectory,
+                                  nextUpdateInterval: try parseSpan(nextUpdate, option: "--next-update"),
+                                  leeway: leeway, clock: try currentClock())
+        // Test seam (tests only): write the new list's temporary file, then exit 99 before the rename.
+        publisher.crashBeforeRename = environmentFlag("PAT_TEST_CRASH_BEFORE_RENAME")
+        let result = try publisher.publish()
+        emit("published revocation list \(result.sequence) to \(result.revocationsPath): "
+             + "\(result.tokenEntries) PAT entr\(result.tokenEntries == 1 ? "y" : "ies"), "
+             + "\(result.ownerEntries) owner entr\(result.ownerEntries == 1 ? "y" : "ies"), \(result.pruned) pruned; "
+             + "signed by \(result.signer); next update due \(result.nextUpdate)")
+        emit("published key set to \(result.keysPath)")
+    }
+}
+
+func environmentFlag(_ name: String) -> Bool {
+    guard let raw = getenv(name), let value = String(validatingCString: raw) else { return false }
+    return value == "1" || value == "true"
+}
+
+func clip(_ text: String, _ width: Int) -> String {
+    text.count <= width ? text : String(text.prefix(width - 1)) + "…"
+}
+
+/// Left-aligned columns separated by two spaces.
+func table(_ rows: [[String]]) -> String {
+    guard let columns = rows.first?.count else { return "" }
+    var widths = [Int](repeating: 0, count: columns)
+    for row in rows { for (i, cell) in row.enumerated() where i < columns { widths[i] = max(widths[i], cell.count) } }
+    return rows.map { row in
+        row.enumerated().map { i, cell in i == row.count - 1 ? cell : cell.padding(widths[i]) }.joined(separator: "  ")
+    }.joined(separator: "\n")
+}

@@ -1,0 +1,153 @@
+import Foundation
+import Testing
+
+/// What one run of `pat` did.
+struct PatResult {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+
+    /// stdout without its final newline.
+    var output: String { stdout.hasSuffix("\n") ? String(stdout.dropLast()) : stdout }
+
+    /// stdout parsed as JSON.
+    func json() throws -> Any {
+        try JSONSerialization.jsonObject(with: Data(stdout.utf8), options: [])
+    }
+
+    /// stdout parsed as one JSON object.
+    func object() throws -> [String: Any] {
+        guard let object = try json() as? [String: Any] else {
+            throw PatRunnerError("expected a JSON object on stdout, got: \(stdout.prefix(300))")
+        }
+        return object
+    }
+
+    /// stdout parsed as a JSON array of objects.
+    func objects() throws -> [[String: Any]] {
+        guard let array = try json() as? [[String: Any]] else {
+            throw PatRunnerError("expected a JSON array on stdout, got: \(stdout.prefix(300))")
+        }
+        return array
+    }
+}
+
+struct PatRunnerError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Runs the real `pat` binary against a fresh temporary PATKit home (`PAT_HOME`), with
+/// `PAT_NOW` as the current time when `now` is set. Removes the home when released.
+final class PatRunner: @unchecked Sendable {
+    let binary: String
+    let home: String
+    /// The current time for the runs (RFC 3339), or nil for the system clock.
+    var now: String?
+
+    init(now: String? = nil) throws {
+        binary = try PatRunner.binaryPath()
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("patcli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: base, withIntermediateDirectories: true)
+        home = base.path
+        self.now = now
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: home) }
+
+    /// The `pat` built with the tests: in the folder of the test bundle or one above it,
+    /// else `<package root>/.build/debug/pat`.
+    static func binaryPath() throws -> String {
+        let fm = FileManager.default
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = dir.appendingPathComponent("pat").path
+            if fm.isExecutableFile(atPath: candidate) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let fallback = root.appendingPathComponent(".build/debug/pat").path
+        guard fm.isExecutableFile(atPath: fallback) else {
+            throw PatRunnerError("the pat binary is neither beside the tests nor at \(fallback): run `swift build --product pat`")
+        }
+        return fallback
+    }
+
+    /// The environment of a run: this process's, without PATKit variables, plus the home and clock.
+    func environment(_ extra: [String: String] = [:]) -> [String: String] {
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PAT_") }
+        env["PAT_HOME"] = home
+        if let now { env["PAT_NOW"] = now }
+        env.merge(extra) { $1 }
+        return env
+    }
+
+    /// Runs `pat ARGS…` to completion; standard input is empty (not a terminal).
+    @discardableResult
+    func run(_ arguments: [String], environment extra: [String: String] = [:]) throws -> PatResult {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        process.environment = environment(extra)
+        let outPath = home + "/.stdout-\(UUID().uuidString)"
+        let errPath = home + "/.stderr-\(UUID().uuidString)"
+        defer {
+            try? FileManager.default.removeItem(atPath: outPath)
+            try? FileManager.default.removeItem(atPath: errPath)
+        }
+        guard FileManager.default.createFile(atPath: outPath, contents: nil),
+              FileManager.default.createFile(atPath: errPath, contents: nil),
+              let out = FileHandle(forWritingAtPath: outPath), let err = FileHandle(forWritingAtPath: errPath) else {
+            throw PatRunnerError("cannot create output files in \(home)")
+        }
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        try out.close()
+        try err.close()
+        let stdout = String(decoding: FileManager.default.contents(atPath: outPath) ?? Data(), as: UTF8.self)
+        let stderr = String(decoding: FileManager.default.contents(atPath: errPath) ?? Data(), as: UTF8.self)
+        return PatResult(status: process.terminationStatus, stdout: stdout, stderr: stderr)
+    }
+
+    /// Runs `pat ARGS…` and requires exit status 0.
+    @discardableResult
+    func ok(_ arguments: [String], environment extra: [String: String] = [:],
+            sourceLocation: SourceLocation = #_sourceLocation) throws -> PatResult {
+        let result = try run(arguments, environment: extra)
+        guard result.status == 0 else {
+            Issue.record("pat \(arguments.joined(separator: " ")) exited \(result.status)\nstdout: \(result.stdout)\nstderr: \(result.stderr)",
+                         sourceLocation: sourceLocation)
+            throw PatRunnerError("pat \(arguments.first ?? "") failed")
+        }
+        return result
+    }
+
+    /// `pat create … --json` (or another token-issuing command): the id and the token.
+    func issue(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> (id: String, token: String) {
+        let object = try ok(arguments + ["--json"], sourceLocation: sourceLocation).object()
+        guard let id = object["id"] as? String, let token = object["token"] as? String else {
+            throw PatRunnerError("no id/token in \(object)")
+        }
+        return (id, token)
+    }
+
+    /// `pat verify TOKEN --json`: nil when valid, else the rejection code and reason.
+    func verify(_ token: String, extra: [String] = []) throws -> (code: String, reason: String)? {
+        let result = try run(["verify", token, "--json"] + extra)
+        let object = try result.object()
+        if object["valid"] as? Bool == true {
+            guard result.status == 0 else { throw PatRunnerError("valid token but exit \(result.status)") }
+            return nil
+        }
+        guard result.status == 1 else { throw PatRunnerError("invalid token but exit \(result.status): \(result.stderr)") }
+        return (object["code"] as? String ?? "?", object["reason"] as? String ?? "?")
+    }
+
+    /// `pat list --json` with the given filters.
+    func list(_ filters: [String] = []) throws -> [[String: Any]] {
+        try ok(["list", "--json"] + filters).objects()
+    }
+}

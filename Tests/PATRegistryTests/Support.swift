@@ -1,0 +1,81 @@
+import Foundation
+import PATRegistry
+import Synchronization
+import Testing
+
+/// A fresh PATKit home in a temporary folder, with one signing key, removed afterwards.
+final class TestHome {
+    let home: PATHome
+    let registry: SQLiteRegistry
+    let keyStore: KeyStore
+
+    init() throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("patregistry-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: base, withIntermediateDirectories: true)
+        home = PATHome(path: base.path)
+        keyStore = home.keyStore
+        try keyStore.generate(now: TestClock.start)
+        registry = try SQLiteRegistry(home: home)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: home.path) }
+
+    func lifecycle(at clock: TestClock, maxLifetime: TimeSpan = Lifecycle.defaultMaxLifetime) -> Lifecycle {
+        Lifecycle(store: registry, keyStore: keyStore, catalog: .magistrala, maxLifetime: maxLifetime,
+                  clock: { clock.now })
+    }
+
+    func publisher(at clock: TestClock, directory: String? = nil) -> Publisher {
+        Publisher(store: registry, keyStore: keyStore, outputDirectory: directory ?? home.publishedDirectory,
+                  clock: { clock.now })
+    }
+
+    /// A validator holding the published key set and list, at the clock's time.
+    func validator(at clock: TestClock, directory: String? = nil) throws -> Validator {
+        let dir = directory ?? home.publishedDirectory
+        let keys = try KeySet(json: SecureFile.read(dir + "/keys.json", maxBytes: KeySet.maxDocumentBytes))
+        let list = try RevocationList(verifying: SecureFile.read(dir + "/revocations.bin", maxBytes: RevocationList.defaultMaxBytes),
+                                      keys: keys)
+        return Validator(keys: keys, revocations: list, clock: { clock.now })
+    }
+}
+
+/// A settable clock shared with the code under test.
+final class TestClock: Sendable {
+    static let start = Timestamp(seconds: 1_800_000_000) // 2027-01-15T08:00:00Z
+    private let value: Mutex<Timestamp>
+
+    init(_ start: Timestamp = TestClock.start) { value = Mutex(start) }
+
+    var now: Timestamp { value.withLock { $0 } }
+    func advance(_ seconds: Int64) { value.withLock { $0 = $0.adding(seconds: seconds) } }
+}
+
+func scopes(_ items: String...) throws -> ScopeSet { try ScopeSet(parsing: items) }
+
+/// The rejection code of `token`, or nil when it validates.
+func rejection(_ validator: Validator, _ token: String) -> PATKit.ValidationError.Code? {
+    do {
+        _ = try validator.validate(token)
+        return nil
+    } catch {
+        return error.code
+    }
+}
+
+/// The `pat` binary built with the tests: beside the test bundle, else `.build/debug/pat`.
+func patBinaryPath() throws -> String {
+    let fm = FileManager.default
+    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for _ in 0..<4 {
+        let candidate = dir.appendingPathComponent("pat").path
+        if fm.isExecutableFile(atPath: candidate) { return candidate }
+        dir = dir.deletingLastPathComponent()
+    }
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    let fallback = root.appendingPathComponent(".build/debug/pat").path
+    guard fm.isExecutableFile(atPath: fallback) else {
+        throw RegistryError(.invalid, "the pat binary was not found beside the tests nor at \(fallback): run `swift build --product pat`")
+    }
+    return fallback
+}
