@@ -19,14 +19,7 @@ public struct PATClaims: Sendable, Equatable {
     public var extra: JSONObject
 
     public static let maxGeneration: UInt64 = (1 << 53) - 1
-    static let registered: Set<String> = ["jti", "sub", "gen", "iat", "exp", "nbf", "iss", "aud", "dom", "scope"]
-
-    static func isRegistered(_ key: String) -> Bool {
-        switch key {
-        case "jti", "sub", "gen", "iat", "exp", "nbf", "iss", "aud", "dom", "scope": return true
-        default: return false
-        }
-    }
+    static func isRegistered(_ key: String) -> Bool { registeredBit(key) != 0 }
 
     public init(id: String, subject: String, generation: UInt64 = 1, issuedAt: Timestamp, expiresAt: Timestamp,
                 notBefore: Timestamp? = nil, issuer: String? = nil, audience: String? = nil, domain: String? = nil,
@@ -61,7 +54,7 @@ public struct PATClaims: Sendable, Equatable {
             throw .invalidClaims("time \(t.seconds) is outside years 0001–9999")
         }
         if let domain, domain.isEmpty || domain.utf8.count > 256 { throw .invalidClaims("dom must be 1–256 bytes") }
-        for key in extra.keys where PATClaims.registered.contains(key) {
+        for key in extra.keys where PATClaims.isRegistered(key) {
             throw .invalidClaims("extra claim \"\(key)\" collides with a registered claim")
         }
     }
@@ -90,56 +83,119 @@ public struct PATClaims: Sendable, Equatable {
         return o
     }
 
-    /// Parses claims from a verified message. Strict: unique keys, required claims present,
-    /// every registered claim of its type, times in `YYYY-MM-DDTHH:MM:SSZ`.
-    public init(json bytes: some ContiguousBytes) throws(ValidationError) {
-        let value: JSONValue
-        do {
-            value = try JSONParser.parse(bytes, limits: JSONLimits(maxBytes: 8 * 1024, maxDepth: 8, maxMembers: 128, maxStringBytes: 4096))
-        } catch {
-            throw .malformed("claims are not valid JSON: \(error)")
-        }
-        guard case .object(let object) = value else { throw .malformed("claims must be a JSON object") }
+    static let parseLimits = JSONLimits(maxBytes: 8 * 1024, maxDepth: 8, maxMembers: 128, maxStringBytes: 4096)
 
-        func string(_ key: String, required: Bool) throws(ValidationError) -> String? {
-            guard let v = object[key] else {
-                if required { throw .malformed("required claim \"\(key)\" is missing") }
-                return nil
+    /// Parses claims from a verified message. Strict: unique keys, required claims present,
+    /// every registered claim of its type, times in `YYYY-MM-DDTHH:MM:SSZ`. Registered claims
+    /// are read straight from the bytes (no intermediate JSON tree); others are kept as JSON.
+    public init(json input: some ContiguousBytes) throws(ValidationError) {
+        let result = input.withUnsafeBytes { raw in
+            Result { () throws(ValidationError) -> PATClaims in try PATClaims.parse(raw.bindMemory(to: UInt8.self)) }
+        }
+        self = try result.get()
+    }
+
+    private static func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws(ValidationError) -> PATClaims {
+        var p = JSONParser(bytes: bytes, limits: parseLimits)
+        func json<T>(_ body: (inout JSONParser) throws(JSONError) -> T) throws(ValidationError) -> T {
+            do { return try body(&p) } catch { throw .malformed("claims are not valid JSON: \(error)") }
+        }
+        func string(_ key: String) throws(ValidationError) -> String {
+            guard case .string(let s) = try json({ (p) throws(JSONError) in try p.value() }) else {
+                throw .malformed("claim \"\(key)\" must be a string")
             }
-            guard case .string(let s) = v else { throw .malformed("claim \"\(key)\" must be a string") }
             return s
         }
-        func time(_ key: String, required: Bool) throws(ValidationError) -> Timestamp? {
-            guard let s = try string(key, required: required) else { return nil }
-            guard let t = Timestamp(rfc3339: s) else {
-                throw .malformed("claim \"\(key)\" must be an RFC 3339 UTC time like 2026-01-31T12:00:00Z")
+        func time(_ key: String) throws(ValidationError) -> Timestamp {
+            let parsed: Timestamp?
+            if let raw = p.plainString() {
+                parsed = Timestamp.parse(raw)
+            } else if case .string(let s) = try json({ (p) throws(JSONError) in try p.value() }) {
+                parsed = Timestamp(rfc3339: s)
+            } else {
+                throw .malformed("claim \"\(key)\" must be a string")
             }
-            return t
+            guard let parsed else { throw .malformed("claim \"\(key)\" must be an RFC 3339 UTC time like 2026-01-31T12:00:00Z") }
+            return parsed
         }
 
-        guard let id = try string("jti", required: true), PATClaims.isValidID(id) else {
-            throw .malformed("claim \"jti\" must be 22–128 URL-safe characters")
-        }
-        guard let subject = try string("sub", required: true), !subject.isEmpty, subject.utf8.count <= 256 else {
-            throw .malformed("claim \"sub\" must be 1–256 bytes")
-        }
-        guard let genValue = object["gen"] else { throw .malformed("required claim \"gen\" is missing") }
-        guard let gen = genValue.integer, gen >= 1, UInt64(gen) <= PATClaims.maxGeneration else {
-            throw .malformed("claim \"gen\" must be an integer from 1 to 2^53−1")
-        }
-        guard let iat = try time("iat", required: true), let exp = try time("exp", required: true) else {
-            throw .malformed("required time claims are missing")
-        }
-        let nbf = try time("nbf", required: false)
-        let scopeClaim = try string("scope", required: false)
-        let scopes: ScopeSet
-        do { scopes = try ScopeSet(claim: scopeClaim ?? "") } catch { throw .malformed("claim \"scope\": \(error)") }
+        var id: String?, subject: String?, issuer: String?, audience: String?, domain: String?
+        var generation: UInt64?, issuedAt: Timestamp?, expiresAt: Timestamp?, notBefore: Timestamp?
+        var scopes = ScopeSet()
         var extra = JSONObject()
-        for (key, v) in object.members where !PATClaims.isRegistered(key) { extra.set(key, v) }
+        var seen: UInt16 = 0
+        try json { (p) throws(JSONError) in try p.beginObject() }
+        var first = true
+        while let key = try json({ (p) throws(JSONError) in try p.nextKey(first: first) }) {
+            first = false
+            let bit = registeredBit(key)
+            if bit != 0 {
+                guard seen & bit == 0 else { throw .malformed("claims are not valid JSON: duplicate key \"\(key)\"") }
+                seen |= bit
+            }
+            switch key {
+            case "jti": id = try string(key)
+            case "sub": subject = try string(key)
+            case "iss": issuer = try string(key)
+            case "aud": audience = try string(key)
+            case "dom": domain = try string(key)
+            case "iat": issuedAt = try time(key)
+            case "exp": expiresAt = try time(key)
+            case "nbf": notBefore = try time(key)
+            case "gen":
+                guard let value = try json({ (p) throws(JSONError) in try p.value() }).integer, value >= 1,
+                      UInt64(value) <= PATClaims.maxGeneration else {
+                    throw .malformed("claim \"gen\" must be an integer from 1 to 2^53−1")
+                }
+                generation = UInt64(value)
+            case "scope":
+                do {
+                    if let raw = p.plainString() {
+                        scopes = try ScopeSet(claimBytes: raw)
+                    } else {
+                        scopes = try ScopeSet(claim: try string(key))
+                    }
+                } catch let error as PATKitError {
+                    throw .malformed("claim \"scope\": \(error)")
+                } catch let error as ValidationError {
+                    throw error
+                } catch {
+                    throw .malformed("claim \"scope\": \(error)")
+                }
+            default:
+                guard extra[key] == nil else { throw .malformed("claims are not valid JSON: duplicate key \"\(key)\"") }
+                extra.appendUnique(key, try json({ (p) throws(JSONError) in try p.value() }))
+                guard extra.count < parseLimits.maxMembers else { throw .malformed("claims have more than \(parseLimits.maxMembers) members") }
+            }
+        }
+        try json { (p) throws(JSONError) in try p.finish() }
 
-        self.init(id: id, subject: subject, generation: UInt64(gen), issuedAt: iat, expiresAt: exp, notBefore: nbf,
-                  issuer: try string("iss", required: false), audience: try string("aud", required: false),
-                  domain: try string("dom", required: false), scopes: scopes, extra: extra)
+        guard let id else { throw .malformed("required claim \"jti\" is missing") }
+        guard PATClaims.isValidID(id) else { throw .malformed("claim \"jti\" must be 22–128 URL-safe characters") }
+        guard let subject else { throw .malformed("required claim \"sub\" is missing") }
+        guard !subject.isEmpty, subject.utf8.count <= 256 else { throw .malformed("claim \"sub\" must be 1–256 bytes") }
+        guard let generation else { throw .malformed("required claim \"gen\" is missing") }
+        guard let issuedAt else { throw .malformed("required claim \"iat\" is missing") }
+        guard let expiresAt else { throw .malformed("required claim \"exp\" is missing") }
+        return PATClaims(id: id, subject: subject, generation: generation, issuedAt: issuedAt, expiresAt: expiresAt,
+                         notBefore: notBefore, issuer: issuer, audience: audience, domain: domain, scopes: scopes, extra: extra)
+    }
+
+    /// A distinct bit per registered claim (for duplicate detection); 0 for any other key.
+    static func registeredBit(_ key: String) -> UInt16 {
+        switch key {
+        case "jti": return 1 << 0
+        case "sub": return 1 << 1
+        case "gen": return 1 << 2
+        case "iat": return 1 << 3
+        case "exp": return 1 << 4
+        case "nbf": return 1 << 5
+        case "iss": return 1 << 6
+        case "aud": return 1 << 7
+        case "dom": return 1 << 8
+        case "scope": return 1 << 9
+        default: return 0
+        }
     }
 }
 

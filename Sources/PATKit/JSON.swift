@@ -58,7 +58,7 @@ public struct JSONObject: Sendable, Equatable {
 
     fileprivate mutating func reserveCapacity(_ n: Int) { members.reserveCapacity(n) }
 
-    fileprivate mutating func appendUnique(_ key: String, _ value: JSONValue) { members.append((key, value)) }
+    mutating func appendUnique(_ key: String, _ value: JSONValue) { members.append((key, value)) }
 }
 
 /// Limits applied while parsing untrusted JSON.
@@ -102,12 +102,74 @@ public struct JSONParser {
         try parse(Array(text.utf8), limits: limits)
     }
 
-    private init(bytes: UnsafeBufferPointer<UInt8>, limits: JSONLimits) {
+    init(bytes: UnsafeBufferPointer<UInt8>, limits: JSONLimits) {
         self.bytes = bytes
         self.limits = limits
     }
 
     private func fail(_ reason: String) -> JSONError { JSONError(reason: reason, offset: index) }
+
+    // MARK: streaming over one top-level object (for parsers that map members straight to fields)
+
+    /// Starts a top-level object: checks the size limit and consumes `{`.
+    mutating func beginObject() throws(JSONError) {
+        guard bytes.count <= limits.maxBytes else {
+            throw JSONError(reason: "document of \(bytes.count) bytes exceeds the limit of \(limits.maxBytes)", offset: 0)
+        }
+        skipWhitespace()
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { throw fail("expected a JSON object") }
+        index += 1
+    }
+
+    /// The next member's key, with the parser left at its value (which the caller must
+    /// consume); nil after the closing `}`. `first` is true for the first call only.
+    mutating func nextKey(first: Bool) throws(JSONError) -> String? {
+        skipWhitespace()
+        guard index < bytes.count else { throw fail("unterminated object") }
+        if bytes[index] == UInt8(ascii: "}") {
+            index += 1
+            return nil
+        }
+        if !first {
+            guard bytes[index] == UInt8(ascii: ",") else { throw fail("expected ',' or '}'") }
+            index += 1
+            skipWhitespace()
+        }
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
+        let key = try parseString()
+        skipWhitespace()
+        guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw fail("expected ':'") }
+        index += 1
+        skipWhitespace()
+        return key
+    }
+
+    /// Any value, nested at depth 1.
+    mutating func value() throws(JSONError) -> JSONValue { try parseValue(depth: 1) }
+
+    /// The raw bytes of a string value that is plain printable ASCII without escapes (the
+    /// common case), consumed without allocating; nil otherwise, with nothing consumed.
+    mutating func plainString() -> UnsafeBufferPointer<UInt8>? {
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { return nil }
+        var i = index + 1
+        while i < bytes.count {
+            let b = bytes[i]
+            if b == UInt8(ascii: "\"") {
+                let slice = UnsafeBufferPointer(rebasing: bytes[(index + 1)..<i])
+                index = i + 1
+                return slice
+            }
+            if b < 0x20 || b >= 0x80 || b == UInt8(ascii: "\\") { return nil }
+            i += 1
+        }
+        return nil
+    }
+
+    /// Ends the document: only whitespace may follow.
+    mutating func finish() throws(JSONError) {
+        skipWhitespace()
+        guard index == bytes.count else { throw fail("unexpected data after the JSON value") }
+    }
 
     private mutating func parseDocument() throws(JSONError) -> JSONValue {
         guard bytes.count <= limits.maxBytes else {

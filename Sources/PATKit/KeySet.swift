@@ -43,10 +43,6 @@ public struct KeySet: Sendable, Equatable {
     /// The key with this id if it may verify (active).
     public func verificationKey(for id: KeyID) -> PublicKey? { active[id] }
 
-    /// Looks a key up by the raw `kid` string from an untrusted footer.
-    func verificationKey(forRaw kid: String) -> PublicKey? {
-        active[KeyID(unchecked: kid)]
-    }
 
     /// The newest active key: the one new tokens should be signed with.
     public var newest: PublicKey? { entries.last { $0.status == .active }?.key }
@@ -128,8 +124,8 @@ public struct KeySet: Sendable, Equatable {
 enum Footer {
     static let maxBytes = 512
 
-    /// Returns the `kid` of an untrusted footer after bounding and screening it.
-    static func keyID(from footer: [UInt8]) throws(ValidationError) -> String {
+    /// Returns the `kid` bytes of an untrusted footer after bounding and screening it.
+    static func keyID(from footer: [UInt8]) throws(ValidationError) -> ArraySlice<UInt8> {
         guard !footer.isEmpty else { throw .malformed("token has no footer; PATKit tokens name their key as {\"kid\":\"k4.pid…\"}") }
         guard footer.count <= maxBytes else {
             throw ValidationError(.tooLarge, "footer of \(footer.count) bytes exceeds \(maxBytes) bytes")
@@ -143,14 +139,19 @@ enum Footer {
             throw .malformed("footer is not valid JSON: \(error)")
         }
         guard case .object(let o) = value, let kidValue = o["kid"] else { throw .malformed("footer has no \"kid\"") }
+        // Escapes (e.g. "k4\u002esecret") can hide key material from the raw screen above.
+        // Re-encoding writes every key and string unescaped, so the screen sees them as decoded.
+        if containsKeyMaterial(JSONWriter.encode(value)) {
+            throw .malformed("footer carries key material (a PASERK key); only key ids (k4.pid) are allowed")
+        }
         guard case .string(let kid) = kidValue else { throw .malformed("footer \"kid\" must be a string") }
         guard kid.hasPrefix(KeyID.prefix) else { throw .malformed("footer \"kid\" must be a k4.pid key id") }
-        return kid
+        return Array(kid.utf8)[...]
     }
 
     /// The kid of a footer written exactly as PATKit writes it, `{"kid":"k4.pid.<44 base64url>"}`,
     /// recognised without a JSON parse; nil for anything else (which then takes the full path).
-    static func canonicalKeyID(_ footer: [UInt8]) -> String? {
+    static func canonicalKeyID(_ footer: [UInt8]) -> ArraySlice<UInt8>? {
         let head = canonicalHead, tail: [UInt8] = [0x22, 0x7D] // "}
         guard footer.count == head.count + 51 + tail.count, footer.starts(with: head), footer.suffix(2).elementsEqual(tail) else { return nil }
         let kid = footer[head.count..<(head.count + 51)]
@@ -158,7 +159,7 @@ enum Footer {
               kid.dropFirst(KeyID.prefixBytes.count).allSatisfy({
                   ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D || $0 == 0x5F
               }) else { return nil }
-        return String(decoding: kid, as: UTF8.self)
+        return kid
     }
 
     static let canonicalHead: [UInt8] = Array(#"{"kid":""#.utf8)

@@ -11,9 +11,9 @@ public enum Revocation: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .superseded(let floor): return "revoked: generations below \(floor) of this PAT are no longer valid"
-        case .deleted: return "revoked: the PAT was deleted"
-        case .ownerRevoked(let before): return "revoked: every PAT of this owner issued before \(before) was revoked"
+        case .superseded(let floor): return "generations below \(floor) of this PAT are no longer valid (revoked, regenerated or re-scoped)"
+        case .deleted: return "the PAT was deleted"
+        case .ownerRevoked(let before): return "every PAT of this owner issued before \(before) was revoked"
         }
     }
 }
@@ -88,6 +88,18 @@ public struct RevocationList: Sendable {
 
     // MARK: parsing
 
+    /// The sequence number in a list's header, read WITHOUT checking the signature: only for
+    /// an issuer choosing the next sequence above a file it wrote. nil when not a list header.
+    public static func unverifiedSequence(header bytes: [UInt8]) -> UInt64? {
+        var reader = ByteReader(bytes)
+        guard let magic = reader.take(8), magic.elementsEqual(RevocationList.magic),
+              let kidLength = reader.u8(), reader.take(Int(kidLength)) != nil else { return nil }
+        return reader.u64()
+    }
+
+    /// Bytes enough to hold any list header (for `unverifiedSequence(header:)`).
+    public static let maxHeaderBytes = 8 + 1 + 255 + 8 * 3 + 4 * 2
+
     /// Parses and verifies a list. It must be signed by an active key of `keys`.
     public init(verifying bytes: [UInt8], keys: KeySet, maxBytes: Int = RevocationList.defaultMaxBytes) throws(PATKitError) {
         guard bytes.count <= maxBytes else {
@@ -101,7 +113,10 @@ public struct RevocationList: Sendable {
               let kidText = String(validating: kidBytes, as: UTF8.self) else {
             throw .invalidDocument("revocation list: truncated signer key id")
         }
-        let signer = try KeyID(kidText)
+        let signer: KeyID
+        do { signer = try KeyID(kidText) } catch {
+            throw .invalidDocument("revocation list: the signer is not a k4.pid key id")
+        }
         guard let sequence = reader.u64(), let issued = reader.u64(), let next = reader.u64(),
               let tokenCount = reader.u32(), let ownerCount = reader.u32() else {
             throw .invalidDocument("revocation list: truncated header")
@@ -188,9 +203,10 @@ public struct RevocationList: Sendable {
         }
 
         /// Drops entries whose horizon has passed: the tokens they kill have expired anyway.
-        /// `leeway` keeps entries that a verifier's clock-skew leeway could still accept.
+        /// `leeway` keeps entries that a verifier's clock-skew leeway could still accept: use at
+        /// least the verifiers' `Validator.Policy.leeway` (default 60 s, as here).
         @discardableResult
-        public mutating func prune(now: Timestamp, leeway: Int64 = 0) -> Int {
+        public mutating func prune(now: Timestamp, leeway: Int64 = 60) -> Int {
             let before = tokenEntries.count + ownerEntries.count
             let cutoff = now.seconds - leeway
             tokenEntries = tokenEntries.filter { $0.value.horizon >= cutoff }

@@ -127,22 +127,25 @@ public struct ScopeSet: Sendable, Hashable, CustomStringConvertible, Sequence {
 
     /// Parses the `scope` claim: scopes separated by single spaces.
     public init(claim: String) throws(PATKitError) {
-        if claim.isEmpty { self.init(); return }
         var text = claim
         let result = text.withUTF8 { bytes in
-            Result { () throws(PATKitError) -> [Scope] in
-                var parsed: [Scope] = []
-                var start = 0
-                for i in 0...bytes.count where i == bytes.count || bytes[i] == UInt8(ascii: " ") {
-                    guard i > start else { throw .invalidScope("scopes must be separated by single spaces") }
-                    guard parsed.count < ScopeSet.maxCount else { throw .invalidScope("more than \(ScopeSet.maxCount) scopes") }
-                    parsed.append(try Scope(bytes: UnsafeBufferPointer(rebasing: bytes[start..<i])))
-                    start = i + 1
-                }
-                return parsed
-            }
+            Result { () throws(PATKitError) -> ScopeSet in try ScopeSet(claimBytes: bytes) }
         }
-        self.init(try result.get())
+        self = try result.get()
+    }
+
+    /// The same over the claim's UTF-8 bytes, in one pass.
+    init(claimBytes bytes: UnsafeBufferPointer<UInt8>) throws(PATKitError) {
+        if bytes.isEmpty { self.init(); return }
+        var parsed: [Scope] = []
+        var start = 0
+        for i in 0...bytes.count where i == bytes.count || bytes[i] == UInt8(ascii: " ") {
+            guard i > start else { throw .invalidScope("scopes must be separated by single spaces") }
+            guard parsed.count < ScopeSet.maxCount else { throw .invalidScope("more than \(ScopeSet.maxCount) scopes") }
+            parsed.append(try Scope(bytes: UnsafeBufferPointer(rebasing: bytes[start..<i])))
+            start = i + 1
+        }
+        self.init(parsed)
     }
 
     /// The `scope` claim form.

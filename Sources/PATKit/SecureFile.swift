@@ -43,7 +43,10 @@ public enum SecureFile {
     /// Writes `bytes` to `path` atomically with `mode`: a temporary file in the same
     /// directory, fsync, rename over the target, fsync of the directory. Readers see the
     /// old file or the new one, never a mix; a crash leaves the old file intact.
-    public static func writeAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws(PATKitError) {
+    /// - Parameter beforeRename: runs after the temporary file is complete and synced, just
+    ///   before the rename (a test seam for crashes at the worst moment).
+    public static func writeAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644,
+                                       beforeRename: () -> Void = {}) throws(PATKitError) {
         let directory = parentDirectory(of: path)
         var template = Array("\(path).tmp-XXXXXX".utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { buf in buf.baseAddress.map { mkstemp($0) } ?? -1 }
@@ -71,6 +74,7 @@ public enum SecureFile {
         } catch {
             throw .io(path: path, reason: "\(error)")
         }
+        beforeRename()
         guard rename(tmpPath, path) == 0 else { throw .io(path: path, reason: "rename failed: \(errnoText())") }
         committed = true
         let dfd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)

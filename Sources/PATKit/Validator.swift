@@ -37,14 +37,22 @@ public final class Validator: Sendable {
     /// One consistent view of what a validation trusts; replaced whole, never mutated.
     final class Snapshot: Sendable {
         let keys: KeySet
+        /// The active keys by id bytes: footers are matched without building a string.
+        let keyIndex: [(id: [UInt8], key: PublicKey)]
         let revocations: RevocationList?
         /// Changes whenever the key set does; cached results count only under their epoch.
         let keysEpoch: UInt64
 
         init(keys: KeySet, revocations: RevocationList?, keysEpoch: UInt64) {
             self.keys = keys
+            self.keyIndex = keys.activeKeys.map { (Array($0.id.rawValue.utf8), $0) }
             self.revocations = revocations
             self.keysEpoch = keysEpoch
+        }
+
+        func key(for kid: ArraySlice<UInt8>) -> PublicKey? {
+            for entry in keyIndex where entry.id.elementsEqual(kid) { return entry.key }
+            return nil
         }
     }
 
@@ -114,8 +122,8 @@ public final class Validator: Sendable {
         }
         let parts = try PASETOv4Public.parse(token, maxBytes: policy.maxTokenBytes)
         let kid = try Footer.keyID(from: parts.footer)
-        guard let key = snapshot.keys.verificationKey(forRaw: kid) else {
-            throw ValidationError(.unknownKey, "token is signed by \(kid.prefix(64)), which is not an active key of this verifier")
+        guard let key = snapshot.key(for: kid) else {
+            throw ValidationError(.unknownKey, "token is signed by \(String(decoding: kid.prefix(64), as: UTF8.self)), which is not an active key of this verifier")
         }
         try PASETOv4Public.verify(parts, key: key, implicitAssertion: policy.implicitAssertion)
         let claims = try PATClaims(json: parts.messageBytes)
@@ -181,11 +189,26 @@ public struct Issuer: Sendable {
         self.implicitAssertion = implicitAssertion
     }
 
-    /// The token for `claims`, after checking them against the issuing rules.
+    /// The token for `claims`, after checking them against the issuing rules. Never returns a
+    /// token a `Validator` would refuse as malformed or too large.
     public func issue(_ claims: PATClaims) throws(PATKitError) -> String {
         try claims.validateForIssue()
         let message = JSONWriter.encode(.object(claims.json))
-        return PASETOv4Public.sign(message: message, footer: Footer.encode(key.id),
-                                   implicitAssertion: implicitAssertion, with: key)
+        // The claims must read back as written (e.g. extra claims holding invalid JSON numbers).
+        do {
+            guard try PATClaims(json: message) == claims else {
+                throw PATKitError.invalidClaims("the claims do not read back as issued")
+            }
+        } catch let error as PATKitError {
+            throw error
+        } catch {
+            throw .invalidClaims("the claims would not validate: \(error)")
+        }
+        let token = PASETOv4Public.sign(message: message, footer: Footer.encode(key.id),
+                                        implicitAssertion: implicitAssertion, with: key)
+        guard token.utf8.count <= PASETOv4Public.defaultMaxTokenBytes else {
+            throw .invalidClaims("the token would be \(token.utf8.count) bytes, over the \(PASETOv4Public.defaultMaxTokenBytes)-byte limit verifiers enforce; use fewer scopes or claims")
+        }
+        return token
     }
 }

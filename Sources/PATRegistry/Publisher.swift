@@ -44,8 +44,8 @@ public struct Publisher: Sendable {
     /// whose clock-skew leeway still accepts a token also still refuses it.
     public var leeway: Int64
     public var clock: @Sendable () -> Timestamp
-    /// Test seam: write the new list's temporary file, then end the process with status 99
-    /// before the rename, as a crash at the worst moment would.
+    /// Test seam: end the process with status 99 once the new list's temporary file is written
+    /// and synced, just before the rename — as a crash at the worst moment would.
     public var crashBeforeRename = false
 
     public static let defaultNextUpdateInterval = TimeSpan(seconds: 3600)
@@ -111,11 +111,8 @@ public struct Publisher: Sendable {
         let list = try RevocationList(verifying: bytes, keys: keys)
 
         try SecureFile.writeAtomically(keysPath, keys.encoded(), mode: 0o644)
-        if crashBeforeRename {
-            try writeTemporaryOnly(revocationsPath, bytes)
-            _exit(99)
-        }
-        try SecureFile.writeAtomically(revocationsPath, bytes, mode: 0o644)
+        let crash = crashBeforeRename
+        try SecureFile.writeAtomically(revocationsPath, bytes, mode: 0o644, beforeRename: { if crash { _exit(99) } })
         return PublishResult(sequence: list.sequence, issuedAt: list.issuedAt, nextUpdate: list.nextUpdate, signer: list.signer,
                              tokenEntries: list.tokenEntryCount, ownerEntries: list.ownerEntryCount, pruned: snapshot.pruned,
                              revocationsPath: revocationsPath, keysPath: keysPath, bytes: bytes)
@@ -127,7 +124,7 @@ public struct Publisher: Sendable {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
-        var header = [UInt8](repeating: 0, count: 8 + 1 + 255 + 8)
+        var header = [UInt8](repeating: 0, count: RevocationList.maxHeaderBytes)
         var total = 0
         while total < header.count {
             let n = header.withUnsafeMutableBytes { buf in read(fd, buf.baseAddress.map { $0 + total }, buf.count - total) }
@@ -135,27 +132,7 @@ public struct Publisher: Sendable {
             if n <= 0 { break }
             total += n
         }
-        guard total >= 9, header[0..<8].elementsEqual(Array("PATKRL01".utf8)) else { return nil }
-        let start = 9 + Int(header[8])
-        guard total >= start + 8 else { return nil }
-        return header[start..<(start + 8)].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-    }
-
-    /// The first half of an atomic write — a fully written, fsynced temporary file beside
-    /// `path`, named as `SecureFile.writeAtomically` names it — for the crash test seam.
-    private func writeTemporaryOnly(_ path: String, _ bytes: [UInt8]) throws {
-        var template = Array("\(path).tmp-XXXXXX".utf8CString)
-        let fd = template.withUnsafeMutableBufferPointer { buf in buf.baseAddress.map { mkstemp($0) } ?? -1 }
-        guard fd >= 0 else { throw PATKitError.io(path: path, reason: "cannot create a temporary file") }
-        defer { close(fd) }
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { buf in write(fd, buf.baseAddress.map { $0 + written }, buf.count - written) }
-            if n < 0, errno == EINTR { continue }
-            guard n > 0 else { throw PATKitError.io(path: path, reason: "write failed") }
-            written += n
-        }
-        _ = fsync(fd)
+        return RevocationList.unverifiedSequence(header: Array(header.prefix(total)))
     }
 
     /// Removes `revocations.bin.tmp-*` and `keys.json.tmp-*` left by a crashed run. Called

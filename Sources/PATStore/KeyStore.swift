@@ -65,6 +65,9 @@ public struct KeyStore: Sendable {
     public func retire(_ id: KeyID) throws(PATKitError) {
         try locked { () throws(PATKitError) in
             var set = try keySet()
+            if set.verificationKey(for: id) != nil, set.activeKeys.count == 1 {
+                throw PATKitError.invalidArgument("refusing to retire \(id): it is the only active key, so nothing could sign or verify; run `pat keys rotate` first")
+            }
             try set.retire(id)
             try SecureFile.writeAtomically(manifestPath, set.encoded(), mode: 0o644)
         }

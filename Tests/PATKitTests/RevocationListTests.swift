@@ -136,7 +136,9 @@ struct RevocationListTests {
         b.revokeAll(subject: "new", issuedBefore: Fixture.now, horizon: Fixture.now.adding(seconds: 10))
         var withLeeway = b
         #expect(withLeeway.prune(now: Fixture.now, leeway: 5) == 1) // only "old" (horizon now-10 < now-5)
-        #expect(b.prune(now: Fixture.now) == 2)
+        var withDefault = b
+        #expect(withDefault.prune(now: Fixture.now) == 0) // default leeway 60 s, as verifiers
+        #expect(b.prune(now: Fixture.now, leeway: 0) == 2)
         #expect(b.tokenEntryCount == 2)
         #expect(b.ownerEntryCount == 1)
         let list = try makeList(b)
