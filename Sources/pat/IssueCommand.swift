@@ -44,7 +44,7 @@ struct IssueCommand: ParsableCommand {
             let value = (try? JSONParser.parse(text, limits: JSONLimits(maxBytes: 4096, maxDepth: 4))) ?? .string(text)
             extra.set(key, value)
         }
-        let now = Timestamp.now()
+        let now = try currentTime() // $PAT_NOW (a testing aid) or the system clock
         let claims = PATClaims(id: id ?? PATClaims.newID(), subject: subject, generation: generation,
                                issuedAt: now, expiresAt: now.adding(seconds: lifetime.seconds),
                                domain: domain, scopes: scopeSet, extra: extra)

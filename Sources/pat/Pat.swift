@@ -18,7 +18,7 @@ struct Pat: ParsableCommand {
             Registry-backed commands (create, list, show, scope, revoke, regenerate, delete, publish) \
             record PATs in HOME/pat.db; verifiers learn of changes from `pat publish`.
             Exit status: 0 success, 1 failure (e.g. an invalid token), 2 usage error.
-            Testing aid: PAT_NOW=YYYY-MM-DDTHH:MM:SSZ makes create, scope, revoke, regenerate, delete, \
+            Testing aid: PAT_NOW=YYYY-MM-DDTHH:MM:SSZ makes issue, create, scope, revoke, regenerate, delete, \
             list, show, publish and verify take that instant as the current time.
             """,
         subcommands: [KeysCommand.self, IssueCommand.self, VerifyCommand.self,
