@@ -30,7 +30,7 @@ struct InteropTests {
         let python = try #require(Self.python)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [Self.packageRoot.appendingPathComponent("scripts/interop_pyseto.py").path, try PatBinary.path()]
+        process.arguments = [Self.packageRoot.appendingPathComponent("scripts/interop_pyseto.py").path, try PatRunner.binaryPath()]
         let output = Pipe()
         process.standardOutput = output
         process.standardError = output
@@ -40,23 +40,5 @@ struct InteropTests {
         let text = String(decoding: data, as: UTF8.self)
         #expect(process.terminationStatus == 0, "interop script failed:\n\(text)")
         #expect(text.contains("6 passed, 0 failed"), "unexpected interop output:\n\(text)")
-    }
-}
-
-/// Where the `pat` binary built with the tests is.
-enum PatBinary {
-    static func path() throws -> String {
-        let fm = FileManager.default
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        for _ in 0..<4 {
-            let candidate = dir.appendingPathComponent("pat").path
-            if fm.isExecutableFile(atPath: candidate) { return candidate }
-            dir = dir.deletingLastPathComponent()
-        }
-        let fallback = InteropTests.packageRoot.appendingPathComponent(".build/debug/pat").path
-        guard fm.isExecutableFile(atPath: fallback) else {
-            throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: "pat binary (build it with swift build)"])
-        }
-        return fallback
     }
 }
