@@ -12,7 +12,8 @@ import Glibc
 
 let benchmarks: @Sendable () -> Void = {
     let timing: [BenchmarkMetric] = [.wallClock, .throughput, .mallocCountTotal]
-    Benchmark.defaultConfiguration = .init(metrics: timing, warmupIterations: 10, maxDuration: .seconds(3), maxIterations: 100_000)
+    Benchmark.defaultConfiguration = .init(metrics: timing, timeUnits: .nanoseconds, warmupIterations: 10,
+                                           maxDuration: .seconds(3), maxIterations: 100_000)
 
     Benchmark("baseline.libsodium_verify") { benchmark in
         runBaseline(benchmark, Fixture.shared)

@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Runs the benchmarks once and prints the README table: every figure next to the bare
+libsodium signature check measured in the same run (ratio = baseline time / time).
+
+usage: scripts/bench-report.py [BENCHMARK_OUTPUT.txt]
+  without an argument runs `swift package benchmark` (text format) and parses its output.
+"""
+import os
+import re
+import subprocess
+import sys
+
+UNITS = {"ns": 1e-9, "μs": 1e-6, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+SCALE = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9}
+
+
+def run_benchmarks():
+    cmd = ["swift", "package", "--allow-writing-to-package-directory", "benchmark", "--no-progress"]
+    print("running:", " ".join(cmd), file=sys.stderr)
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(out.stdout[-3000:] + out.stderr[-3000:])
+    return out.stdout
+
+
+def parse(text):
+    """{benchmark: {metric: (p50 value in base units, unit label)}}"""
+    results, current = {}, None
+    for line in text.splitlines():
+        name = line.strip()
+        if re.fullmatch(r"[a-z]+\.[A-Za-z0-9_]+", name):
+            current = name
+            results[current] = {}
+            continue
+        if current is None or not line.startswith("│"):
+            continue
+        cells = [c.strip() for c in line.strip("│").split("│")]
+        if len(cells) < 4 or not re.match(r"^-?\d", cells[3] or ""):
+            continue
+        label, p50 = cells[0], float(cells[3])
+        m = re.match(r"^(.*?)(?: \((ns|μs|us|ms|s)\))?(?: \(([KMG])\))?(?: \*)?$", label)
+        if not m:
+            continue
+        metric, unit, scale = m.group(1).strip(), m.group(2), m.group(3) or ""
+        m2 = re.match(r"^(.*?) \(([KMG])\)$", metric)
+        if m2:
+            metric, scale = m2.group(1), m2.group(2)
+        value = p50 * (UNITS[unit] if unit else 1) * SCALE[scale]
+        results[current][metric] = value
+    return results
+
+
+def fmt_time(seconds):
+    for unit, factor in (("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
+        if seconds >= factor:
+            return f"{seconds / factor:.3g} {unit}"
+    return f"{seconds * 1e9:.3g} ns"
+
+
+def main():
+    text = open(sys.argv[1]).read() if len(sys.argv) > 1 else run_benchmarks()
+    r = parse(text)
+    t = lambda b: r.get(b, {}).get("Time (wall clock)")
+    base = t("baseline.libsodium_verify")
+    if not base:
+        sys.exit("no baseline.libsodium_verify in the output")
+    rows = [
+        ("baseline.libsodium_verify", "crypto_sign_verify_detached on the token's PAE message", "1 (floor)"),
+        ("validate.fresh", "Validator.validate, no cache, small list", "≥ 0.93"),
+        ("validate.revocations_1M", "the same with 1,000,000 list entries", "within 3 % of fresh"),
+        ("validate.cached", "a token seen before (times, list, keys still checked)", "≥ 50"),
+        ("authorize.20_scopes", "scope check on a verified PAT with 20 scopes", "—"),
+        ("issue.sign", "issuing (signing) a token", "—"),
+        ("validate.fresh_all_cores", "fresh validations across all cores (per validation)", "≥ 1.9 × fresh"),
+    ]
+    print("| benchmark | what | p50 time | per second | ratio to baseline | target |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, what, target in rows:
+        v = t(name)
+        if not v:
+            print(f"| `{name}` | {what} | (missing) | | | {target} |")
+            continue
+        print(f"| `{name}` | {what} | {fmt_time(v)} | {1 / v:,.0f} | {base / v:.3f} | {target} |")
+    fresh, allc, m1 = t("validate.fresh"), t("validate.fresh_all_cores"), t("validate.revocations_1M")
+    if fresh and allc:
+        print(f"\nAll cores vs one core (validate.fresh): {fresh / allc:.2f} ×")
+    if fresh and m1:
+        print(f"1,000,000-entry list vs small list: {100 * (m1 / fresh - 1):+.1f} % time")
+    for name in ("revocations.load_100k", "revocations.load_1M"):
+        d = r.get(name, {})
+        if d:
+            print(f"{name}: {fmt_time(d.get('Time (wall clock)', 0))} to read and verify, "
+                  f"{d.get('file_bytes_per_entry', 0):.0f} bytes/entry on disk, "
+                  f"{d.get('loaded_bytes', 0) / 2**20:.1f} MiB held once loaded, "
+                  f"{d.get('Malloc (bytes total)', 0) / 2**20:.1f} MiB allocated while loading")
+    c = r.get("validate.cached", {}).get("cache_bytes_per_entry")
+    if c:
+        print(f"cache memory: about {c:.0f} bytes per cached token")
+
+
+if __name__ == "__main__":
+    main()
