@@ -7,11 +7,21 @@ let package = Package(
     products: [
         .library(name: "PATKit", targets: ["PATKit"]),
         .library(name: "PATStore", targets: ["PATStore"]),
+        .library(name: "PATEdge", targets: ["PATEdge"]),
+        .library(name: "PATHummingbird", targets: ["PATHummingbird"]),
         .executable(name: "pat", targets: ["pat"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        // The HTTP side (issue 5): server, edge refresher, compression. Hummingbird without its
+        // default traits: no swift-configuration, FoundationEssentials only.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/adam-fowler/compress-nio", from: "1.5.0"),
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
@@ -30,10 +40,39 @@ let package = Package(
             name: "PATRegistry",
             dependencies: ["PATStore", .product(name: "GRDB", package: "GRDB.swift")]
         ),
+        // The edge refresher: keeps a live Validator's keys and revocation list current over HTTP.
+        .target(
+            name: "PATEdge",
+            dependencies: [
+                "PATKit",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // Hummingbird middleware: PATAuthenticator, scope requirements, the JSON error shape.
+        .target(
+            name: "PATHummingbird",
+            dependencies: ["PATKit", .product(name: "Hummingbird", package: "hummingbird")]
+        ),
+        // `pat serve`: distribution endpoints and the /verify gate.
+        .target(
+            name: "PATServer",
+            dependencies: [
+                "CSodium", "PATStore", "PATEdge", "PATHummingbird",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+            ]
+        ),
         .executableTarget(
             name: "pat",
             dependencies: [
-                "PATKit", "PATStore", "PATRegistry",
+                "PATKit", "PATStore", "PATRegistry", "PATServer",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -47,6 +86,19 @@ let package = Package(
         .testTarget(name: "PATKitTests", dependencies: ["PATKit", "PATStore"]),
         .testTarget(name: "PATCLITests", dependencies: ["PATKit", "PATStore", "pat"]),
         .testTarget(name: "PATRegistryTests", dependencies: ["PATRegistry"]),
+        .testTarget(
+            name: "PATServerTests",
+            dependencies: [
+                "PATServer", "PATEdge", "PATHummingbird", "PATStore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+            ]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

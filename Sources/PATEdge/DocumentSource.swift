@@ -1,0 +1,79 @@
+import PATKit
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The two documents an edge holds: the public key set and the signed revocation list.
+public enum PATDocument: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// The public key set (`keys.json`, `KeySet(json:)`).
+    case keys
+    /// The signed revocation list (`revocations.bin`, `RevocationList(verifying:keys:)`).
+    case revocations
+
+    public var description: String { rawValue }
+}
+
+/// What one conditional fetch returned.
+public enum PATFetchResult: Sendable, Equatable {
+    /// The document is unchanged since `ifNoneMatch` (HTTP 304).
+    case notModified
+    /// A (possibly) new document and its entity tag, if the source gave one.
+    case modified(bytes: [UInt8], etag: String?)
+}
+
+/// Where a refresher gets its documents. Implementations fetch one document, conditionally
+/// on an entity tag, and must never return more than `maxBytes` bytes. The refresher verifies
+/// what they return; a source only transports.
+public protocol PATDocumentSource: Sendable {
+    func fetch(_ document: PATDocument, ifNoneMatch etag: String?, maxBytes: Int) async throws -> PATFetchResult
+    /// Where the documents come from, for status and logs (URLs or paths; never secrets).
+    var location: String { get }
+}
+
+/// A failure of the edge side: transport, size, status. `description` says what happened.
+public struct PATEdgeError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Reads the documents from local files (e.g. an issuer's `HOME/published/`). The entity tag
+/// is derived from the file's identity, size and modification time, so an unchanged file is
+/// not read again.
+public struct FileDocumentSource: PATDocumentSource {
+    public let keysPath: String
+    public let revocationsPath: String
+
+    public init(keysPath: String, revocationsPath: String) {
+        self.keysPath = keysPath
+        self.revocationsPath = revocationsPath
+    }
+
+    public var location: String { "files \(keysPath), \(revocationsPath)" }
+
+    public func fetch(_ document: PATDocument, ifNoneMatch etag: String?, maxBytes: Int) async throws -> PATFetchResult {
+        let path = document == .keys ? keysPath : revocationsPath
+        guard let before = FileDocumentSource.fileTag(path) else {
+            throw PATEdgeError("\(path): cannot stat: \(String(cString: strerror(errno)))")
+        }
+        if before == etag { return .notModified }
+        let bytes = try SecureFile.read(path, maxBytes: maxBytes)
+        // A file replaced while being read is picked up by the next fetch (its tag differs).
+        return .modified(bytes: bytes, etag: before)
+    }
+
+    /// `"dev-inode-size-mtime"` as a quoted entity tag, or nil when the file cannot be stat'ed.
+    static func fileTag(_ path: String) -> String? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        #if canImport(Darwin)
+        let mtime = Int64(info.st_mtimespec.tv_sec) * 1_000_000_000 + Int64(info.st_mtimespec.tv_nsec)
+        #else
+        let mtime = Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
+        #endif
+        return "\"\(info.st_dev)-\(info.st_ino)-\(info.st_size)-\(mtime)\""
+    }
+}

@@ -1,0 +1,39 @@
+import Hummingbird
+import PATKit
+
+/// A request context that carries the PAT verified for the request, set by `PATAuthenticator`.
+///
+/// ```swift
+/// struct AppContext: PATRequestContext {
+///     var coreContext: CoreRequestContextStorage
+///     var pat: VerifiedPAT?
+///     init(source: ApplicationRequestContextSource) {
+///         coreContext = .init(source: source)
+///     }
+/// }
+/// ```
+public protocol PATRequestContext: RequestContext {
+    /// The verified PAT, or nil before authentication (or for an anonymous request, when allowed).
+    var pat: VerifiedPAT? { get set }
+}
+
+extension PATRequestContext {
+    /// The verified PAT, or a 401 when the request carries none.
+    public func requirePAT() throws(PATHTTPError) -> VerifiedPAT {
+        guard let pat else { throw PATHTTPError.missingToken() }
+        return pat
+    }
+}
+
+/// The plain context for PAT-protected routes. Request bodies are bounded to 64 KiB.
+public struct BasicPATRequestContext: PATRequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public var pat: VerifiedPAT?
+
+    public init(source: ApplicationRequestContextSource) {
+        self.coreContext = .init(source: source)
+        self.pat = nil
+    }
+
+    public var maxUploadSize: Int { 64 * 1024 }
+}

@@ -1,0 +1,159 @@
+import Hummingbird
+import PATEdge
+import PATHummingbird
+import PATKit
+
+/// `GET /verify` for a proxy's subrequest authentication (nginx `auth_request`, Traefik
+/// `forwardAuth`, Envoy `ext_authz` in HTTP mode…):
+///
+/// - `Authorization: Bearer <PAT>` — the token to check;
+/// - `X-PAT-Require-Scope` (optional) — scopes the PAT must grant, separated by spaces or
+///   commas (or repeated headers), e.g. `channels:publish:ch-42`; the id part may be any
+///   path segment the proxy took from the request (`channels:publish:$1`);
+/// - `X-PAT-Domain` (optional) — the domain the PAT must act in. It can only narrow: when
+///   the gate has a domain of its own, a different `X-PAT-Domain` is refused (a client that
+///   sends the header through a proxy cannot widen what the gate accepts).
+///
+/// The proxy should set (or clear) `X-PAT-Require-Scope` and `X-PAT-Domain` itself, and
+/// overwrite `X-PAT-Subject` / `X-PAT-Id` towards the upstream with the gate's answer.
+///
+/// Answers 204 with `X-PAT-Subject` (the owner; bytes outside visible ASCII and `%` are
+/// percent-encoded), `X-PAT-Id`, `X-PAT-Generation`, `X-PAT-Scope` (granted scopes) and
+/// `X-PAT-Domain` when the PAT has one; 401 (missing or refused token, with
+/// `WWW-Authenticate`), 403 (a required scope is missing; named), 503 (stale or missing
+/// revocation list), or 400 (a malformed `X-PAT-Require-Scope`: a proxy misconfiguration).
+/// `GET /status` returns the refresher's status as JSON.
+public struct GateRoutes: PATRouteGroup {
+    public let validator: Validator
+    public let refresher: PATRefresher?
+    public let domain: String?
+
+    public init(validator: Validator, refresher: PATRefresher? = nil, domain: String? = nil) {
+        self.validator = validator
+        self.refresher = refresher
+        self.domain = domain
+    }
+
+    public func addRoutes(to router: Router<PATServer.Context>) { register(on: router) }
+
+    public func register<Context: RequestContext>(on router: some RouterMethods<Context>) {
+        let gate = self
+        for method in [HTTPRequest.Method.get, .head, .post] {
+            router.on("/verify", method: method) { request, _ in try gate.verify(request) }
+        }
+        router.get("/status") { _, _ in gate.statusResponse() }
+    }
+
+    func verify(_ request: Request) throws(PATHTTPError) -> Response {
+        let required = try GateRoutes.requiredScopes(request.headers[values: GateHeader.requireScope])
+        let token: String
+        switch BearerToken.extract(from: request.headers) {
+        case .missing: throw PATHTTPError.missingToken()
+        case .malformed(let reason): throw PATHTTPError.refused(ValidationError(.malformed, reason))
+        case .token(let value): token = value
+        }
+        let asked = request.headers[GateHeader.domain].map { String(Substring($0).trimmingSpaces()) }.flatMap { $0.isEmpty ? nil : $0 }
+        if let asked, let own = self.domain, asked != own {
+            throw PATHTTPError.refused(ValidationError(.wrongDomain, "this gate accepts domain \"\(own)\" only, not \"\(asked.prefix(64))\""))
+        }
+        let domain = self.domain ?? asked
+        let pat: VerifiedPAT
+        do throws(ValidationError) { pat = try validator.validate(token, domain: domain) } catch { throw PATHTTPError.refused(error) }
+        for scope in required where !pat.allows(entity: scope.entity, operation: scope.operation, id: scope.id) {
+            throw PATHTTPError.scopeMissing("\(scope.entity):\(scope.operation):\(scope.id ?? "*")", patID: pat.id)
+        }
+        var headers = HTTPFields()
+        headers.setPAT(GateHeader.subject, PercentEncoding.encode(pat.subject))
+        headers.setPAT(GateHeader.id, pat.id)
+        headers.setPAT(GateHeader.generation, String(pat.generation))
+        headers.setPAT(GateHeader.scope, pat.scopes.claim)
+        if let domain = pat.domain { headers.setPAT(GateHeader.domain, PercentEncoding.encode(domain)) }
+        headers[.cacheControl] = "no-store"
+        return Response(status: .noContent, headers: headers)
+    }
+
+    /// A required scope: entity and operation checked against the grammar; the id is any text
+    /// (an id outside the grammar can only be granted by a wildcard scope).
+    struct Requirement: Equatable {
+        let entity: String
+        let operation: String
+        let id: String?
+    }
+
+    static func requiredScopes(_ values: [String]) throws(PATHTTPError) -> [Requirement] {
+        var out: [Requirement] = []
+        for value in values {
+            for item in value.split(whereSeparator: { $0 == " " || $0 == "," || $0 == "\t" }) {
+                let parts = item.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+                let base = parts.prefix(2).joined(separator: ":")
+                guard parts.count >= 2, (try? Scope(parsing: base)) != nil else {
+                    throw PATHTTPError(.badRequest, code: "bad_request",
+                                       message: "X-PAT-Require-Scope: \"\(item.prefix(80))\" is not ENTITY:OPERATION[:ID]")
+                }
+                let id = parts.count == 3 ? String(parts[2]) : nil
+                guard out.count < 32 else {
+                    throw PATHTTPError(.badRequest, code: "bad_request", message: "X-PAT-Require-Scope: more than 32 scopes")
+                }
+                out.append(Requirement(entity: String(parts[0]), operation: String(parts[1]), id: id == "*" ? nil : id))
+            }
+        }
+        return out
+    }
+
+    func statusResponse() -> Response {
+        var o: JSONObject
+        if let refresher {
+            o = refresher.status.json
+        } else {
+            o = JSONObject()
+            o.set("activeKeys", .number(String(validator.keys.activeKeys.count)))
+            if let list = validator.revocations { o.set("sequence", .number(String(list.sequence))) }
+        }
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json; charset=utf-8"
+        headers[.cacheControl] = "no-store"
+        return Response(status: .ok, headers: headers,
+                        body: .init(byteBuffer: ByteBuffer(bytes: JSONWriter.encode(.object(o)) + [0x0A])))
+    }
+}
+
+/// `HTTPField.Name` (HTTPTypes), reached through the `HTTPFields` that Hummingbird exports.
+public typealias HTTPFieldName = HTTPFields.Element.Name
+
+/// The gate's header names. The fallback never applies (the names are valid; a test checks
+/// them) and `setPAT` refuses to write it.
+public enum GateHeader {
+    public static let requireScope = HTTPFieldName("X-PAT-Require-Scope") ?? HTTPFieldName.authorization
+    public static let domain = HTTPFieldName("X-PAT-Domain") ?? HTTPFieldName.authorization
+    public static let subject = HTTPFieldName("X-PAT-Subject") ?? HTTPFieldName.authorization
+    public static let id = HTTPFieldName("X-PAT-Id") ?? HTTPFieldName.authorization
+    public static let generation = HTTPFieldName("X-PAT-Generation") ?? HTTPFieldName.authorization
+    public static let scope = HTTPFieldName("X-PAT-Scope") ?? HTTPFieldName.authorization
+}
+
+extension HTTPFields {
+    /// Sets a gate header, never the `Authorization` fallback of an (impossible) invalid name.
+    mutating func setPAT(_ name: HTTPFieldName, _ value: String) {
+        guard name != .authorization else { return }
+        self[name] = value
+    }
+}
+
+/// Percent-encodes every byte outside visible ASCII, and `%` itself, so a value travels in a
+/// header unchanged or recognisably encoded — never silently altered.
+enum PercentEncoding {
+    static func encode(_ text: String) -> String {
+        let hex: [Character] = Array("0123456789ABCDEF")
+        var out = ""
+        for byte in text.utf8 {
+            if byte >= 0x21, byte <= 0x7E, byte != 0x25 {
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            } else {
+                out.append("%")
+                out.append(hex[Int(byte >> 4)])
+                out.append(hex[Int(byte & 0x0F)])
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,126 @@
+import Hummingbird
+import Logging
+import PATEdge
+import PATHummingbird
+import PATKit
+import PATStore
+import ServiceLifecycle
+
+/// A group of routes `pat serve` mounts: distribution, the gate, and later the management API
+/// (behind `PATAuthenticator`) and whatever else the server grows.
+public protocol PATRouteGroup: Sendable {
+    func addRoutes(to router: Router<PATServer.Context>)
+}
+
+/// What `pat serve` runs.
+public struct PATServerConfiguration: Sendable {
+    public enum Mode: Sendable {
+        /// The distribution endpoints (`/.well-known/pat/keys`, `/.well-known/pat/revocations`)
+        /// over the home's published files.
+        case distribution
+        /// The subrequest gate (`/verify`, `/status`) only.
+        case gate(GateConfiguration)
+    }
+
+    public var host: String
+    public var port: Int
+    public var home: PATHome
+    public var mode: Mode
+    /// More route groups, mounted after the mode's own (e.g. the management API).
+    public var routeGroups: [any PATRouteGroup]
+    /// More services run with the server and shut down with it (e.g. webhook delivery).
+    public var services: [any Service]
+
+    public init(host: String = "127.0.0.1", port: Int = 8080, home: PATHome, mode: Mode = .distribution,
+                routeGroups: [any PATRouteGroup] = [], services: [any Service] = []) {
+        self.host = host
+        self.port = port
+        self.home = home
+        self.mode = mode
+        self.routeGroups = routeGroups
+        self.services = services
+    }
+}
+
+/// Where the gate's validator gets its keys and revocation list, and how it judges tokens.
+public struct GateConfiguration: Sendable {
+    public enum Source: Sendable {
+        /// The home's `published/keys.json` and `published/revocations.bin`.
+        case published
+        /// The distribution endpoints of an issuer (or any URLs serving the same documents).
+        case urls(keys: String, revocations: String)
+    }
+
+    public var source: Source
+    public var refreshInterval: Duration
+    /// Where the refresher keeps the last good documents across restarts (URL source).
+    public var cacheDirectory: String?
+    public var policy: Validator.Policy
+    /// The domain tokens must act in when the request names none (`X-PAT-Domain`).
+    public var domain: String?
+
+    public init(source: Source = .published, refreshInterval: Duration = .seconds(5), cacheDirectory: String? = nil,
+                policy: Validator.Policy = Validator.Policy(), domain: String? = nil) {
+        self.source = source
+        self.refreshInterval = refreshInterval
+        self.cacheDirectory = cacheDirectory
+        self.policy = policy
+        self.domain = domain
+    }
+}
+
+/// Builds the `pat serve` application. Route groups are independent: the management API will
+/// be one more group registered on the same router, behind `PATAuthenticator`.
+public enum PATServer {
+    public typealias Context = BasicPATRequestContext
+    public typealias App = Application<RouterResponder<Context>>
+
+    /// The application, and the refresher feeding the gate (nil in distribution mode).
+    /// `onServerRunning` gets the bound port (useful with port 0).
+    public static func makeApplication(_ configuration: PATServerConfiguration, logger: Logger = Logger(label: "patkit.serve"),
+                                       clock: @escaping @Sendable () -> Timestamp = { Timestamp.now() },
+                                       onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> (App, PATRefresher?) {
+        let router = Router(context: Context.self)
+        router.add(middleware: PATErrorMiddleware<Context>())
+        var refresher: PATRefresher? = nil
+        switch configuration.mode {
+        case .distribution:
+            DistributionRoutes(home: configuration.home, clock: clock, logger: logger).addRoutes(to: router)
+        case .gate(let gate):
+            let source: any PATDocumentSource
+            switch gate.source {
+            case .published:
+                source = FileDocumentSource(keysPath: configuration.home.publishedKeysPath,
+                                            revocationsPath: configuration.home.publishedRevocationsPath)
+            case .urls(let keys, let revocations):
+                source = HTTPDocumentSource(keysURL: keys, revocationsURL: revocations)
+            }
+            let validator = Validator(keys: KeySet(), policy: gate.policy, clock: clock)
+            let feeder = PATRefresher(validator: validator, source: source, interval: gate.refreshInterval,
+                                      cacheDirectory: gate.cacheDirectory, logger: logger, clock: clock)
+            refresher = feeder
+            GateRoutes(validator: validator, refresher: feeder, domain: gate.domain).addRoutes(to: router)
+        }
+        for group in configuration.routeGroups { group.addRoutes(to: router) }
+        var app = Application(
+            router: router,
+            configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port),
+                                                    serverName: "PATKit"),
+            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
+            logger: logger
+        )
+        app.addServices(configuration.services)
+        if let refresher {
+            // The first round runs before the server accepts requests.
+            app.beforeServerStarts { await refresher.refresh() }
+            app.addServices(refresher)
+        }
+        return (app, refresher)
+    }
+
+    /// Runs until SIGINT or SIGTERM, then shuts down gracefully.
+    public static func run(_ configuration: PATServerConfiguration, logger: Logger = Logger(label: "patkit.serve")) async throws {
+        let (app, _) = makeApplication(configuration, logger: logger)
+        try await app.runService()
+    }
+}

@@ -1,0 +1,302 @@
+import Foundation
+import PATEdge
+import PATKit
+import PATServer
+import PATStore
+import Synchronization
+import Testing
+
+/// A source tests control: documents with entity tags, an optional failure, and a log of
+/// what was asked and answered.
+final class FakeSource: PATDocumentSource {
+    struct Document: Sendable {
+        var bytes: [UInt8]
+        var etag: String
+    }
+
+    struct Call: Sendable, Equatable {
+        let document: PATDocument
+        let ifNoneMatch: String?
+        let notModified: Bool
+    }
+
+    private struct State {
+        var keys: Document?
+        var list: Document?
+        var failure: String?
+        var calls: [Call] = []
+        var version = 0
+    }
+
+    private let state = Mutex(State())
+
+    var location: String { "fake" }
+
+    func set(keys: KeySet) {
+        state.withLock { $0.version += 1; $0.keys = Document(bytes: keys.encoded(), etag: "\"k\($0.version)\"") }
+    }
+
+    func set(list: [UInt8]) {
+        state.withLock { $0.version += 1; $0.list = Document(bytes: list, etag: "\"l\($0.version)\"") }
+    }
+
+    func fail(_ reason: String?) { state.withLock { $0.failure = reason } }
+
+    var calls: [Call] { state.withLock { $0.calls } }
+
+    func fetch(_ document: PATDocument, ifNoneMatch etag: String?, maxBytes: Int) async throws -> PATFetchResult {
+        try state.withLock { s in
+            if let failure = s.failure { throw PATEdgeError(failure) }
+            guard let doc = document == .keys ? s.keys : s.list else { throw PATEdgeError("404 \(document)") }
+            let unchanged = doc.etag == etag
+            s.calls.append(Call(document: document, ifNoneMatch: etag, notModified: unchanged))
+            if unchanged { return .notModified }
+            guard doc.bytes.count <= maxBytes else { throw PATEdgeError("\(document) exceeds \(maxBytes) bytes") }
+            return .modified(bytes: doc.bytes, etag: doc.etag)
+        }
+    }
+}
+
+@Suite("the edge refresher")
+struct RefresherTests {
+    static func policy(_ configure: (inout Validator.Policy) -> Void = { _ in }) -> Validator.Policy {
+        var policy = Validator.Policy()
+        configure(&policy)
+        return policy
+    }
+
+    @Test func conditionalFetchesAndAnAtomicSwap() async throws {
+        let issuing = try Issuing()
+        let source = FakeSource()
+        source.set(keys: issuing.keySet)
+        source.set(list: try issuing.list(sequence: 1))
+        let validator = Validator(keys: KeySet())
+        let token = try issuing.token()
+        #expect(throws: ValidationError.self) { try validator.validate(token) }
+
+        let refresher = PATRefresher(validator: validator, source: source, logger: quietLogger())
+        let status = await refresher.refresh()
+        #expect(status.lastError == nil)
+        #expect(status.sequence == 1)
+        #expect(status.activeKeyCount == 1)
+        #expect(status.acceptingTokens)
+        #expect(status.lastSuccess != nil)
+        #expect(try validator.validate(token).subject == "alice")
+
+        await refresher.refresh()
+        let second = source.calls.suffix(2)
+        #expect(second.allSatisfy { $0.notModified && $0.ifNoneMatch != nil }, "the second round revalidates: \(second)")
+        #expect(refresher.status.lastError == nil)
+
+        // A new list revoking the token is picked up by the next round.
+        let pat = try validator.validate(token)
+        source.set(list: try issuing.list(sequence: 2, revoked: [pat.id]))
+        await refresher.refresh()
+        #expect(refresher.status.sequence == 2)
+        #expect(throws: ValidationError(.revoked, Revocation.superseded(floor: 2).description)) { try validator.validate(token) }
+    }
+
+    @Test func rollbackIsRefusedAndTheLastGoodListKept() async throws {
+        let issuing = try Issuing()
+        let source = FakeSource()
+        source.set(keys: issuing.keySet)
+        source.set(list: try issuing.list(sequence: 5))
+        let refresher = PATRefresher(validator: Validator(keys: KeySet()), source: source, logger: quietLogger())
+        await refresher.refresh()
+        #expect(refresher.status.sequence == 5)
+
+        source.set(list: try issuing.list(sequence: 4))
+        let status = await refresher.refresh()
+        #expect(status.sequence == 5)
+        #expect(status.lastError?.contains("rollback") == true, "\(status.lastError ?? "no error")")
+        #expect(status.consecutiveFailures == 1)
+
+        // Another list under the held sequence (equivocation) is refused too.
+        source.set(list: try issuing.list(sequence: 5, revoked: [PATClaims.newID()]))
+        let equivocation = await refresher.refresh()
+        #expect(equivocation.lastError?.contains("held sequence 5") == true)
+        #expect(equivocation.consecutiveFailures == 2)
+
+        source.set(list: try issuing.list(sequence: 6))
+        let recovered = await refresher.refresh()
+        #expect(recovered.sequence == 6)
+        #expect(recovered.lastError == nil)
+        #expect(recovered.consecutiveFailures == 0)
+    }
+
+    @Test func aListSignedByAnUnknownKeyIsRefused() async throws {
+        let issuing = try Issuing()
+        let stranger = try Issuing()
+        let source = FakeSource()
+        source.set(keys: issuing.keySet)
+        source.set(list: try issuing.list(sequence: 1))
+        let refresher = PATRefresher(validator: Validator(keys: KeySet()), source: source, logger: quietLogger())
+        await refresher.refresh()
+
+        source.set(list: try stranger.list(sequence: 9))
+        let status = await refresher.refresh()
+        #expect(status.sequence == 1)
+        let error = try #require(status.lastError)
+        #expect(error.contains("not an active key"), "\(error)")
+        #expect(error.contains(stranger.key.id.rawValue), "the reason names the signer")
+    }
+
+    @Test func badKeySetsAreRefused() async throws {
+        let issuing = try Issuing()
+        let source = FakeSource()
+        source.set(keys: issuing.keySet)
+        source.set(list: try issuing.list(sequence: 1))
+        let validator = Validator(keys: KeySet())
+        let refresher = PATRefresher(validator: validator, source: source, logger: quietLogger())
+        await refresher.refresh()
+
+        source.set(keys: KeySet())
+        let empty = await refresher.refresh()
+        #expect(empty.lastError?.contains("no active key") == true)
+        #expect(validator.keys == issuing.keySet, "the last good key set stays")
+    }
+
+    @Test func failuresKeepTheLastGoodCopyInMemoryAndOnDisk() async throws {
+        let issuing = try Issuing()
+        let cache = try TempDir("patedge-cache")
+        let source = FakeSource()
+        source.set(keys: issuing.keySet)
+        source.set(list: try issuing.list(sequence: 3))
+        let token = try issuing.token()
+
+        let validator = Validator(keys: KeySet())
+        let refresher = PATRefresher(validator: validator, source: source, cacheDirectory: cache.path, logger: quietLogger())
+        #expect(refresher.status.loadedFromCache == false)
+        await refresher.refresh()
+        #expect(FileManager.default.fileExists(atPath: cache.path + "/keys.json"))
+        #expect(FileManager.default.fileExists(atPath: cache.path + "/revocations.bin"))
+
+        source.fail("connection refused")
+        let failed = await refresher.refresh()
+        #expect(failed.lastError?.contains("connection refused") == true)
+        #expect(failed.sequence == 3)
+        #expect(failed.acceptingTokens, "a failed refresh does not drop what is held")
+        #expect(try validator.validate(token).subject == "alice")
+
+        // A restart without the network: the cache feeds the new validator at once.
+        let restarted = Validator(keys: KeySet())
+        let again = PATRefresher(validator: restarted, source: source, cacheDirectory: cache.path, logger: quietLogger())
+        #expect(again.status.loadedFromCache)
+        #expect(again.status.sequence == 3)
+        #expect(try restarted.validate(token).subject == "alice")
+        let stillDown = await again.refresh()
+        #expect(stillDown.lastError != nil)
+        #expect(stillDown.acceptingTokens)
+    }
+
+    @Test func staleListsFollowThePolicyAndTheStatusSaysSo() async throws {
+        let issuing = try Issuing()
+        let source = FakeSource()
+        let now = Timestamp.now()
+        source.set(keys: issuing.keySet)
+        source.set(list: try issuing.list(sequence: 1, issuedAt: now.adding(seconds: -7200), nextUpdate: now.adding(seconds: -600)))
+        let token = try issuing.token()
+
+        let strict = PATRefresher(validator: Validator(keys: KeySet()), source: source, logger: quietLogger())
+        let rejecting = await strict.refresh()
+        #expect(rejecting.isStale)
+        #expect(rejecting.staleListPolicy == .reject)
+        #expect(!rejecting.acceptingTokens)
+        #expect(rejecting.refusal?.contains("due for update") == true)
+        #expect(throws: ValidationError.self) { try strict.validator.validate(token) }
+
+        let graceful = PATRefresher(validator: Validator(keys: KeySet(), policy: Self.policy { $0.staleGrace = 3600 }),
+                                    source: source, logger: quietLogger())
+        let withinGrace = await graceful.refresh()
+        #expect(!withinGrace.isStale, "within the grace the list still counts as fresh")
+        #expect(try graceful.validator.validate(token).subject == "alice")
+
+        let lenient = PATRefresher(validator: Validator(keys: KeySet(), policy: Self.policy { $0.staleListPolicy = .accept }),
+                                   source: source, logger: quietLogger())
+        let accepting = await lenient.refresh()
+        #expect(accepting.isStale)
+        #expect(accepting.acceptingTokens)
+        #expect(try lenient.validator.validate(token).subject == "alice")
+        #expect(accepting.json["stale"] == .bool(true))
+    }
+
+    @Test func overHTTPAgainstTheDistributionServer() async throws {
+        let dir = try TempDir()
+        let issuing = try Issuing()
+        try dir.publish(keys: issuing.keySet, list: try issuing.list(sequence: 1))
+        let token = try issuing.token()
+        try await withPATServer(PATServerConfiguration(home: dir.home)) { port, _ in
+            let source = HTTPDocumentSource(keysURL: "http://127.0.0.1:\(port)/.well-known/pat/keys",
+                                          revocationsURL: "http://127.0.0.1:\(port)/.well-known/pat/revocations")
+            let recording = RecordingSource(source)
+            let validator = Validator(keys: KeySet())
+            let refresher = PATRefresher(validator: validator, source: recording, logger: quietLogger())
+            let first = await refresher.refresh()
+            #expect(first.lastError == nil)
+            #expect(first.sequence == 1)
+            #expect(try validator.validate(token).subject == "alice")
+
+            await refresher.refresh()
+            #expect(recording.results.suffix(2) == [.notModified, .notModified], "conditional GET: 304s on the second round")
+
+            let pat = try validator.validate(token)
+            try dir.publish(list: try issuing.list(sequence: 2, revoked: [pat.id]))
+            await refresher.refresh()
+            #expect(refresher.status.sequence == 2)
+            #expect(throws: ValidationError.self) { try validator.validate(token) }
+
+            // Bounded bodies: a list over the limit is refused and the held one kept.
+            let small = PATRefresher(validator: Validator(keys: KeySet()), source: source, maxRevocationListBytes: 64,
+                                     logger: quietLogger())
+            let refused = await small.refresh()
+            #expect(refused.sequence == nil)
+            #expect(refused.lastError?.contains("exceeds the limit of 64 bytes") == true, "\(refused.lastError ?? "")")
+
+            // Unreachable: the error names the URL.
+            let down = HTTPDocumentSource(keysURL: "http://127.0.0.1:1/keys", revocationsURL: "http://127.0.0.1:1/list",
+                                          timeout: .seconds(1))
+            let failing = PATRefresher(validator: validator, source: down, logger: quietLogger())
+            let status = await failing.refresh()
+            #expect(status.lastError?.contains("http://127.0.0.1:1/keys") == true)
+            #expect(status.sequence == 2, "the shared validator keeps what it holds")
+        }
+    }
+
+    @Test func runStopsOnCancellation() async throws {
+        let issuing = try Issuing()
+        let source = FakeSource()
+        source.set(keys: issuing.keySet)
+        source.set(list: try issuing.list(sequence: 1))
+        let refresher = PATRefresher(validator: Validator(keys: KeySet()), source: source, interval: .milliseconds(50),
+                                     logger: quietLogger())
+        let task = Task { try await refresher.run() }
+        let refreshed = try await eventually(within: 5) { source.calls.count >= 6 }
+        #expect(refreshed, "several rounds ran")
+        task.cancel()
+        try await task.value
+        #expect(refresher.status.sequence == 1)
+    }
+}
+
+/// Wraps a source and records what each fetch returned.
+final class RecordingSource: PATDocumentSource {
+    enum Outcome: Equatable, Sendable { case notModified, modified, failed }
+    private let inner: any PATDocumentSource
+    private let log = Mutex<[Outcome]>([])
+
+    init(_ inner: any PATDocumentSource) { self.inner = inner }
+
+    var location: String { inner.location }
+    var results: [Outcome] { log.withLock { $0 } }
+
+    func fetch(_ document: PATDocument, ifNoneMatch etag: String?, maxBytes: Int) async throws -> PATFetchResult {
+        do {
+            let result = try await inner.fetch(document, ifNoneMatch: etag, maxBytes: maxBytes)
+            log.withLock { $0.append(result == .notModified ? .notModified : .modified) }
+            return result
+        } catch {
+            log.withLock { $0.append(.failed) }
+            throw error
+        }
+    }
+}

@@ -1,0 +1,160 @@
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import NIOHTTP1
+import PATEdge
+import PATHummingbird
+import PATKit
+import PATServer
+import PATStore
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+/// Keys, tokens and signed lists made in-process with PATKit.
+struct Issuing {
+    let key: SecretKey
+    let issuer: Issuer
+
+    init() throws {
+        key = try SecretKey.generate()
+        issuer = Issuer(key: key)
+    }
+
+    var keySet: KeySet { KeySet(keys: [key.publicKey]) }
+
+    /// A token valid now for an hour.
+    func token(id: String = PATClaims.newID(), subject: String = "alice", generation: UInt64 = 1,
+               scopes: [String] = ["channels:publish:ch-1"], domain: String? = nil) throws -> String {
+        let now = Timestamp.now()
+        let claims = PATClaims(id: id, subject: subject, generation: generation, issuedAt: now.adding(seconds: -60),
+                               expiresAt: now.adding(seconds: 3600), domain: domain, scopes: try ScopeSet(parsing: scopes))
+        return try issuer.issue(claims)
+    }
+
+    /// A signed list: `revoked` ids have generation 1 (and below) dead.
+    func list(sequence: UInt64, revoked: [String] = [], issuedAt: Timestamp = Timestamp.now().adding(seconds: -1),
+              nextUpdate: Timestamp = Timestamp.now().adding(seconds: 3600)) throws -> [UInt8] {
+        var builder = RevocationList.Builder()
+        for id in revoked { builder.revoke(id: id, below: 2, horizon: Timestamp.now().adding(seconds: 7200)) }
+        return try builder.sign(with: key, sequence: sequence, issuedAt: issuedAt, nextUpdate: nextUpdate)
+    }
+}
+
+/// A temporary folder, removed when released.
+final class TempDir: @unchecked Sendable {
+    let path: String
+
+    init(_ prefix: String = "patserver") throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        path = url.path
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+
+    var home: PATHome { PATHome(path: path) }
+
+    /// Publishes keys and a list into HOME/published as `pat publish` does (atomic writes).
+    func publish(keys: KeySet? = nil, list: [UInt8]? = nil) throws {
+        try SecureFile.createDirectory(home.publishedDirectory)
+        if let keys { try SecureFile.writeAtomically(home.publishedKeysPath, keys.encoded()) }
+        if let list { try SecureFile.writeAtomically(home.publishedRevocationsPath, list) }
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// One HTTP exchange's result.
+struct HTTPResult {
+    let status: Int
+    let headers: HTTPHeaders
+    let body: [UInt8]
+
+    var text: String { String(decoding: body, as: UTF8.self) }
+    func header(_ name: String) -> String? { headers.first(name: name) }
+
+    /// `{"error": {"code": …}}`'s code.
+    var errorCode: String? {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
+              let error = object["error"] as? [String: Any] else { return nil }
+        return error["code"] as? String
+    }
+}
+
+/// A client that shows responses as sent: no decompression (the shared client inflates gzip
+/// and asks for it on every request), no redirects, no cache. Lives for the whole test run.
+let rawClient = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: HTTPClient.Configuration())
+
+/// Sends a request with `rawClient`.
+func http(_ url: String, method: HTTPMethod = .GET, headers: [(String, String)] = []) async throws -> HTTPResult {
+    var request = HTTPClientRequest(url: url)
+    request.method = method
+    for (name, value) in headers { request.headers.add(name: name, value: value) }
+    let response = try await rawClient.execute(request, timeout: .seconds(10))
+    let body = try await response.body.collect(upTo: 64 * 1024 * 1024)
+    return HTTPResult(status: Int(response.status.code), headers: response.headers, body: Array(body.readableBytesView))
+}
+
+/// A logger that prints only errors: refusals the tests provoke are logged as warnings.
+func quietLogger(_ label: String = "test") -> Logger {
+    var logger = Logger(label: label)
+    logger.logLevel = .error
+    return logger
+}
+
+/// Runs `app` on a loopback port (port 0 → the kernel picks one) for the duration of `body`,
+/// then shuts it down gracefully, also when `body` throws.
+func withRunningServer<App: ApplicationProtocol, T: Sendable>(
+    _ makeApp: (@escaping @Sendable (Int) async -> Void) throws -> App,
+    _ body: (Int) async throws -> T
+) async throws -> T {
+    let (ports, continuation) = AsyncStream<Int>.makeStream()
+    let app = try makeApp { port in continuation.yield(port) }
+    let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: quietLogger()))
+    return try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask { try await group.run() }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next() else { throw TestFailure("the server did not start") }
+        do {
+            let result = try await body(port)
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+            return result
+        } catch {
+            await group.triggerGracefulShutdown()
+            try? await tasks.waitForAll()
+            throw error
+        }
+    }
+}
+
+/// Runs `pat serve`'s application for `configuration` on a free loopback port.
+func withPATServer<T: Sendable>(_ configuration: PATServerConfiguration,
+                                _ body: (Int, PATRefresher?) async throws -> T) async throws -> T {
+    var configuration = configuration
+    configuration.port = 0
+    let refresherBox = Mutex<PATRefresher?>(nil)
+    return try await withRunningServer({ onRunning in
+        let (app, refresher) = PATServer.makeApplication(configuration, logger: quietLogger("patkit.serve"), onServerRunning: onRunning)
+        refresherBox.withLock { $0 = refresher }
+        return app
+    }) { port in
+        try await body(port, refresherBox.withLock { $0 })
+    }
+}
+
+/// Polls `condition` every 100 ms until it holds or `seconds` pass.
+func eventually(within seconds: Double, _ condition: () async throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+    return try await condition()
+}
