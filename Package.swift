@@ -61,7 +61,7 @@ let package = Package(
         .target(
             name: "PATServer",
             dependencies: [
-                "CSodium", "PATStore", "PATEdge", "PATHummingbird",
+                "PATStore", "PATEdge", "PATHummingbird",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

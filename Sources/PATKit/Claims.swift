@@ -177,6 +177,9 @@ public struct PATClaims: Sendable, Equatable {
         guard let generation else { throw .malformed("required claim \"gen\" is missing") }
         guard let issuedAt else { throw .malformed("required claim \"iat\" is missing") }
         guard let expiresAt else { throw .malformed("required claim \"exp\" is missing") }
+        // The issuing rules (validateForIssue) hold for what parses, too.
+        guard issuedAt < expiresAt else { throw .malformed("claim \"exp\" must be after \"iat\"") }
+        if let domain, domain.isEmpty || domain.utf8.count > 256 { throw .malformed("claim \"dom\" must be 1–256 bytes") }
         return PATClaims(id: id, subject: subject, generation: generation, issuedAt: issuedAt, expiresAt: expiresAt,
                          notBefore: notBefore, issuer: issuer, audience: audience, domain: domain, scopes: scopes, extra: extra)
     }

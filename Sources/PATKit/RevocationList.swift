@@ -88,14 +88,30 @@ public struct RevocationList: Sendable {
 
     // MARK: parsing
 
-    /// The sequence number in a list's header, read WITHOUT checking the signature: only for
-    /// an issuer choosing the next sequence above a file it wrote. nil when not a list header.
-    public static func unverifiedSequence(header bytes: [UInt8]) -> UInt64? {
-        var reader = ByteReader(bytes)
-        guard let magic = reader.take(8), magic.elementsEqual(RevocationList.magic),
-              let kidLength = reader.u8(), reader.take(Int(kidLength)) != nil else { return nil }
-        return reader.u64()
+    /// A list's header fields, read WITHOUT checking the signature: for an issuer choosing the
+    /// next sequence above a file it wrote, or a server setting cache lifetimes on a file it
+    /// serves. Never a basis for accepting anything.
+    public struct UnverifiedHeader: Sendable, Equatable {
+        public let signer: String
+        public let sequence: UInt64
+        public let issuedAt: Timestamp
+        public let nextUpdate: Timestamp
+
+        /// nil when `bytes` do not start with a list header.
+        public init?(_ bytes: [UInt8]) {
+            var reader = ByteReader(bytes)
+            guard let magic = reader.take(8), magic.elementsEqual(RevocationList.magic),
+                  let kidLength = reader.u8(), let kid = reader.take(Int(kidLength)),
+                  let sequence = reader.u64(), let issued = reader.u64(), let next = reader.u64() else { return nil }
+            signer = String(decoding: kid, as: UTF8.self)
+            self.sequence = sequence
+            issuedAt = Timestamp(seconds: Int64(bitPattern: issued))
+            nextUpdate = Timestamp(seconds: Int64(bitPattern: next))
+        }
     }
+
+    /// The sequence number of `UnverifiedHeader`.
+    public static func unverifiedSequence(header bytes: [UInt8]) -> UInt64? { UnverifiedHeader(bytes)?.sequence }
 
     /// Bytes enough to hold any list header (for `unverifiedSequence(header:)`).
     public static let maxHeaderBytes = 8 + 1 + 255 + 8 * 3 + 4 * 2

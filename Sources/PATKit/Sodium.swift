@@ -205,3 +205,38 @@ enum PublicBase64URL {
         }
     }
 }
+
+/// Hashes and MACs for the layers above the core (content tags, webhook signatures), so
+/// that every use of libsodium stays in PATKit.
+public enum Digest {
+    /// BLAKE2b with a `length`-byte output (16...64).
+    public static func blake2b(_ bytes: some ContiguousBytes, length: Int = 32) -> [UInt8] {
+        bytes.withUnsafeBytes { Sodium.blake2b($0, length: max(16, min(64, length))) }
+    }
+
+    /// HMAC-SHA-256 of `message` under `key` (libsodium `crypto_auth_hmacsha256`).
+    public static func hmacSHA256(key: [UInt8], message: some ContiguousBytes) -> [UInt8] {
+        _ = Sodium.ready
+        var state = crypto_auth_hmacsha256_state()
+        var out = [UInt8](repeating: 0, count: Int(crypto_auth_hmacsha256_BYTES))
+        key.withUnsafeBytes { k in
+            Sodium.withBytePointer(k) { _ = crypto_auth_hmacsha256_init(&state, $0, k.count) }
+        }
+        message.withUnsafeBytes { m in
+            Sodium.withBytePointer(m) { _ = crypto_auth_hmacsha256_update(&state, $0, UInt64(m.count)) }
+        }
+        out.withUnsafeMutableBufferPointer { o in
+            if let base = o.baseAddress { _ = crypto_auth_hmacsha256_final(&state, base) }
+        }
+        withUnsafeMutableBytes(of: &state) { Sodium.zero($0) }
+        return out
+    }
+
+    /// Constant-time comparison of two secrets or MACs (`sodium_memcmp`).
+    public static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        a.withUnsafeBytes { x in b.withUnsafeBytes { y in Sodium.constantTimeEqual(x, y) } }
+    }
+
+    /// `count` random bytes from libsodium (`randombytes_buf`).
+    public static func randomBytes(_ count: Int) -> [UInt8] { Sodium.randomBytes(count) }
+}

@@ -61,9 +61,22 @@ final class ValidationCache: Sendable {
     }
 
     func lookup(_ token: String, epoch: UInt64) -> Entry? {
+        // Swift compares and hashes non-ASCII strings by canonical equivalence (U+212A KELVIN
+        // SIGN == "K"), so only an ASCII key matches byte for byte. Verified tokens are ASCII.
+        guard ValidationCache.isASCII(token) else { return nil }
         let entry = shards[shardIndex(token)].mutex.withLock { $0.entries[token] }
         guard let entry, entry.keysEpoch == epoch else { return nil }
         return entry
+    }
+
+    @inline(__always)
+    static func isASCII(_ token: String) -> Bool {
+        var token = token
+        return token.withUTF8 { bytes in
+            var high: UInt8 = 0
+            for b in bytes { high |= b }
+            return high < 0x80
+        }
     }
 
     func insert(_ token: String, _ entry: Entry) {

@@ -102,6 +102,30 @@ public final class Validator: Sendable {
         try result.get()
     }
 
+    /// Replaces the key set and the revocation list together, atomically: for a rotation where
+    /// the new list is signed by a key only the new set holds. The list must be signed by an
+    /// active key of `keys`; rollback and equivocation are refused as in `install(_:)`.
+    public func install(keys: KeySet, revocations list: RevocationList) throws(PATKitError) {
+        let result: Result<Void, PATKitError> = state.withLock { state in
+            guard keys.verificationKey(for: list.signer) != nil else {
+                return .failure(.invalidDocument("revocation list is signed by \(list.signer), which is not an active key of the new key set"))
+            }
+            if let held = state.revocations {
+                if list.sequence < held.sequence { return .failure(.rollback(held: held.sequence, offered: list.sequence)) }
+                if list.sequence == held.sequence, list.signature != held.signature {
+                    return .failure(.invalidDocument("a different revocation list with the held sequence \(held.sequence) was offered"))
+                }
+            }
+            state = Snapshot(keys: keys, revocations: list, keysEpoch: state.keysEpoch &+ 1)
+            return .success(())
+        }
+        try result.get()
+        cache?.removeAll()
+    }
+
+    /// The validator's current time (its clock), for callers reporting on staleness.
+    public func now() -> Timestamp { clock() }
+
     /// Verifies `bytes` against the current keys and installs the list.
     @discardableResult
     public func installRevocations(_ bytes: [UInt8]) throws(PATKitError) -> RevocationList {

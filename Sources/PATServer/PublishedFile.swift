@@ -1,4 +1,3 @@
-import CSodium
 import CompressNIO
 import Hummingbird
 import PATKit
@@ -97,18 +96,5 @@ final class PublishedFile: Sendable {
 
 /// Strong entity tags: BLAKE2b-128 of the content, base64url.
 enum ContentDigest {
-    static let ready: Bool = sodium_init() >= 0
-
-    static func etag(_ bytes: [UInt8]) -> String {
-        _ = ready
-        var out = [UInt8](repeating: 0, count: 16)
-        let count = out.count
-        out.withUnsafeMutableBufferPointer { o in
-            bytes.withUnsafeBufferPointer { i in
-                guard let target = o.baseAddress else { return }
-                _ = crypto_generichash(target, count, i.baseAddress, UInt64(i.count), nil, 0)
-            }
-        }
-        return Base64URL.encode(out)
-    }
+    static func etag(_ bytes: [UInt8]) -> String { Base64URL.encode(Digest.blake2b(bytes, length: 16)) }
 }
