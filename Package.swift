@@ -83,13 +83,15 @@ let package = Package(
             path: "Benchmarks/PATBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        // Shared by the test targets: the package root and the `pat` binary built with the tests.
+        .target(name: "PATTestSupport", path: "Tests/PATTestSupport"),
         .testTarget(name: "PATKitTests", dependencies: ["PATKit", "PATStore"]),
-        .testTarget(name: "PATCLITests", dependencies: ["PATKit", "PATStore", "pat"]),
-        .testTarget(name: "PATRegistryTests", dependencies: ["PATRegistry"]),
+        .testTarget(name: "PATCLITests", dependencies: ["PATKit", "PATStore", "PATTestSupport", "pat"]),
+        .testTarget(name: "PATRegistryTests", dependencies: ["PATRegistry", "PATTestSupport"]),
         .testTarget(
             name: "PATServerTests",
             dependencies: [
-                "PATServer", "PATEdge", "PATHummingbird", "PATStore",
+                "PATServer", "PATEdge", "PATHummingbird", "PATStore", "PATTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),

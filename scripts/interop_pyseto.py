@@ -81,7 +81,8 @@ def main():
         check("pat verify accepts a pyseto token", verified.returncode == 0 and out.get("valid") is True
               and out["claims"]["ignore_2fa"] is True, verified.stdout + verified.stderr)
 
-        bad = pyseto.encode(secret_key, json.dumps({**payload, "exp": (now - timedelta(hours=1)).strftime(fmt)}).encode(),
+        expired = {**payload, "iat": (now - timedelta(hours=2)).strftime(fmt), "exp": (now - timedelta(hours=1)).strftime(fmt)}
+        bad = pyseto.encode(secret_key, json.dumps(expired).encode(),
                             footer=json.dumps({"kid": kid}).encode()).decode()
         refused = run(pat, "verify", "--home", home, "--json", bad, check=False)
         check("pat verify rejects an expired pyseto token", refused.returncode == 1

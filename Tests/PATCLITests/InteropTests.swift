@@ -1,12 +1,12 @@
 import Foundation
 import Testing
+import PATTestSupport
 
 /// Interoperability with a stock PASETO implementation (pyseto), both ways, through the real
 /// `pat` binary: see scripts/interop_pyseto.py. Runs where a Python with pyseto is available
 /// ($PATKIT_PYTHON, else .venv/bin/python as made by scripts/quickstart.sh and .ci/run).
 struct InteropTests {
-    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent()
+    static let packageRoot = TestPaths.packageRoot
 
     static var python: String? {
         let candidates: [String?] = [ProcessInfo.processInfo.environment["PATKIT_PYTHON"],

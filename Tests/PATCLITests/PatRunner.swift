@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import PATTestSupport
 
 /// What one run of `pat` did.
 struct PatResult {
@@ -55,23 +56,8 @@ final class PatRunner: @unchecked Sendable {
 
     deinit { try? FileManager.default.removeItem(atPath: home) }
 
-    /// The `pat` built with the tests: in the folder of the test bundle or one above it,
-    /// else `<package root>/.build/debug/pat`.
-    static func binaryPath() throws -> String {
-        let fm = FileManager.default
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        for _ in 0..<4 {
-            let candidate = dir.appendingPathComponent("pat").path
-            if fm.isExecutableFile(atPath: candidate) { return candidate }
-            dir = dir.deletingLastPathComponent()
-        }
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let fallback = root.appendingPathComponent(".build/debug/pat").path
-        guard fm.isExecutableFile(atPath: fallback) else {
-            throw PatRunnerError("the pat binary is neither beside the tests nor at \(fallback): run `swift build --product pat`")
-        }
-        return fallback
-    }
+    /// The `pat` built with the tests.
+    static func binaryPath() throws -> String { try TestPaths.requirePatBinary() }
 
     /// The environment of a run: this process's, without PATKit variables, plus the home and clock.
     func environment(_ extra: [String: String] = [:]) -> [String: String] {

@@ -2,6 +2,7 @@ import Foundation
 import PATRegistry
 import Synchronization
 import Testing
+import PATTestSupport
 
 /// A fresh PATKit home in a temporary folder, with one signing key, removed afterwards.
 final class TestHome {
@@ -63,19 +64,5 @@ func rejection(_ validator: Validator, _ token: String) -> PATKit.ValidationErro
     }
 }
 
-/// The `pat` binary built with the tests: beside the test bundle, else `.build/debug/pat`.
-func patBinaryPath() throws -> String {
-    let fm = FileManager.default
-    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    for _ in 0..<4 {
-        let candidate = dir.appendingPathComponent("pat").path
-        if fm.isExecutableFile(atPath: candidate) { return candidate }
-        dir = dir.deletingLastPathComponent()
-    }
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    let fallback = root.appendingPathComponent(".build/debug/pat").path
-    guard fm.isExecutableFile(atPath: fallback) else {
-        throw RegistryError(.invalid, "the pat binary was not found beside the tests nor at \(fallback): run `swift build --product pat`")
-    }
-    return fallback
-}
+/// The `pat` binary built with the tests.
+func patBinaryPath() throws -> String { try TestPaths.requirePatBinary() }

@@ -2,23 +2,13 @@ import Foundation
 import PATKit
 import PATStore
 import Testing
+import PATTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// The `pat` binary built with the tests (beside the test bundle or in .build/debug).
-let patBinary: String? = {
-    let fm = FileManager.default
-    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    for _ in 0..<4 {
-        let candidate = dir.appendingPathComponent("pat").path
-        if fm.isExecutableFile(atPath: candidate) { return candidate }
-        dir = dir.deletingLastPathComponent()
-    }
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    let fallback = root.appendingPathComponent(".build/debug/pat").path
-    return fm.isExecutableFile(atPath: fallback) ? fallback : nil
-}()
+/// The `pat` binary built with the tests.
+let patBinary: String? = TestPaths.patBinary
 
 @Suite("pat serve", .serialized)
 struct ServeCommandTests {
