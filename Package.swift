@@ -57,12 +57,15 @@ let package = Package(
             name: "PATHummingbird",
             dependencies: ["PATKit", .product(name: "Hummingbird", package: "hummingbird")]
         ),
-        // `pat serve`: distribution endpoints and the /verify gate.
+        // `pat serve`: distribution endpoints, the /verify gate, the management API and webhooks.
         .target(
             name: "PATServer",
             dependencies: [
-                "PATStore", "PATEdge", "PATHummingbird",
+                "PATStore", "PATEdge", "PATHummingbird", "PATRegistry",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "CompressNIO", package: "compress-nio"),
@@ -91,7 +94,7 @@ let package = Package(
         .testTarget(
             name: "PATServerTests",
             dependencies: [
-                "PATServer", "PATEdge", "PATHummingbird", "PATStore", "PATTestSupport",
+                "PATServer", "PATEdge", "PATHummingbird", "PATStore", "PATRegistry", "PATTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),

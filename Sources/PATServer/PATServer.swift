@@ -6,8 +6,8 @@ import PATKit
 import PATStore
 import ServiceLifecycle
 
-/// A group of routes `pat serve` mounts: distribution, the gate, and later the management API
-/// (behind `PATAuthenticator`) and whatever else the server grows.
+/// A group of routes `pat serve` mounts: distribution, the gate, the management API (behind
+/// `PATAuthenticator`, see `PATManagement`) and whatever else the server grows.
 public protocol PATRouteGroup: Sendable {
     func addRoutes(to router: Router<PATServer.Context>)
 }
@@ -30,6 +30,8 @@ public struct PATServerConfiguration: Sendable {
     public var routeGroups: [any PATRouteGroup]
     /// More services run with the server and shut down with it (e.g. webhook delivery).
     public var services: [any Service]
+    /// Work done before the server accepts requests (e.g. the management API's first publish).
+    public var startupTasks: [@Sendable () async throws -> Void] = []
 
     public init(host: String = "127.0.0.1", port: Int = 8080, home: PATHome, mode: Mode = .distribution,
                 routeGroups: [any PATRouteGroup] = [], services: [any Service] = []) {
@@ -69,8 +71,8 @@ public struct GateConfiguration: Sendable {
     }
 }
 
-/// Builds the `pat serve` application. Route groups are independent: the management API will
-/// be one more group registered on the same router, behind `PATAuthenticator`.
+/// Builds the `pat serve` application. Route groups are independent: the management API is one
+/// more group on the same router, behind `PATAuthenticator` (`PATManagement.install(into:)`).
 public enum PATServer {
     public typealias Context = BasicPATRequestContext
     public typealias App = Application<RouterResponder<Context>>
@@ -110,6 +112,7 @@ public enum PATServer {
             logger: logger
         )
         app.addServices(configuration.services)
+        for task in configuration.startupTasks { app.beforeServerStarts(perform: task) }
         if let refresher {
             // The first round runs before the server accepts requests.
             app.beforeServerStarts { await refresher.refresh() }

@@ -39,9 +39,10 @@ public struct PATHome: Sendable {
     /// `HOME/catalog.json` when present, else the built-in Magistrala catalog.
     public func catalog(named name: String? = nil) throws(PATKitError) -> ScopeCatalog {
         if let name {
+            if name == PATHome.managementCatalogName { return try managementCatalog() }
             if let builtIn = ScopeCatalog.builtIn[name] { return builtIn }
             guard SecureFile.exists(name) else {
-                throw .invalidArgument("unknown scope catalog \"\(name)\": use magistrala, generic, or the path of a JSON catalog file")
+                throw .invalidArgument("unknown scope catalog \"\(name)\": use magistrala, generic, management, or the path of a JSON catalog file")
             }
             return try ScopeCatalog(json: SecureFile.read(name, maxBytes: 256 * 1024), name: name)
         }
@@ -49,5 +50,21 @@ public struct PATHome: Sendable {
             return try ScopeCatalog(json: SecureFile.read(catalogPath, maxBytes: 256 * 1024), name: catalogPath)
         }
         return .magistrala
+    }
+}
+
+extension PATHome {
+    /// `--catalog management`: the home's issuing catalog plus the management API's entity `pats`.
+    public static let managementCatalogName = "management"
+    /// The operations of the entity `pats` that `pat serve`'s management API checks.
+    public static let managementOperations = ["create", "list", "read", "update", "revoke", "regenerate", "delete", "admin"]
+
+    /// `base` (default: the home's issuing catalog) with the entity `pats` and its operations added.
+    public func managementCatalog(base: ScopeCatalog? = nil) throws(PATKitError) -> ScopeCatalog {
+        var entities: [String: [String]]
+        if let base { entities = base.entities } else { entities = try catalog().entities }
+        let held = entities["pats"] ?? []
+        entities["pats"] = held + PATHome.managementOperations.filter { !held.contains($0) }
+        return try ScopeCatalog(name: PATHome.managementCatalogName, entities: entities)
     }
 }

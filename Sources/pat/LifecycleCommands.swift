@@ -18,7 +18,8 @@ struct CreateCommand: ParsableCommand {
             issues a new one).
 
             Scopes are ENTITY:OPERATION[:ID] (ID defaults to *), checked against the scope catalog: \
-            --catalog magistrala|generic|FILE, else HOME/catalog.json, else magistrala. \
+            --catalog magistrala|generic|management|FILE, else HOME/catalog.json, else magistrala \
+            (management: the home's catalog plus pats:*, the scopes of `pat serve`'s management API). \
             Names are unique per owner. The expiry may be at most --max-lifetime (default 1y) away.
             """)
 
@@ -29,7 +30,7 @@ struct CreateCommand: ParsableCommand {
     @Option(name: .customLong("scope"), help: "A scope ENTITY:OPERATION[:ID]; repeat for more (at least one).") var scopes: [String] = []
     @OptionGroup var expiry: ExpiryOptions
     @Option(help: "The domain the PAT acts in (dom).") var domain: String?
-    @Option(help: "Scope catalog: magistrala, generic, or a JSON file.") var catalog: String?
+    @Option(help: "Scope catalog: magistrala, generic, management (adds pats:* for the management API), or a JSON file.") var catalog: String?
     @OptionGroup var policy: LifetimePolicyOption
     @Flag(help: "Print {\"id\", \"token\", …} as one JSON object on standard output.") var json = false
 
@@ -66,7 +67,7 @@ struct ScopeCommand: ParsableCommand {
         @OptionGroup var home: HomeOption
         @Argument(help: "The PAT id.") var id: String
         @Argument(help: "Scopes ENTITY:OPERATION[:ID] to add.") var scopes: [String] = []
-        @Option(help: "Scope catalog: magistrala, generic, or a JSON file.") var catalog: String?
+        @Option(help: "Scope catalog: magistrala, generic, management (adds pats:* for the management API), or a JSON file.") var catalog: String?
         @Flag(help: "Print the new token as JSON.") var json = false
 
         func validate() throws {

@@ -9,7 +9,7 @@ import Synchronization
 struct ServeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
-        abstract: "Serve the published key set and revocation list over HTTP, or (--verify-only) a /verify gate for proxies.",
+        abstract: "Serve the published key set and revocation list and the PAT management API over HTTP, or (--verify-only) a /verify gate for proxies.",
         discussion: """
             Distribution (default): GET /.well-known/pat/keys and GET /.well-known/pat/revocations serve \
             HOME/published/keys.json and HOME/published/revocations.bin (written by `pat publish`), re-read whenever \
@@ -22,6 +22,15 @@ struct ServeCommand: ParsableCommand {
             HOME/published (default) or from --keys-url and --revocations-url, refreshed every --refresh-interval; \
             GET /status tells what the gate holds and why it would refuse tokens.
 
+            Management API (default mode, when HOME/keys has a signing key; --no-management turns it off): \
+            /v3/personal-access-tokens creates, lists, shows, re-scopes, revokes, regenerates and deletes PATs \
+            recorded in HOME/pat.db, authenticated by a PAT carrying pats:* scopes (pats:create, pats:list, \
+            pats:read, pats:update, pats:revoke, pats:regenerate, pats:delete; pats:admin for every owner). \
+            Bootstrap: `pat create --owner admin --name bootstrap --scope pats:admin --catalog management \
+            --expires-in 30d`. The server republishes HOME/published after every change and every half \
+            --next-update. --webhook URL (repeatable) with --webhook-secret-file FILE (mode 0600) sends \
+            personalAccessToken.* events signed with HMAC-SHA-256 (X-PAT-Signature: sha256=<hex>).
+
             Logs go to standard error. SIGINT or SIGTERM stops the server gracefully.
             """)
 
@@ -31,7 +40,8 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .customLong("keys-url"), help: "Gate: URL of the published key set (default: HOME/published/keys.json).") var keysURL: String?
     @Option(name: .customLong("revocations-url"), help: "Gate: URL of the revocation list (default: HOME/published/revocations.bin).")
     var revocationsURL: String?
-    @Option(name: .customLong("refresh-interval"), help: "Gate: how often to refresh keys and list, e.g. 5s, 1m.") var refreshInterval = "5s"
+    @Option(name: .customLong("refresh-interval"), help: "Gate and management API: how often to re-read keys and list, e.g. 5s, 1m.")
+    var refreshInterval = "5s"
     @Option(name: .customLong("cache-dir"), help: "Gate: keep the last good keys and list here across restarts.") var cacheDirectory: String?
     @Option(help: "Gate: the domain tokens must act in when the request names none (X-PAT-Domain).") var domain: String?
     @Option(name: .customLong("stale-grace"), help: "Gate: how long past its next-update a list still counts as fresh, e.g. 10m.")
@@ -39,6 +49,31 @@ struct ServeCommand: ParsableCommand {
     @Flag(name: .customLong("accept-stale"), help: "Gate: keep accepting tokens on a stale list (default: refuse them).") var acceptStale = false
     @Option(help: "Gate: clock-skew leeway in seconds.") var leeway: Int64 = 60
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
+    @Flag(name: .customLong("no-management"), help: "Serve distribution only, without the management API.") var noManagement = false
+    @Option(help: "Management: scope catalog for issued PATs (magistrala, generic or a JSON file; `pats` is always added).")
+    var catalog: String?
+    @Option(name: .customLong("max-lifetime"), help: "Management: the longest lifetime a PAT may be issued with (default 1y).")
+    var maxLifetime: String?
+    @Option(name: .customLong("default-lifetime"), help: "Management: lifetime when a request gives no expiresAt or duration (default 30d).")
+    var defaultLifetime: String?
+    @Option(name: .customLong("next-update"), help: "Management: next-update of published lists (default 1h); republished at half of it.")
+    var nextUpdate: String?
+    @Option(name: .customLong("rate-limit"), help: "Management: requests per minute per caller (sub), 0 for no limit (default 120).")
+    var rateLimit: Int?
+    @Option(name: .customLong("rate-burst"), help: "Management: requests a caller may make at once (default 30).") var rateBurst: Int?
+    @Option(name: .customLong("webhook"), help: ArgumentHelp("Management: send PAT events to this http(s) URL; repeatable.", valueName: "URL"))
+    var webhooks: [String] = []
+    @Option(name: .customLong("webhook-secret-file"), help: ArgumentHelp("Management: the webhooks' HMAC-SHA-256 key (mode 0600).", valueName: "FILE"))
+    var webhookSecretFile: String?
+    @Option(name: .customLong("webhook-timeout"), help: "Management: deadline of one webhook attempt (default 10s).") var webhookTimeout: String?
+    @Option(name: .customLong("webhook-attempts"), help: "Management: attempts per webhook delivery, with exponential backoff (default 6).")
+    var webhookAttempts: Int?
+
+    /// Whether any management option was given.
+    var managementOptionsGiven: Bool {
+        catalog != nil || maxLifetime != nil || defaultLifetime != nil || nextUpdate != nil || rateLimit != nil || rateBurst != nil
+            || !webhooks.isEmpty || webhookSecretFile != nil || webhookTimeout != nil || webhookAttempts != nil
+    }
 
     func validate() throws {
         _ = try listenAddress()
@@ -48,12 +83,31 @@ struct ServeCommand: ParsableCommand {
         if !verifyOnly, keysURL != nil || cacheDirectory != nil || staleGrace != nil || acceptStale || domain != nil {
             throw ArgumentParser.ValidationError("--keys-url, --revocations-url, --cache-dir, --domain, --stale-grace and --accept-stale apply to --verify-only")
         }
+        if verifyOnly || noManagement, managementOptionsGiven {
+            throw ArgumentParser.ValidationError("--catalog, --max-lifetime, --default-lifetime, --next-update, --rate-limit, --rate-burst "
+                                                 + "and --webhook* configure the management API: not with --verify-only or --no-management")
+        }
+        if !webhooks.isEmpty, webhookSecretFile == nil {
+            throw ArgumentParser.ValidationError("--webhook needs --webhook-secret-file FILE (the HMAC key, mode 0600)")
+        }
+        if webhooks.isEmpty, webhookSecretFile != nil || webhookTimeout != nil || webhookAttempts != nil {
+            throw ArgumentParser.ValidationError("--webhook-secret-file, --webhook-timeout and --webhook-attempts need --webhook URL")
+        }
+        for url in webhooks {
+            do { try WebhookConfiguration.checkEndpoint(url) } catch { throw ArgumentParser.ValidationError("--webhook: \(error)") }
+        }
+        if let rateLimit, rateLimit < 0 { throw ArgumentParser.ValidationError("--rate-limit must be 0 (off) or more") }
+        if let rateBurst, rateBurst < 1 { throw ArgumentParser.ValidationError("--rate-burst must be 1 or more") }
+        if let webhookAttempts, !(1...100).contains(webhookAttempts) {
+            throw ArgumentParser.ValidationError("--webhook-attempts must be from 1 to 100")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ArgumentParser.ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
         do {
             _ = try TimeSpan(parsing: refreshInterval)
             if let staleGrace { _ = try TimeSpan(parsing: staleGrace) }
+            for span in [maxLifetime, defaultLifetime, nextUpdate, webhookTimeout] { if let span { _ = try TimeSpan(parsing: span) } }
         } catch {
             throw ArgumentParser.ValidationError("\(error)")
         }
@@ -92,6 +146,8 @@ struct ServeCommand: ParsableCommand {
                                          policy: policy, domain: domain)
             if let keysURL, let revocationsURL { gate.source = .urls(keys: keysURL, revocations: revocationsURL) }
             configuration.mode = .gate(gate)
+        } else if !noManagement {
+            try addManagement(to: &configuration, logger: logger)
         }
 
         // The CLI's entry point is synchronous: run the server on the concurrency pool and wait.
@@ -109,6 +165,40 @@ struct ServeCommand: ParsableCommand {
         if let failure = outcome.failure.withLock({ $0 }) {
             throw CLIFailure(message: "error: pat serve: \(failure)")
         }
+    }
+}
+
+extension ServeCommand {
+    /// Mounts the management API when the home can sign (a key in HOME/keys); without one it
+    /// is left out with a notice, unless management options ask for it.
+    func addManagement(to configuration: inout PATServerConfiguration, logger: Logger) throws {
+        let home = configuration.home
+        guard (try? home.keyStore.keySet().newest) != nil else {
+            if managementOptionsGiven {
+                throw CLIFailure(message: "error: the management API needs a signing key in \(home.keysDirectory): run `pat keys generate`")
+            }
+            logger.notice("management API off: no signing key in \(home.keysDirectory) (run `pat keys generate`); serving distribution only")
+            return
+        }
+        var settings = ManagementConfiguration()
+        settings.refreshInterval = .seconds(try TimeSpan(parsing: refreshInterval).seconds)
+        if let maxLifetime { settings.maxLifetime = try TimeSpan(parsing: maxLifetime) }
+        if let defaultLifetime { settings.defaultLifetime = try TimeSpan(parsing: defaultLifetime) }
+        if let nextUpdate { settings.nextUpdateInterval = try TimeSpan(parsing: nextUpdate) }
+        let perMinute = rateLimit ?? 120
+        settings.rateLimit = perMinute == 0 ? nil : .perMinute(perMinute, burst: rateBurst ?? 30)
+        if let catalog { settings.issuingCatalog = try home.managementCatalog(base: home.catalog(named: catalog)) }
+        if !webhooks.isEmpty, let webhookSecretFile {
+            var hooks = WebhookConfiguration(endpoints: webhooks, secret: try WebhookConfiguration.readSecret(webhookSecretFile))
+            if let webhookTimeout { hooks.timeout = .seconds(try TimeSpan(parsing: webhookTimeout).seconds) }
+            if let webhookAttempts { hooks.maxAttempts = webhookAttempts }
+            settings.webhooks = hooks
+        }
+        let management = try PATManagement(home: home, configuration: settings, logger: logger)
+        management.install(into: &configuration)
+        logger.info("management API on \(ManagementRoutes.basePath)", metadata: [
+            "webhooks": "\(webhooks.count)", "rate_limit_per_minute": "\(perMinute)",
+        ])
     }
 }
 
