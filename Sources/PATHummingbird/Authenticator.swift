@@ -69,7 +69,8 @@ public enum BearerToken: Equatable, Sendable {
 }
 
 extension Substring {
-    func trimmingSpaces() -> Substring {
+    /// Without leading and trailing spaces and tabs (HTTP header whitespace).
+    package func trimmingSpaces() -> Substring {
         var s = self
         while let first = s.first, first == " " || first == "\t" { s = s.dropFirst() }
         while let last = s.last, last == " " || last == "\t" { s = s.dropLast() }

@@ -238,3 +238,29 @@ public struct RegistryError: Error, Sendable, Equatable, CustomStringConvertible
                       + "or restored: create a new one with `pat create`")
     }
 }
+
+extension PATRecord {
+    /// The record as JSON, one shape for the CLI (`--json`), the management API and webhooks:
+    /// everything but the token, which is never stored. `detailed` adds the registry's
+    /// bookkeeping (lowest valid generation, latest expiry ever issued).
+    public func json(at now: Timestamp, detailed: Bool = false) -> JSONObject {
+        func optional(_ value: String?) -> JSONValue { value.map { .string($0) } ?? .null }
+        var o = JSONObject()
+        o.set("id", .string(id))
+        o.set("owner", .string(owner))
+        o.set("name", .string(name))
+        o.set("description", optional(description))
+        o.set("domain", optional(domain))
+        o.set("scopes", .array(scopes.map { .string($0.description) }))
+        o.set("status", .string(status(at: now).rawValue))
+        o.set("generation", .number(String(generation)))
+        if detailed { o.set("validFromGeneration", .number(String(floor))) }
+        o.set("createdAt", .string(createdAt.rfc3339))
+        o.set("updatedAt", .string(updatedAt.rfc3339))
+        o.set("expiresAt", .string(expiresAt.rfc3339))
+        if detailed { o.set("maxExpiresAt", .string(maxExpiresAt.rfc3339)) }
+        o.set("lastRotatedAt", optional(lastRotatedAt?.rfc3339))
+        o.set("revokedAt", optional(revokedAt?.rfc3339))
+        return o
+    }
+}

@@ -121,11 +121,3 @@ enum HTTPConditional {
     }
 }
 
-extension Substring {
-    func trimmingSpaces() -> Substring {
-        var s = self
-        while let first = s.first, first == " " || first == "\t" { s = s.dropFirst() }
-        while let last = s.last, last == " " || last == "\t" { s = s.dropLast() }
-        return s
-    }
-}

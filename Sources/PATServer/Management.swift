@@ -254,24 +254,7 @@ struct ManagementBody {
 
 enum ManagementJSON {
     /// A record as the API shows it (never the token, which is not stored).
-    static func record(_ r: PATRecord, now: Timestamp) -> JSONObject {
-        func optional(_ value: String?) -> JSONValue { value.map { .string($0) } ?? .null }
-        var o = JSONObject()
-        o.set("id", .string(r.id))
-        o.set("owner", .string(r.owner))
-        o.set("name", .string(r.name))
-        o.set("description", optional(r.description))
-        o.set("domain", optional(r.domain))
-        o.set("scopes", .array(r.scopes.map { .string($0.description) }))
-        o.set("status", .string(r.status(at: now).rawValue))
-        o.set("generation", .number(String(r.generation)))
-        o.set("createdAt", .string(r.createdAt.rfc3339))
-        o.set("updatedAt", .string(r.updatedAt.rfc3339))
-        o.set("expiresAt", .string(r.expiresAt.rfc3339))
-        o.set("lastRotatedAt", optional(r.lastRotatedAt?.rfc3339))
-        o.set("revokedAt", optional(r.revokedAt?.rfc3339))
-        return o
-    }
+    static func record(_ r: PATRecord, now: Timestamp) -> JSONObject { r.json(at: now) }
 
     /// A record with a freshly issued token: `accessToken` first, then the record.
     static func issued(_ issued: IssuedPAT, now: Timestamp) -> JSONObject {

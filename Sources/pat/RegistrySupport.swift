@@ -136,8 +136,8 @@ func emitIssued(_ issued: IssuedPAT, json: Bool, verb: String) {
         o.set("owner", .string(record.owner))
         o.set("name", .string(record.name))
         o.set("generation", .number(String(record.generation)))
-        o.set("issued_at", .string(issued.issuedAt.rfc3339))
-        o.set("expires_at", .string(record.expiresAt.rfc3339))
+        o.set("issuedAt", .string(issued.issuedAt.rfc3339))
+        o.set("expiresAt", .string(record.expiresAt.rfc3339))
         o.set("scopes", .array(record.scopes.map { .string($0.description) }))
         emit(JSONValue.object(o).description)
         return
@@ -153,26 +153,7 @@ func emitIssued(_ issued: IssuedPAT, json: Bool, verb: String) {
 }
 
 /// The JSON form of a record (everything but the token, which is never stored).
-func recordJSON(_ r: PATRecord, now: Timestamp) -> JSONValue {
-    func optional(_ value: String?) -> JSONValue { value.map { .string($0) } ?? .null }
-    var o = JSONObject()
-    o.set("id", .string(r.id))
-    o.set("owner", .string(r.owner))
-    o.set("name", .string(r.name))
-    o.set("description", optional(r.description))
-    o.set("domain", optional(r.domain))
-    o.set("status", .string(r.status(at: now).rawValue))
-    o.set("scopes", .array(r.scopes.map { .string($0.description) }))
-    o.set("generation", .number(String(r.generation)))
-    o.set("floor", .number(String(r.floor)))
-    o.set("created_at", .string(r.createdAt.rfc3339))
-    o.set("updated_at", .string(r.updatedAt.rfc3339))
-    o.set("expires_at", .string(r.expiresAt.rfc3339))
-    o.set("max_expires_at", .string(r.maxExpiresAt.rfc3339))
-    o.set("last_rotated_at", optional(r.lastRotatedAt?.rfc3339))
-    o.set("revoked_at", optional(r.revokedAt?.rfc3339))
-    return .object(o)
-}
+func recordJSON(_ r: PATRecord, now: Timestamp) -> JSONValue { .object(r.json(at: now, detailed: true)) }
 
 /// Which of `pat revoke ID` / `pat revoke --owner U --all` was asked for.
 enum Target {

@@ -29,7 +29,7 @@ struct LifecycleEndToEndTests {
         let shown = try pat.ok(["show", created.id, "--json"]).object()
         #expect(shown["generation"] as? Int == 2)
         #expect(shown["scopes"] as? [String] == ["clients:view:*", "channels:view:*"])
-        #expect(shown["expires_at"] as? String == "2027-03-31T10:00:00Z", "a scope change keeps the expiry")
+        #expect(shown["expiresAt"] as? String == "2027-03-31T10:00:00Z", "a scope change keeps the expiry")
         #expect(shown["token"] == nil)
 
         // revoke → rejected with reason "revoked"
