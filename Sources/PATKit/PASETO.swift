@@ -34,18 +34,24 @@ public enum PASETOv4Public {
 
     /// PAE("v4.public.", message, footer, implicit assertion) in one allocation.
     static func signedMessage(_ message: ArraySlice<UInt8>, _ footer: [UInt8], _ implicit: [UInt8]) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(40 + headerBytes.count + message.count + footer.count + implicit.count)
-        appendLE64(4, to: &out)
-        appendLE64(UInt64(headerBytes.count), to: &out)
-        out.append(contentsOf: headerBytes)
-        appendLE64(UInt64(message.count), to: &out)
-        out.append(contentsOf: message)
-        appendLE64(UInt64(footer.count), to: &out)
-        out.append(contentsOf: footer)
-        appendLE64(UInt64(implicit.count), to: &out)
-        out.append(contentsOf: implicit)
-        return out
+        let total = 40 + headerBytes.count + message.count + footer.count + implicit.count
+        return [UInt8](unsafeUninitializedCapacity: total) { out, count in
+            var at = 0
+            func put(_ v: UInt64) {
+                let le = v & 0x7FFF_FFFF_FFFF_FFFF
+                for i in 0..<8 { out[at + i] = UInt8(truncatingIfNeeded: le >> (8 * UInt64(i))) }
+                at += 8
+            }
+            func put(_ bytes: some Collection<UInt8>) {
+                for b in bytes { out[at] = b; at += 1 }
+            }
+            put(4)
+            put(UInt64(headerBytes.count)); put(headerBytes)
+            put(UInt64(message.count)); put(message)
+            put(UInt64(footer.count)); put(footer)
+            put(UInt64(implicit.count)); put(implicit)
+            count = at
+        }
     }
 
     static func appendLE64(_ value: UInt64, to out: inout [UInt8]) {

@@ -107,6 +107,9 @@ public struct ScopeSet: Sendable, Hashable, CustomStringConvertible, Sequence {
 
     public init(_ scopes: [Scope] = []) {
         if scopes.count <= 16 {
+            // Keep the array as it is unless it holds a duplicate (the usual case: none).
+            let hasDuplicate = scopes.indices.contains { i in scopes[..<i].contains(scopes[i]) }
+            guard hasDuplicate else { self.scopes = scopes; return }
             var unique: [Scope] = []
             unique.reserveCapacity(scopes.count)
             for scope in scopes where !unique.contains(scope) { unique.append(scope) }
@@ -138,6 +141,7 @@ public struct ScopeSet: Sendable, Hashable, CustomStringConvertible, Sequence {
     init(claimBytes bytes: UnsafeBufferPointer<UInt8>) throws(PATKitError) {
         if bytes.isEmpty { self.init(); return }
         var parsed: [Scope] = []
+        parsed.reserveCapacity(Swift.min(ScopeSet.maxCount, bytes.reduce(1) { $1 == UInt8(ascii: " ") ? $0 + 1 : $0 }))
         var start = 0
         for i in 0...bytes.count where i == bytes.count || bytes[i] == UInt8(ascii: " ") {
             guard i > start else { throw .invalidScope("scopes must be separated by single spaces") }
