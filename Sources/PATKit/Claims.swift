@@ -169,6 +169,10 @@ public struct PATClaims: Sendable, Equatable {
             }
         }
         try json { (p) throws(JSONError) in try p.finish() }
+        // The member limit counts registered claims too, as the JSON parser does.
+        guard extra.count + seen.nonzeroBitCount <= parseLimits.maxMembers else {
+            throw .malformed("claims have more than \(parseLimits.maxMembers) members")
+        }
 
         guard let id else { throw .malformed("required claim \"jti\" is missing") }
         guard PATClaims.isValidID(id) else { throw .malformed("claim \"jti\" must be 22–128 URL-safe characters") }

@@ -155,6 +155,8 @@ public struct JSONParser {
         while i < bytes.count {
             let b = bytes[i]
             if b == UInt8(ascii: "\"") {
+                // Over the string limit: leave it to the full parser, which refuses it.
+                guard i - index - 1 <= limits.maxStringBytes else { return nil }
                 let slice = UnsafeBufferPointer(rebasing: bytes[(index + 1)..<i])
                 index = i + 1
                 return slice

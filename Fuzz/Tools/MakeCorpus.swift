@@ -1,0 +1,154 @@
+// Writes the seed corpora of the fuzz targets into the folder given as the only argument
+// (scripts/fuzz.sh --make-corpus writes Fuzz/corpus). Built with Sources/PATKit and
+// Fuzz/Common.swift, so tokens and lists are signed by the fuzzers' own fixed keys; every key
+// here is generated from a fixed seed for the fuzzers (no official vector material).
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct MakeCorpus {
+    static let root = CommandLine.arguments.count > 1 ? CommandLine.arguments[1] : "Fuzz/corpus"
+
+    static func main() throws {
+        let f = FuzzFixture.self
+        let now = f.now
+        let signer = f.signer
+
+        func claims(id: String = "seedSeedSeedSeedSeed00", subject: String = "user-1", gen: UInt64 = 1,
+                    iat: Timestamp = now.adding(seconds: -3600), exp: Timestamp = now.adding(seconds: 30 * 86_400),
+                    nbf: Timestamp? = nil, domain: String? = "dom-1", scopes: [String] = ["clients:view:*"],
+                    extra: JSONObject = JSONObject()) throws -> PATClaims {
+            PATClaims(id: id, subject: subject, generation: gen, issuedAt: iat, expiresAt: exp, notBefore: nbf,
+                      issuer: nil, audience: nil, domain: domain, scopes: try ScopeSet(parsing: scopes), extra: extra)
+        }
+        var flags = JSONObject()
+        flags.set("ignore_2fa", .bool(true))
+        flags.set("n", .number("-1.5e3"))
+        flags.set("list", .array(["a", .null, 1]))
+        let samples: [(String, PATClaims)] = [
+            ("valid", try claims()),
+            ("valid-scopes", try claims(gen: 12, nbf: now.adding(seconds: -60),
+                                        scopes: ["clients:view:*", "channels:connect_client:ch-42", "domain:create_clients",
+                                                 "groups:view:g.1~x", "channels:publish:ch_7"], extra: flags)),
+            ("expired", try claims(iat: now.adding(seconds: -90 * 86_400), exp: now.adding(seconds: -61))),
+            ("exp-edge", try claims(exp: now.adding(seconds: -60))),
+            ("future", try claims(iat: now.adding(seconds: 61))),
+            ("nbf-future", try claims(nbf: now.adding(seconds: 3600))),
+            ("revoked", try claims(id: f.revokedID, gen: 2)),
+            ("regenerated", try claims(id: f.revokedID, gen: 3)),
+            ("deleted", try claims(id: f.deletedID, gen: 9)),
+            ("owner-revoked", try claims(subject: f.revokedOwner, iat: now.adding(seconds: -3600))),
+            ("owner-after", try claims(subject: f.revokedOwner, iat: now.adding(seconds: -60))),
+            ("max-gen", try claims(gen: PATClaims.maxGeneration)),
+            ("no-domain", try claims(domain: nil, scopes: [])),
+        ]
+
+        // token: raw tokens, '{' claims to sign, 'F' footers, 'R' foreign signers.
+        for (name, c) in samples {
+            let token = try Issuer(key: signer).issue(c)
+            write("token", "raw-\(name)", Array(token.utf8))
+            write("token", "claims-\(name)", JSONWriter.encode(.object(c.json)))
+        }
+        let valid = try claims()
+        let message = JSONWriter.encode(.object(valid.json))
+        write("token", "raw-retired", Array(PASETOv4Public.sign(message: message, footer: f.footer(f.retired), with: f.retired).utf8))
+        write("token", "raw-no-footer", Array(PASETOv4Public.sign(message: message, with: signer).utf8))
+        write("token", "raw-v4-local", Array(("v4.local." + Base64URL.encode([UInt8](repeating: 7, count: 80))).utf8))
+        write("token", "footer-canonical", Array("F".utf8) + f.footer(signer))
+        write("token", "footer-spaced", Array("F".utf8) + Array(#"{ "kid" : "\#(signer.id.rawValue)" }"#.utf8))
+        write("token", "footer-extra", Array("F".utf8) + Array(#"{"kid":"\#(signer.id.rawValue)","v":1}"#.utf8))
+        write("token", "footer-retired", Array("F".utf8) + f.footer(f.retired))
+        write("token", "foreign", Array("R".utf8) + message)
+        write("token", "respell-one", Array("U".utf8) + [0, 40, 0])
+        // Regression seed: the first 'K' of the fixture token re-spelled as U+212A KELVIN SIGN
+        // (the validation cache once answered for it).
+        if let k = Array(f.validToken).firstIndex(of: "K") {
+            write("token", "respell-kelvin", Array("U".utf8) + [UInt8(k >> 8), UInt8(k & 0xFF), 0])
+        }
+        write("token", "respell-three", Array("U".utf8) + [0, 12, 6, 1, 0, 3, 0, 200, 8])
+        write("token", "claims-dup", Array(#"{"jti":"seedSeedSeedSeedSeed00","jti":"seedSeedSeedSeedSeed01"}"#.utf8))
+
+        // claims
+        for (name, c) in samples { write("claims", name, JSONWriter.encode(.object(c.json))) }
+        write("claims", "escaped", Array(#"{"jti":"seed\u0053eedSeedSeedSeed00","sub":"\u00e9l\u00e8ve \ud83d\ude00","gen":1,"iat":"2026-01-31T11:00:00Z","exp":"2026-03-02T12:00:00Z","scope":"clients:view"}"#.utf8))
+        // Regression seeds: a plain scope claim over the 4096-byte string limit; 129 members.
+        let long = try claims(scopes: (0..<150).map { "clients:view:id-\($0)-" + String(repeating: "0", count: 12) })
+        write("claims", "regression-long-scope", JSONWriter.encode(.object(long.json)))
+        var wide = try claims()
+        for i in 0..<122 { wide.extra.set("x\(i)", .number("0")) }
+        write("claims", "regression-129-members", JSONWriter.encode(.object(wide.json)))
+        write("claims", "wrong-types", Array(#"{"jti":1,"sub":["a"],"gen":"1","iat":1769860800,"exp":null}"#.utf8))
+
+        // footer
+        write("footer", "canonical", f.footer(signer))
+        write("footer", "spaced", Array(#"{ "kid" : "\#(signer.id.rawValue)" }"#.utf8))
+        write("footer", "extra-member", Array(#"{"kid":"\#(signer.id.rawValue)","note":"rotated 2026"}"#.utf8))
+        write("footer", "escaped-kid", Array(#"{"kid":"k4\u002epid.\#(signer.id.rawValue.dropFirst(7))"}"#.utf8))
+        write("footer", "key-material", Array(#"{"kid":"\#(signer.id.rawValue)","k":"\#(signer.publicKey.paserk)"}"#.utf8))
+        write("footer", "not-json", Array("kid=k4.pid.x".utf8))
+
+        // json
+        write("json", "claims", message)
+        write("json", "mixed", Array(#"{"a":[1,-0,2.5e-3,true,false,null,"\u00e9\n\"\\\/"],"b":{"c":{"d":[]}},"e":""}"#.utf8))
+        write("json", "surrogates", Array(#"["\ud83d\ude00","\u0000\u001f\u007f"]"#.utf8))
+        write("json", "numbers", Array("[0,-1,9007199254740993,1E+2,-0.0e-0,123456789012345678901234567890]".utf8))
+        write("json", "keyset", f.keys.encoded())
+
+        // paserk
+        write("paserk", "public", Array(signer.publicKey.paserk.utf8))
+        write("paserk", "public-nl", Array((" " + f.retired.publicKey.paserk + "\n").utf8))
+        write("paserk", "secret", Array((f.stranger.exportPASERK() + "\n").utf8))
+        write("paserk", "pid", Array(signer.id.rawValue.utf8))
+        write("paserk", "k3-public", Array(("k3.public." + Base64URL.encode([UInt8](repeating: 2, count: 49))).utf8))
+        write("paserk", "local", Array(("k4.local." + Base64URL.encode([UInt8](repeating: 3, count: 32))).utf8))
+
+        // scope: single scopes, claims, lists, catalogs
+        write("scope", "one", Array("clients:view".utf8))
+        write("scope", "wildcard", Array("channels:connect_client:*".utf8))
+        write("scope", "claim", Array("clients:view:* channels:connect_client:ch-42 domain:create_clients groups:view:g.1~x".utf8))
+        write("scope", "catalog", Array(#"{"entities":{"clients":["view","update"],"*":["read","list"]}}"#.utf8))
+        write("scope", "bad", Array("Clients:view  a:b:c:d".utf8))
+
+        // revocation: the fixture list, an empty list, the 'S' body form
+        write("revocation", "fixture", f.listBytes)
+        write("revocation", "empty", try RevocationList.Builder().sign(with: signer, sequence: 1, issuedAt: now,
+                                                                          nextUpdate: now.adding(seconds: 3600)))
+        write("revocation", "retired-signer", try RevocationList.Builder().sign(with: f.retired, sequence: 2, issuedAt: now,
+                                                                                   nextUpdate: now.adding(seconds: 3600)))
+        write("revocation", "token-as-list", Array(try Issuer(key: signer).issue(valid).utf8))
+        var body: [UInt8] = Array("S".utf8) + [2]
+        body.appendLE(UInt64(5))
+        body.appendLE(UInt64(bitPattern: now.seconds))
+        body.appendLE(UInt64(bitPattern: now.seconds + 3600))
+        var b = RevocationList.Builder()
+        for i in 0..<3 { b.revoke(id: "entry-\(i)-0000000000000000", below: UInt64(i + 2), horizon: now.adding(seconds: 86_400)) }
+        b.revokeAll(subject: "owner", issuedBefore: now, horizon: now.adding(seconds: 86_400))
+        let list = try b.sign(with: signer, sequence: 5, issuedAt: now, nextUpdate: now.adding(seconds: 3600))
+        let entries = Array(list.dropLast(64).suffix(4 * 32))
+        body += entries
+        write("revocation", "signed-body", body)
+
+        // keyset
+        write("keyset", "fixture", f.keys.encoded())
+        write("keyset", "minimal", Array(#"{"keys":[{"kid":"\#(signer.id.rawValue)","key":"\#(signer.publicKey.paserk)"}]}"#.utf8))
+        write("keyset", "empty", Array(#"{"keys":[]}"#.utf8))
+
+        // time: timestamps and durations
+        for (i, t) in ["2026-01-31T12:00:00Z", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "2024-02-29T23:59:59Z",
+                       "2026-02-30T00:00:00Z", "2026-01-31T12:00:00+00:00", "30d", "90m", "100y", "0s"].enumerated() {
+            write("time", "seed-\(i)", Array(t.utf8))
+        }
+        print("seed corpora written to \(root)")
+    }
+
+    static func write(_ target: String, _ name: String, _ bytes: [UInt8]) {
+        let dir = "\(root)/\(target)"
+        _ = mkdir(root, 0o755)
+        _ = mkdir(dir, 0o755)
+        let path = "\(dir)/\(name)"
+        guard let file = fopen(path, "wb") else { fatalError("cannot write \(path)") }
+        _ = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
+        fclose(file)
+    }
+}
