@@ -15,6 +15,7 @@
 # invariant (the targets abort()) is saved under .build-fuzz/crashes/ and fails the run.
 #
 # Reproduce a finding:  .build-fuzz/bin/<target> .build-fuzz/crashes/<target>-crash-<sha1>
+# FUZZ_SEED=N fixes libFuzzer's seed (CI uses it, so a CI run repeats a run made here).
 # Exit status: 0 when every target ran clean, 1 when any found something, 2 on usage or build errors.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -100,6 +101,7 @@ run() {
     SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:symbolize=1} \
     "$OUT/bin/$target" "$work" "${dict[@]}" \
         -max_total_time="$seconds" -max_len="$(max_len "$target")" -timeout=30 -rss_limit_mb=2048 \
+        ${FUZZ_SEED:+-seed="$FUZZ_SEED"} \
         -print_final_stats=1 -artifact_prefix="$OUT/crashes/$target-" > "$log" 2>&1 || status=$?
     local elapsed=$((SECONDS - started)) execs new found
     new=$(comm -13 <(printf '%s\n' "$before") <(ls "$OUT/crashes" | grep "^$target-" | sort) | grep -v '^$' || true)
