@@ -111,13 +111,13 @@ func input(_ data: UnsafePointer<UInt8>, _ size: Int) -> [UInt8] {
 /// A validation's outcome, comparable across validators.
 enum Outcome: Equatable, CustomStringConvertible {
     case accepted(VerifiedPAT)
-    case rejected(ValidationError.Code)
+    case rejected(PATValidationError.Code)
 
-    init(_ body: () throws(ValidationError) -> VerifiedPAT) {
+    init(_ body: () throws(PATValidationError) -> VerifiedPAT) {
         do { self = .accepted(try body()) } catch { self = .rejected(error.code) }
     }
 
-    var code: ValidationError.Code? {
+    var code: PATValidationError.Code? {
         if case .rejected(let c) = self { return c }
         return nil
     }
@@ -133,9 +133,9 @@ enum Outcome: Equatable, CustomStringConvertible {
 /// Validates with the uncached and the cached validator (twice: the second call is a cache
 /// hit when the first succeeded); all three must agree.
 func validateEverywhere(_ token: String) -> Outcome {
-    let plain = Outcome { () throws(ValidationError) -> VerifiedPAT in try FuzzFixture.uncached.validate(token) }
-    let first = Outcome { () throws(ValidationError) -> VerifiedPAT in try FuzzFixture.cached.validate(token) }
-    let again = Outcome { () throws(ValidationError) -> VerifiedPAT in try FuzzFixture.cached.validate(token) }
+    let plain = Outcome { () throws(PATValidationError) -> VerifiedPAT in try FuzzFixture.uncached.validate(token) }
+    let first = Outcome { () throws(PATValidationError) -> VerifiedPAT in try FuzzFixture.cached.validate(token) }
+    let again = Outcome { () throws(PATValidationError) -> VerifiedPAT in try FuzzFixture.cached.validate(token) }
     invariant(plain == first && first == again,
               "cache changes the outcome: uncached \(plain), cached \(first), cached again \(again)")
     return plain
@@ -143,7 +143,7 @@ func validateEverywhere(_ token: String) -> Outcome {
 
 /// What `Validator.check` must decide for claims that parsed, at `FuzzFixture.now`
 /// (an independent model of the time, revocation and domain rules).
-func expectedOutcome(of claims: PATClaims) -> ValidationError.Code? {
+func expectedOutcome(of claims: PATClaims) -> PATValidationError.Code? {
     let now = FuzzFixture.now.seconds, leeway = FuzzFixture.leeway
     if claims.issuedAt.seconds > now + leeway { return .notYetValid }
     if let nbf = claims.notBefore, nbf.seconds > now + leeway { return .notYetValid }

@@ -56,7 +56,7 @@ build() {
     [[ -f $entry ]] || die "no such target file: $entry"
     mkdir -p "$OUT/bin"
     local sources=(Sources/PATKit/*.swift Fuzz/Common.swift "$entry")
-    local flags=(-module-name PATKit -parse-as-library -swift-version 6 -wmo
+    local flags=(-module-name PATKit -package-name PATKit -parse-as-library -swift-version 6 -wmo
                  -sanitize=fuzzer,address -O -g -use-ld=lld -I Sources/CSodium $(sodium_flags))
     local stamp="$OUT/bin/$target.stamp" digest
     digest=$( { "$SWIFTC" --version 2>&1; printf '%s\n' "${flags[@]}"; cat "${sources[@]}"; } | sha256sum | cut -d' ' -f1)
@@ -77,7 +77,7 @@ build() {
 make_corpus() {
     mkdir -p "$OUT/tools"
     echo "==> building the corpus generator"
-    "$SWIFTC" -module-name PATKit -parse-as-library -swift-version 6 -O -I Sources/CSodium $(sodium_flags) \
+    "$SWIFTC" -module-name PATKit -package-name PATKit -parse-as-library -swift-version 6 -O -I Sources/CSodium $(sodium_flags) \
         Sources/PATKit/*.swift Fuzz/Common.swift Fuzz/Tools/MakeCorpus.swift \
         -module-cache-path "$OUT/module-cache" -o "$OUT/tools/make-corpus" || die "corpus generator failed to build"
     "$OUT/tools/make-corpus" Fuzz/corpus

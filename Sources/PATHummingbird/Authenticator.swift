@@ -30,9 +30,9 @@ public struct PATAuthenticator<Context: PATRequestContext>: RouterMiddleware {
         case .missing:
             guard allowAnonymous else { throw PATHTTPError.missingToken() }
         case .malformed(let reason):
-            throw PATHTTPError.refused(ValidationError(.malformed, reason))
+            throw PATHTTPError.refused(PATValidationError(.malformed, reason))
         case .token(let token):
-            do throws(ValidationError) {
+            do throws(PATValidationError) {
                 context.pat = try validator.validate(token, domain: domain)
             } catch {
                 throw PATHTTPError.refused(error)

@@ -4,7 +4,7 @@ import PATKit
 /// The one error shape of PATKit's HTTP surfaces:
 /// `{"error": {"code": "…", "message": "…"}}`, with `Cache-Control: no-store`.
 ///
-/// Codes are `ValidationError.Code` values for token failures (`expired`, `revoked`, …), and
+/// Codes are `PATValidationError.Code` values for token failures (`expired`, `revoked`, …), and
 /// `missing_token`, `scope_missing`, `bad_request`, `not_found`, `internal`, … otherwise.
 public struct PATHTTPError: HTTPResponseError, Sendable, CustomStringConvertible {
     public var status: HTTPResponse.Status
@@ -54,7 +54,7 @@ public struct PATHTTPError: HTTPResponseError, Sendable, CustomStringConvertible
         let shown = HeaderText.quoted(scope)
         headers[.wwwAuthenticate] = "Bearer error=\"insufficient_scope\", scope=\"\(shown)\""
         let who = patID.map { "PAT \(HeaderText.printable($0, limit: 128)) lacks" } ?? "the PAT lacks"
-        return PATHTTPError(.forbidden, code: ValidationError.Code.scopeMissing.rawValue,
+        return PATHTTPError(.forbidden, code: PATValidationError.Code.scopeMissing.rawValue,
                             message: "\(who) the required scope \(shown)", headers: headers)
     }
 
@@ -63,7 +63,7 @@ public struct PATHTTPError: HTTPResponseError, Sendable, CustomStringConvertible
     /// - `stale_revocation_list`, `missing_revocation_list` → 503 with `Retry-After`: the
     ///   verifier cannot decide, the token is not known to be bad;
     /// - anything else → 401 with `WWW-Authenticate: Bearer error="invalid_token", error_description="…"`.
-    public static func refused(_ error: ValidationError, retryAfterSeconds: Int = 30) -> PATHTTPError {
+    public static func refused(_ error: PATValidationError, retryAfterSeconds: Int = 30) -> PATHTTPError {
         switch error.code {
         case .scopeMissing:
             var headers = HTTPFields()

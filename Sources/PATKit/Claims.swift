@@ -88,25 +88,30 @@ public struct PATClaims: Sendable, Equatable {
     /// Parses claims from a verified message. Strict: unique keys, required claims present,
     /// every registered claim of its type, times in `YYYY-MM-DDTHH:MM:SSZ`. Registered claims
     /// are read straight from the bytes (no intermediate JSON tree); others are kept as JSON.
-    public init(json input: some ContiguousBytes) throws(ValidationError) {
+    public init(json input: [UInt8]) throws(PATValidationError) {
+        try self.init(jsonBytes: input)
+    }
+
+    /// The same, over any contiguous bytes (the validator passes a slice of the payload).
+    package init(jsonBytes input: some ContiguousBytes) throws(PATValidationError) {
         let result = input.withUnsafeBytes { raw in
-            Result { () throws(ValidationError) -> PATClaims in try PATClaims.parse(raw.bindMemory(to: UInt8.self)) }
+            Result { () throws(PATValidationError) -> PATClaims in try PATClaims.parse(raw.bindMemory(to: UInt8.self)) }
         }
         self = try result.get()
     }
 
-    private static func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws(ValidationError) -> PATClaims {
+    private static func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws(PATValidationError) -> PATClaims {
         var p = JSONParser(bytes: bytes, limits: parseLimits)
-        func json<T>(_ body: (inout JSONParser) throws(JSONError) -> T) throws(ValidationError) -> T {
+        func json<T>(_ body: (inout JSONParser) throws(JSONError) -> T) throws(PATValidationError) -> T {
             do { return try body(&p) } catch { throw .malformed("claims are not valid JSON: \(error)") }
         }
-        func string(_ key: String) throws(ValidationError) -> String {
+        func string(_ key: String) throws(PATValidationError) -> String {
             guard case .string(let s) = try json({ (p) throws(JSONError) in try p.value() }) else {
                 throw .malformed("claim \"\(key)\" must be a string")
             }
             return s
         }
-        func time(_ key: String) throws(ValidationError) -> Timestamp {
+        func time(_ key: String) throws(PATValidationError) -> Timestamp {
             let parsed: Timestamp?
             if let raw = p.plainString() {
                 parsed = Timestamp.parse(raw)
@@ -157,7 +162,7 @@ public struct PATClaims: Sendable, Equatable {
                     }
                 } catch let error as PATKitError {
                     throw .malformed("claim \"scope\": \(error)")
-                } catch let error as ValidationError {
+                } catch let error as PATValidationError {
                     throw error
                 } catch {
                     throw .malformed("claim \"scope\": \(error)")
@@ -241,9 +246,9 @@ public struct VerifiedPAT: Sendable, Equatable {
     }
 
     /// Throws `scopeMissing` unless the PAT's scopes grant the request.
-    public func authorize(entity: String, operation: String, id: String? = nil) throws(ValidationError) {
+    public func authorize(entity: String, operation: String, id: String? = nil) throws(PATValidationError) {
         guard allows(entity: entity, operation: operation, id: id) else {
-            throw ValidationError(.scopeMissing, "PAT \(self.id) lacks scope \(entity):\(operation):\(id ?? "*")")
+            throw PATValidationError(.scopeMissing, "PAT \(self.id) lacks scope \(entity):\(operation):\(id ?? "*")")
         }
     }
 

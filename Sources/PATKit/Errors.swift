@@ -40,7 +40,7 @@ public enum PATKitError: Error, Sendable, Equatable, CustomStringConvertible {
 
 /// Why a token was not accepted. `code` is stable (for logs, exit codes and JSON);
 /// `reason` is a sentence for people.
-public struct ValidationError: Error, Sendable, Equatable, CustomStringConvertible {
+public struct PATValidationError: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Code: String, Sendable, Equatable, CaseIterable {
         case malformed
         case tooLarge = "too_large"
@@ -65,5 +65,5 @@ public struct ValidationError: Error, Sendable, Equatable, CustomStringConvertib
 
     public var description: String { "\(code.rawValue): \(reason)" }
 
-    static func malformed(_ reason: String) -> ValidationError { .init(.malformed, reason) }
+    static func malformed(_ reason: String) -> PATValidationError { .init(.malformed, reason) }
 }

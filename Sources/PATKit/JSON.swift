@@ -62,13 +62,13 @@ public struct JSONObject: Sendable, Equatable {
 }
 
 /// Limits applied while parsing untrusted JSON.
-public struct JSONLimits: Sendable {
-    public var maxBytes: Int
-    public var maxDepth: Int
-    public var maxMembers: Int
-    public var maxStringBytes: Int
+package struct JSONLimits: Sendable {
+    package var maxBytes: Int
+    package var maxDepth: Int
+    package var maxMembers: Int
+    package var maxStringBytes: Int
 
-    public init(maxBytes: Int = 64 * 1024, maxDepth: Int = 16, maxMembers: Int = 1024, maxStringBytes: Int = 16 * 1024) {
+    package init(maxBytes: Int = 64 * 1024, maxDepth: Int = 16, maxMembers: Int = 1024, maxStringBytes: Int = 16 * 1024) {
         self.maxBytes = maxBytes
         self.maxDepth = maxDepth
         self.maxMembers = maxMembers
@@ -76,20 +76,20 @@ public struct JSONLimits: Sendable {
     }
 }
 
-public struct JSONError: Error, Sendable, Equatable, CustomStringConvertible {
-    public let reason: String
-    public let offset: Int
-    public var description: String { "\(reason) at byte \(offset)" }
+package struct JSONError: Error, Sendable, Equatable, CustomStringConvertible {
+    package let reason: String
+    package let offset: Int
+    package var description: String { "\(reason) at byte \(offset)" }
 }
 
 /// Strict recursive-descent JSON parser over UTF-8 bytes: unique object keys,
 /// bounded depth, size and member counts, valid UTF-8, no trailing garbage.
-public struct JSONParser {
+package struct JSONParser {
     private let bytes: UnsafeBufferPointer<UInt8>
     private var index = 0
     private let limits: JSONLimits
 
-    public static func parse(_ input: some ContiguousBytes, limits: JSONLimits = JSONLimits()) throws(JSONError) -> JSONValue {
+    package static func parse(_ input: some ContiguousBytes, limits: JSONLimits = JSONLimits()) throws(JSONError) -> JSONValue {
         let result: Result<JSONValue, JSONError> = input.withUnsafeBytes { raw in
             let buffer = raw.bindMemory(to: UInt8.self)
             var parser = JSONParser(bytes: buffer, limits: limits)
@@ -98,7 +98,7 @@ public struct JSONParser {
         return try result.get()
     }
 
-    public static func parse(_ text: String, limits: JSONLimits = JSONLimits()) throws(JSONError) -> JSONValue {
+    package static func parse(_ text: String, limits: JSONLimits = JSONLimits()) throws(JSONError) -> JSONValue {
         try parse(Array(text.utf8), limits: limits)
     }
 
@@ -392,15 +392,15 @@ public struct JSONParser {
 }
 
 /// Compact JSON output in member order.
-public enum JSONWriter {
-    public static func encode(_ value: JSONValue) -> [UInt8] {
+package enum JSONWriter {
+    package static func encode(_ value: JSONValue) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(256)
         write(value, into: &out)
         return out
     }
 
-    public static func write(_ value: JSONValue, into out: inout [UInt8]) {
+    package static func write(_ value: JSONValue, into out: inout [UInt8]) {
         switch value {
         case .null: out.append(contentsOf: "null".utf8)
         case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
@@ -425,7 +425,7 @@ public enum JSONWriter {
         }
     }
 
-    public static func writeString(_ s: String, into out: inout [UInt8]) {
+    package static func writeString(_ s: String, into out: inout [UInt8]) {
         let hex: [UInt8] = Array("0123456789abcdef".utf8)
         out.append(UInt8(ascii: "\""))
         for b in s.utf8 {

@@ -125,10 +125,10 @@ enum Footer {
     static let maxBytes = 512
 
     /// Returns the `kid` bytes of an untrusted footer after bounding and screening it.
-    static func keyID(from footer: [UInt8]) throws(ValidationError) -> ArraySlice<UInt8> {
+    static func keyID(from footer: [UInt8]) throws(PATValidationError) -> ArraySlice<UInt8> {
         guard !footer.isEmpty else { throw .malformed("token has no footer; PATKit tokens name their key as {\"kid\":\"k4.pid…\"}") }
         guard footer.count <= maxBytes else {
-            throw ValidationError(.tooLarge, "footer of \(footer.count) bytes exceeds \(maxBytes) bytes")
+            throw PATValidationError(.tooLarge, "footer of \(footer.count) bytes exceeds \(maxBytes) bytes")
         }
         if let kid = canonicalKeyID(footer) { return kid }
         if containsKeyMaterial(footer) {

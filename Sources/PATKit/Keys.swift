@@ -1,4 +1,4 @@
-import CSodium
+internal import CSodium
 
 /// A PASERK key id, `k4.pid.` + base64url(BLAKE2b-264("k4.pid." ‖ the k4.public PASERK)).
 public struct KeyID: Sendable, Hashable, Comparable, CustomStringConvertible {

@@ -72,17 +72,17 @@ public enum PASETOv4Public {
     }
 
     /// Splits and decodes a token without checking its signature. Only v4.public is accepted.
-    public static func parse(_ token: String, maxBytes: Int = defaultMaxTokenBytes) throws(ValidationError) -> Parts {
+    public static func parse(_ token: String, maxBytes: Int = defaultMaxTokenBytes) throws(PATValidationError) -> Parts {
         var token = token
         let result = token.withUTF8 { bytes in
-            Result { () throws(ValidationError) -> Parts in try parse(bytes, maxBytes: maxBytes) }
+            Result { () throws(PATValidationError) -> Parts in try parse(bytes, maxBytes: maxBytes) }
         }
         return try result.get()
     }
 
-    static func parse(_ bytes: UnsafeBufferPointer<UInt8>, maxBytes: Int) throws(ValidationError) -> Parts {
+    static func parse(_ bytes: UnsafeBufferPointer<UInt8>, maxBytes: Int) throws(PATValidationError) -> Parts {
         guard bytes.count <= maxBytes else {
-            throw ValidationError(.tooLarge, "token of \(bytes.count) bytes exceeds the limit of \(maxBytes) bytes")
+            throw PATValidationError(.tooLarge, "token of \(bytes.count) bytes exceeds the limit of \(maxBytes) bytes")
         }
         let h = headerBytes
         guard bytes.count >= h.count, bytes.prefix(h.count).elementsEqual(h) else {
@@ -118,19 +118,19 @@ public enum PASETOv4Public {
     }
 
     /// Checks the signature of `parts` with `key`.
-    public static func verify(_ parts: Parts, key: PublicKey, implicitAssertion: [UInt8] = []) throws(ValidationError) {
+    public static func verify(_ parts: Parts, key: PublicKey, implicitAssertion: [UInt8] = []) throws(PATValidationError) {
         let m2 = signedMessage(parts.messageBytes, parts.footer, implicitAssertion)
         let ok = m2.withUnsafeBytes { msg in
             parts.signatureBytes.withUnsafeBytes { sig in
                 key.bytes.withUnsafeBytes { pk in Sodium.verifyDetached(signature: sig, message: msg, publicKey: pk) }
             }
         }
-        guard ok else { throw ValidationError(.badSignature, "signature does not verify with key \(key.id)") }
+        guard ok else { throw PATValidationError(.badSignature, "signature does not verify with key \(key.id)") }
     }
 
     /// Parses and verifies `token` with one key; returns the message and footer.
     public static func verify(_ token: String, key: PublicKey, implicitAssertion: [UInt8] = [],
-                              maxBytes: Int = defaultMaxTokenBytes) throws(ValidationError) -> (message: [UInt8], footer: [UInt8]) {
+                              maxBytes: Int = defaultMaxTokenBytes) throws(PATValidationError) -> (message: [UInt8], footer: [UInt8]) {
         let parts = try parse(token, maxBytes: maxBytes)
         try verify(parts, key: key, implicitAssertion: implicitAssertion)
         return (parts.message, parts.footer)

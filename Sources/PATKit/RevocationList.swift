@@ -1,4 +1,4 @@
-import CSodium
+internal import CSodium
 
 /// Why the revocation list refuses a token.
 public enum Revocation: Sendable, Equatable, CustomStringConvertible {

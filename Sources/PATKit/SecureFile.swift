@@ -9,10 +9,10 @@ import Darwin
 /// Explicit, careful file helpers for the few files PATKit reads and writes: keys, key sets,
 /// revocation lists. Reads are bounded; secret files must be private; writes are atomic
 /// (temporary file, fsync, rename, fsync of the directory).
-public enum SecureFile {
+package enum SecureFile {
     /// Reads at most `maxBytes` from `path`. With `requirePrivate`, refuses a file that
     /// group or others may read or write (secret keys).
-    public static func read(_ path: String, maxBytes: Int, requirePrivate: Bool = false) throws(PATKitError) -> [UInt8] {
+    package static func read(_ path: String, maxBytes: Int, requirePrivate: Bool = false) throws(PATKitError) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { throw .io(path: path, reason: "cannot open: \(errnoText())") }
         defer { close(fd) }
@@ -45,7 +45,7 @@ public enum SecureFile {
     /// old file or the new one, never a mix; a crash leaves the old file intact.
     /// - Parameter beforeRename: runs after the temporary file is complete and synced, just
     ///   before the rename (a test seam for crashes at the worst moment).
-    public static func writeAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644,
+    package static func writeAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644,
                                        beforeRename: () -> Void = {}) throws(PATKitError) {
         let directory = parentDirectory(of: path)
         var template = Array("\(path).tmp-XXXXXX".utf8CString)
@@ -85,7 +85,7 @@ public enum SecureFile {
     }
 
     /// Creates `path` and missing parents with `mode` (existing directories keep theirs).
-    public static func createDirectory(_ path: String, mode: mode_t = 0o755) throws(PATKitError) {
+    package static func createDirectory(_ path: String, mode: mode_t = 0o755) throws(PATKitError) {
         var current = path.hasPrefix("/") ? "" : "."
         for component in path.split(separator: "/") {
             current += "/" + component
@@ -95,7 +95,7 @@ public enum SecureFile {
         }
     }
 
-    public static func exists(_ path: String) -> Bool {
+    package static func exists(_ path: String) -> Bool {
         var info = stat()
         return stat(path, &info) == 0
     }
@@ -110,12 +110,12 @@ public enum SecureFile {
 
 /// An exclusive advisory lock (flock) on a file, held for the duration of a closure:
 /// serialises concurrent CLI processes that change the same state.
-public struct FileLock: Sendable {
-    public let path: String
+package struct FileLock: Sendable {
+    package let path: String
 
-    public init(path: String) { self.path = path }
+    package init(path: String) { self.path = path }
 
-    public func withLock<R>(_ body: () throws -> R) throws -> R {
+    package func withLock<R>(_ body: () throws -> R) throws -> R {
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw PATKitError.io(path: path, reason: "cannot open lock file: \(SecureFile.errnoText())") }
         defer { close(fd) } // closing releases the lock

@@ -1,4 +1,4 @@
-import CSodium
+internal import CSodium
 
 /// Thin, safe wrappers over the libsodium calls PATKit uses. Every cryptographic
 /// operation in PATKit goes through this file.
@@ -129,27 +129,27 @@ enum Sodium {
 }
 
 /// Anything that exposes contiguous bytes (arrays, slices, buffers).
-public protocol ContiguousBytes {
+package protocol ContiguousBytes {
     func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R
 }
 extension Array: ContiguousBytes where Element == UInt8 {}
 extension ArraySlice: ContiguousBytes where Element == UInt8 {}
 extension UnsafeRawBufferPointer: ContiguousBytes {
-    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R { try body(self) }
+    package func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R { try body(self) }
 }
 
 /// Public helpers for the encoding PASETO and PASERK use.
-public enum Base64URL {
+package enum Base64URL {
     /// Unpadded base64url.
-    public static func encode(_ bytes: [UInt8]) -> String { Sodium.base64URLEncode(bytes) }
+    package static func encode(_ bytes: [UInt8]) -> String { Sodium.base64URLEncode(bytes) }
     /// Strict unpadded base64url; nil when the text is not canonical.
-    public static func decode(_ text: String) -> [UInt8]? { Sodium.base64URLDecode(text) }
+    package static func decode(_ text: String) -> [UInt8]? { Sodium.base64URLDecode(text) }
 }
 
 /// Wiping of secret bytes that left guarded memory (e.g. a key file just read or written).
-public enum SecureMemory {
+package enum SecureMemory {
     /// Overwrites the bytes with zeros in a way the compiler cannot elide (`sodium_memzero`).
-    public static func wipe(_ bytes: inout [UInt8]) {
+    package static func wipe(_ bytes: inout [UInt8]) {
         bytes.withUnsafeMutableBytes { Sodium.zero($0) }
     }
 }
@@ -208,14 +208,14 @@ enum PublicBase64URL {
 
 /// Hashes and MACs for the layers above the core (content tags, webhook signatures), so
 /// that every use of libsodium stays in PATKit.
-public enum Digest {
+package enum Digest {
     /// BLAKE2b with a `length`-byte output (16...64).
-    public static func blake2b(_ bytes: some ContiguousBytes, length: Int = 32) -> [UInt8] {
+    package static func blake2b(_ bytes: some ContiguousBytes, length: Int = 32) -> [UInt8] {
         bytes.withUnsafeBytes { Sodium.blake2b($0, length: max(16, min(64, length))) }
     }
 
     /// HMAC-SHA-256 of `message` under `key` (libsodium `crypto_auth_hmacsha256`).
-    public static func hmacSHA256(key: [UInt8], message: some ContiguousBytes) -> [UInt8] {
+    package static func hmacSHA256(key: [UInt8], message: some ContiguousBytes) -> [UInt8] {
         _ = Sodium.ready
         var state = crypto_auth_hmacsha256_state()
         var out = [UInt8](repeating: 0, count: Int(crypto_auth_hmacsha256_BYTES))
@@ -233,10 +233,10 @@ public enum Digest {
     }
 
     /// Constant-time comparison of two secrets or MACs (`sodium_memcmp`).
-    public static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    package static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         a.withUnsafeBytes { x in b.withUnsafeBytes { y in Sodium.constantTimeEqual(x, y) } }
     }
 
     /// `count` random bytes from libsodium (`randombytes_buf`).
-    public static func randomBytes(_ count: Int) -> [UInt8] { Sodium.randomBytes(count) }
+    package static func randomBytes(_ count: Int) -> [UInt8] { Sodium.randomBytes(count) }
 }

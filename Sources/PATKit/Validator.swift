@@ -136,7 +136,7 @@ public final class Validator: Sendable {
 
     /// Validates a token and returns the verified PAT, or throws why not.
     /// - Parameter domain: when given (or set in the policy), the token's `dom` must equal it.
-    public func validate(_ token: String, domain: String? = nil) throws(ValidationError) -> VerifiedPAT {
+    public func validate(_ token: String, domain: String? = nil) throws(PATValidationError) -> VerifiedPAT {
         let snapshot = state.withLock { $0 }
         let domain = domain ?? policy.domain
         if let cache, token.utf8.count <= policy.maxTokenBytes, let hit = cache.lookup(token, epoch: snapshot.keysEpoch) {
@@ -147,10 +147,10 @@ public final class Validator: Sendable {
         let parts = try PASETOv4Public.parse(token, maxBytes: policy.maxTokenBytes)
         let kid = try Footer.keyID(from: parts.footer)
         guard let key = snapshot.key(for: kid) else {
-            throw ValidationError(.unknownKey, "token is signed by \(String(decoding: kid.prefix(64), as: UTF8.self)), which is not an active key of this verifier")
+            throw PATValidationError(.unknownKey, "token is signed by \(String(decoding: kid.prefix(64), as: UTF8.self)), which is not an active key of this verifier")
         }
         try PASETOv4Public.verify(parts, key: key, implicitAssertion: policy.implicitAssertion)
-        let claims = try PATClaims(json: parts.messageBytes)
+        let claims = try PATClaims(jsonBytes: parts.messageBytes)
         let pat = VerifiedPAT(claims: claims, keyID: key.id)
         guard let cache else {
             try check(claims, tokenKey: nil, ownerKey: nil, revocations: snapshot.revocations, domain: domain, now: clock())
@@ -166,7 +166,7 @@ public final class Validator: Sendable {
 
     /// Validates a token and checks that it grants `operation` on `entity` `id`.
     public func authorize(_ token: String, entity: String, operation: String, id: String? = nil,
-                          domain: String? = nil) throws(ValidationError) -> VerifiedPAT {
+                          domain: String? = nil) throws(PATValidationError) -> VerifiedPAT {
         let pat = try validate(token, domain: domain)
         try pat.authorize(entity: entity, operation: operation, id: id)
         return pat
@@ -175,30 +175,30 @@ public final class Validator: Sendable {
     /// The time, revocation and domain rules, applied after the signature — and on every
     /// cache hit.
     func check(_ claims: PATClaims, tokenKey: EntryKey?, ownerKey: EntryKey?, revocations: RevocationList?,
-               domain: String?, now: Timestamp) throws(ValidationError) {
+               domain: String?, now: Timestamp) throws(PATValidationError) {
         let leeway = policy.leeway
         if claims.issuedAt > now.adding(seconds: leeway) {
-            throw ValidationError(.notYetValid, "token was issued in the future (iat \(claims.issuedAt), now \(now))")
+            throw PATValidationError(.notYetValid, "token was issued in the future (iat \(claims.issuedAt), now \(now))")
         }
         if let nbf = claims.notBefore, nbf > now.adding(seconds: leeway) {
-            throw ValidationError(.notYetValid, "token is not valid before \(nbf) (now \(now))")
+            throw PATValidationError(.notYetValid, "token is not valid before \(nbf) (now \(now))")
         }
         if now > claims.expiresAt.adding(seconds: leeway) {
-            throw ValidationError(.expired, "token expired at \(claims.expiresAt) (now \(now))")
+            throw PATValidationError(.expired, "token expired at \(claims.expiresAt) (now \(now))")
         }
         if let list = revocations {
             if list.isStale(at: now, grace: policy.staleGrace), policy.staleListPolicy == .reject {
-                throw ValidationError(.staleRevocationList,
+                throw PATValidationError(.staleRevocationList,
                                       "revocation list \(list.sequence) was due for update at \(list.nextUpdate); refusing until a fresh list arrives")
             }
             if let revocation = list.check(claims, tokenKey: tokenKey, ownerKey: ownerKey) {
-                throw ValidationError(.revoked, revocation.description)
+                throw PATValidationError(.revoked, revocation.description)
             }
         } else if policy.requireRevocationList {
-            throw ValidationError(.missingRevocationList, "no revocation list is loaded; refusing until one is")
+            throw PATValidationError(.missingRevocationList, "no revocation list is loaded; refusing until one is")
         }
         if let domain, claims.domain != domain {
-            throw ValidationError(.wrongDomain, "token acts in domain \(claims.domain.map { "\"\($0)\"" } ?? "(none)"), not \"\(domain)\"")
+            throw PATValidationError(.wrongDomain, "token acts in domain \(claims.domain.map { "\"\($0)\"" } ?? "(none)"), not \"\(domain)\"")
         }
     }
 }

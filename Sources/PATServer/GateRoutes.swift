@@ -49,16 +49,16 @@ public struct GateRoutes: PATRouteGroup {
         let token: String
         switch BearerToken.extract(from: request.headers) {
         case .missing: throw PATHTTPError.missingToken()
-        case .malformed(let reason): throw PATHTTPError.refused(ValidationError(.malformed, reason))
+        case .malformed(let reason): throw PATHTTPError.refused(PATValidationError(.malformed, reason))
         case .token(let value): token = value
         }
         let asked = request.headers[GateHeader.domain].map { String(Substring($0).trimmingSpaces()) }.flatMap { $0.isEmpty ? nil : $0 }
         if let asked, let own = self.domain, asked != own {
-            throw PATHTTPError.refused(ValidationError(.wrongDomain, "this gate accepts domain \"\(own)\" only, not \"\(asked.prefix(64))\""))
+            throw PATHTTPError.refused(PATValidationError(.wrongDomain, "this gate accepts domain \"\(own)\" only, not \"\(asked.prefix(64))\""))
         }
         let domain = self.domain ?? asked
         let pat: VerifiedPAT
-        do throws(ValidationError) { pat = try validator.validate(token, domain: domain) } catch { throw PATHTTPError.refused(error) }
+        do throws(PATValidationError) { pat = try validator.validate(token, domain: domain) } catch { throw PATHTTPError.refused(error) }
         for scope in required where !pat.allows(entity: scope.entity, operation: scope.operation, id: scope.id) {
             throw PATHTTPError.scopeMissing("\(scope.entity):\(scope.operation):\(scope.id ?? "*")", patID: pat.id)
         }

@@ -36,7 +36,7 @@ struct CreateCommand: ParsableCommand {
 
     func validate() throws {
         guard !scopes.isEmpty else {
-            throw ArgumentParser.ValidationError("pass at least one --scope ENTITY:OPERATION[:ID] (e.g. --scope clients:view)")
+            throw ValidationError("pass at least one --scope ENTITY:OPERATION[:ID] (e.g. --scope clients:view)")
         }
         _ = try parseScopes(scopes)
     }
@@ -71,7 +71,7 @@ struct ScopeCommand: ParsableCommand {
         @Flag(help: "Print the new token as JSON.") var json = false
 
         func validate() throws {
-            guard !scopes.isEmpty else { throw ArgumentParser.ValidationError("name at least one scope to add after the PAT id") }
+            guard !scopes.isEmpty else { throw ValidationError("name at least one scope to add after the PAT id") }
             _ = try parseScopes(scopes)
         }
 
@@ -90,7 +90,7 @@ struct ScopeCommand: ParsableCommand {
         @Flag(help: "Print the new token as JSON.") var json = false
 
         func validate() throws {
-            guard !scopes.isEmpty else { throw ArgumentParser.ValidationError("name at least one scope to remove after the PAT id") }
+            guard !scopes.isEmpty else { throw ValidationError("name at least one scope to remove after the PAT id") }
             _ = try parseScopes(scopes)
         }
 

@@ -37,7 +37,7 @@ struct Pat: ParsableCommand {
         } catch let error as PATKitError {
             printError("error: \(error)")
             Glibc.exit(1)
-        } catch let error as PATKit.ValidationError {
+        } catch let error as PATValidationError {
             printError("error: \(error)")
             Glibc.exit(1)
         } catch let error as RegistryError {

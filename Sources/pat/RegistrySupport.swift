@@ -36,7 +36,7 @@ func currentClock() throws -> @Sendable () -> Timestamp {
 /// Parses an RFC 3339 `YYYY-MM-DDTHH:MM:SSZ` option value, or says how to write one.
 func parseInstant(_ text: String, option: String) throws -> Timestamp {
     guard let instant = Timestamp(rfc3339: text) else {
-        throw ArgumentParser.ValidationError("\(option) \"\(text.prefix(64))\" is not an RFC 3339 UTC time: write YYYY-MM-DDTHH:MM:SSZ, "
+        throw ValidationError("\(option) \"\(text.prefix(64))\" is not an RFC 3339 UTC time: write YYYY-MM-DDTHH:MM:SSZ, "
                               + "e.g. 2027-01-31T12:00:00Z")
     }
     return instant
@@ -45,7 +45,7 @@ func parseInstant(_ text: String, option: String) throws -> Timestamp {
 /// Parses a duration option value (45s, 90m, 12h, 30d, 2w, 1y), or says how to write one.
 func parseSpan(_ text: String, option: String) throws -> TimeSpan {
     do { return try TimeSpan(parsing: text) } catch {
-        throw ArgumentParser.ValidationError("\(option): \(error)")
+        throw ValidationError("\(option): \(error)")
     }
 }
 
@@ -54,7 +54,7 @@ func parseScopes(_ items: [String]) throws -> [Scope] {
     var scopes: [Scope] = []
     for item in items {
         do { scopes.append(try Scope(parsing: item)) } catch {
-            throw ArgumentParser.ValidationError("\(error); write scopes as ENTITY:OPERATION[:ID], e.g. clients:view or channels:publish:ch-42")
+            throw ValidationError("\(error); write scopes as ENTITY:OPERATION[:ID], e.g. clients:view or channels:publish:ch-42")
         }
     }
     return scopes
@@ -69,8 +69,8 @@ struct ExpiryOptions: ParsableArguments {
 
     func validate() throws {
         switch (expiresIn, expiresAt) {
-        case (nil, nil): throw ArgumentParser.ValidationError("pass --expires-in DURATION (e.g. 30d) or --expires-at DATE (e.g. 2027-01-31T12:00:00Z)")
-        case (.some, .some): throw ArgumentParser.ValidationError("pass either --expires-in or --expires-at, not both")
+        case (nil, nil): throw ValidationError("pass --expires-in DURATION (e.g. 30d) or --expires-at DATE (e.g. 2027-01-31T12:00:00Z)")
+        case (.some, .some): throw ValidationError("pass either --expires-in or --expires-at, not both")
         case (.some(let text), nil): _ = try parseSpan(text, option: "--expires-in")
         case (nil, .some(let text)): _ = try parseInstant(text, option: "--expires-at")
         }
@@ -167,12 +167,12 @@ func target(id: String?, owner: String?, all: Bool, command: String) throws -> T
     case (.some(let id), nil, false): return .one(id)
     case (nil, .some(let owner), true): return .owner(owner)
     case (.some, _, _) where owner != nil || all:
-        throw ArgumentParser.ValidationError("pass either a PAT id or --owner USER --all, not both")
+        throw ValidationError("pass either a PAT id or --owner USER --all, not both")
     case (nil, .some, false):
-        throw ArgumentParser.ValidationError("--owner needs --all: `pat \(command) --owner USER --all` \(command)s every PAT of USER")
+        throw ValidationError("--owner needs --all: `pat \(command) --owner USER --all` \(command)s every PAT of USER")
     case (nil, nil, true):
-        throw ArgumentParser.ValidationError("--all needs --owner USER")
+        throw ValidationError("--all needs --owner USER")
     default:
-        throw ArgumentParser.ValidationError("pass the id of the PAT to \(command) (see `pat list`), or --owner USER --all")
+        throw ValidationError("pass the id of the PAT to \(command) (see `pat list`), or --owner USER --all")
     }
 }

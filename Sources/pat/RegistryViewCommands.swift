@@ -26,7 +26,7 @@ struct ListCommand: ParsableCommand {
 
     func validate() throws {
         guard StatusFilter(rawValue: status) != nil else {
-            throw ArgumentParser.ValidationError("--status must be active, expired, revoked or all (not \"\(status.prefix(32))\")")
+            throw ValidationError("--status must be active, expired, revoked or all (not \"\(status.prefix(32))\")")
         }
     }
 
@@ -112,7 +112,7 @@ struct PublishCommand: ParsableCommand {
 
     func validate() throws {
         _ = try parseSpan(nextUpdate, option: "--next-update")
-        guard leeway >= 0, leeway <= 86_400 else { throw ArgumentParser.ValidationError("--leeway must be 0–86400 seconds") }
+        guard leeway >= 0, leeway <= 86_400 else { throw ValidationError("--leeway must be 0–86400 seconds") }
     }
 
     func run() throws {

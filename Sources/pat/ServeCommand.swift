@@ -78,49 +78,49 @@ struct ServeCommand: ParsableCommand {
     func validate() throws {
         _ = try listenAddress()
         if (keysURL == nil) != (revocationsURL == nil) {
-            throw ArgumentParser.ValidationError("--keys-url and --revocations-url go together")
+            throw ValidationError("--keys-url and --revocations-url go together")
         }
         if !verifyOnly, keysURL != nil || cacheDirectory != nil || staleGrace != nil || acceptStale || domain != nil {
-            throw ArgumentParser.ValidationError("--keys-url, --revocations-url, --cache-dir, --domain, --stale-grace and --accept-stale apply to --verify-only")
+            throw ValidationError("--keys-url, --revocations-url, --cache-dir, --domain, --stale-grace and --accept-stale apply to --verify-only")
         }
         if verifyOnly || noManagement, managementOptionsGiven {
-            throw ArgumentParser.ValidationError("--catalog, --max-lifetime, --default-lifetime, --next-update, --rate-limit, --rate-burst "
+            throw ValidationError("--catalog, --max-lifetime, --default-lifetime, --next-update, --rate-limit, --rate-burst "
                                                  + "and --webhook* configure the management API: not with --verify-only or --no-management")
         }
         if !webhooks.isEmpty, webhookSecretFile == nil {
-            throw ArgumentParser.ValidationError("--webhook needs --webhook-secret-file FILE (the HMAC key, mode 0600)")
+            throw ValidationError("--webhook needs --webhook-secret-file FILE (the HMAC key, mode 0600)")
         }
         if webhooks.isEmpty, webhookSecretFile != nil || webhookTimeout != nil || webhookAttempts != nil {
-            throw ArgumentParser.ValidationError("--webhook-secret-file, --webhook-timeout and --webhook-attempts need --webhook URL")
+            throw ValidationError("--webhook-secret-file, --webhook-timeout and --webhook-attempts need --webhook URL")
         }
         for url in webhooks {
-            do { try WebhookConfiguration.checkEndpoint(url) } catch { throw ArgumentParser.ValidationError("--webhook: \(error)") }
+            do { try WebhookConfiguration.checkEndpoint(url) } catch { throw ValidationError("--webhook: \(error)") }
         }
-        if let rateLimit, rateLimit < 0 { throw ArgumentParser.ValidationError("--rate-limit must be 0 (off) or more") }
-        if let rateBurst, rateBurst < 1 { throw ArgumentParser.ValidationError("--rate-burst must be 1 or more") }
+        if let rateLimit, rateLimit < 0 { throw ValidationError("--rate-limit must be 0 (off) or more") }
+        if let rateBurst, rateBurst < 1 { throw ValidationError("--rate-burst must be 1 or more") }
         if let webhookAttempts, !(1...100).contains(webhookAttempts) {
-            throw ArgumentParser.ValidationError("--webhook-attempts must be from 1 to 100")
+            throw ValidationError("--webhook-attempts must be from 1 to 100")
         }
         guard Logger.Level(rawValue: logLevel) != nil else {
-            throw ArgumentParser.ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
         do {
             _ = try TimeSpan(parsing: refreshInterval)
             if let staleGrace { _ = try TimeSpan(parsing: staleGrace) }
             for span in [maxLifetime, defaultLifetime, nextUpdate, webhookTimeout] { if let span { _ = try TimeSpan(parsing: span) } }
         } catch {
-            throw ArgumentParser.ValidationError("\(error)")
+            throw ValidationError("\(error)")
         }
     }
 
     func listenAddress() throws -> (host: String, port: Int) {
         guard let colon = listen.lastIndex(of: ":") else {
-            throw ArgumentParser.ValidationError("--listen must be HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080")
+            throw ValidationError("--listen must be HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080")
         }
         var host = String(listen[..<colon])
         if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         guard !host.isEmpty, let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
-            throw ArgumentParser.ValidationError("--listen must be HOST:PORT with a port from 0 to 65535, e.g. 127.0.0.1:8080")
+            throw ValidationError("--listen must be HOST:PORT with a port from 0 to 65535, e.g. 127.0.0.1:8080")
         }
         return (host, port)
     }

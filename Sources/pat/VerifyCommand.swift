@@ -60,7 +60,7 @@ struct VerifyCommand: ParsableCommand {
         do {
             let pat = try checker.validate(text, domain: domain)
             for scope in requiredScopes where !pat.scopes.allows(scope) {
-                throw PATKit.ValidationError(.scopeMissing, "PAT \(pat.id) lacks scope \(scope)")
+                throw PATValidationError(.scopeMissing, "PAT \(pat.id) lacks scope \(scope)")
             }
             if json {
                 var out = JSONObject()
@@ -71,7 +71,7 @@ struct VerifyCommand: ParsableCommand {
             } else {
                 emit(prettyJSON(pat.claims.json))
             }
-        } catch let error as PATKit.ValidationError {
+        } catch let error as PATValidationError {
             if json {
                 var out = JSONObject()
                 out.set("valid", .bool(false))

@@ -7,7 +7,7 @@ struct ConcurrencyTests {
     struct Outcome: Sendable {
         /// Index into the token list; -1 marks a failed install by the swapper.
         let token: Int
-        let code: ValidationError.Code?
+        let code: PATValidationError.Code?
         /// The revoking list was already installed when this validation started.
         let afterRevocation: Bool
     }
@@ -40,7 +40,7 @@ struct ConcurrencyTests {
         var pieces = try #require(TokenPieces(tokenB))
         pieces.payload[12] ^= 0x04
         let tokens = [tokenA, tokenB, tokenRevoked, pieces.token]
-        let allowed: [Set<ValidationError.Code?>] = [[nil, .unknownKey], [nil], [nil, .revoked], [.badSignature]]
+        let allowed: [Set<PATValidationError.Code?>] = [[nil, .unknownKey], [nil], [nil, .revoked], [.badSignature]]
         let revokingListInstalled = Flag()
 
         let outcomes = await withTaskGroup(of: [Outcome].self) { group in

@@ -9,7 +9,7 @@ import Testing
 import PATStore
 
 // A table of hostile inputs: each case is one test that asserts the precise rejection
-// (ValidationError.code or PATKitError case) — and, by finishing, that nothing crashed.
+// (PATValidationError.code or PATKitError case) — and, by finishing, that nothing crashed.
 // Regression tests for what the fuzzers (Fuzz/, scripts/fuzz.sh) found are marked "fuzz:".
 
 // MARK: - Fixtures
@@ -73,7 +73,7 @@ enum Hostile {
 
     /// The outcome: nil when accepted, else the code. Checked with and without the validation
     /// cache, the cached one twice (the second call answers from the cache): all must agree.
-    static func outcome(_ token: String, configure: (inout Validator.Policy) -> Void = { _ in }) throws -> ValidationError.Code? {
+    static func outcome(_ token: String, configure: (inout Validator.Policy) -> Void = { _ in }) throws -> PATValidationError.Code? {
         let plain = try validator(cache: false, configure: configure)
         let cached = try validator(cache: true, configure: configure)
         let a = validationCode { try plain.validate(token) }
@@ -88,10 +88,10 @@ enum Hostile {
 struct TokenCase: Sendable, CustomTestStringConvertible {
     let label: String
     let token: String
-    let expected: ValidationError.Code?
+    let expected: PATValidationError.Code?
     var testDescription: String { label }
 
-    init(_ label: String, _ token: String, _ expected: ValidationError.Code?) {
+    init(_ label: String, _ token: String, _ expected: PATValidationError.Code?) {
         self.label = label
         self.token = token
         self.expected = expected
@@ -102,10 +102,10 @@ struct TokenCase: Sendable, CustomTestStringConvertible {
 struct ClaimsCase: Sendable, CustomTestStringConvertible {
     let label: String
     let json: String
-    let expected: ValidationError.Code?
+    let expected: PATValidationError.Code?
     var testDescription: String { label }
 
-    init(_ label: String, _ json: String, _ expected: ValidationError.Code?) {
+    init(_ label: String, _ json: String, _ expected: PATValidationError.Code?) {
         self.label = label
         self.json = json
         self.expected = expected
@@ -413,7 +413,7 @@ struct HostileInputTests {
         }
         cases.append(ClaimsCase("exp in a leap year, Feb 29", r("2026-03-02T12:00:00Z", "2028-02-29T12:00:00Z", t), nil))
         // Generations.
-        let generations: [(String, ValidationError.Code?)] = [
+        let generations: [(String, PATValidationError.Code?)] = [
             ("-1", .malformed), ("0", .malformed), ("-0", .malformed), ("1", nil), ("9007199254740991", nil),
             ("9007199254740992", .malformed), ("9223372036854775807", .malformed), ("9223372036854775808", .malformed),
             ("18446744073709551616", .malformed), ("99999999999999999999999999999999999999", .malformed),
@@ -603,7 +603,7 @@ struct HostileInputTests {
         let offset: Int64          // clock − nextUpdate
         let grace: Int64
         let policy: Validator.StaleListPolicy
-        let expected: ValidationError.Code?
+        let expected: PATValidationError.Code?
         var testDescription: String { label }
     }
 
@@ -781,7 +781,7 @@ struct HostileInputTests {
     struct ClockCase: Sendable, CustomTestStringConvertible {
         let label: String
         let offsetFromExp: Int64
-        let expected: ValidationError.Code?
+        let expected: PATValidationError.Code?
         var testDescription: String { label }
     }
 
@@ -831,8 +831,8 @@ struct HostileInputTests {
         }
     }
 
-    @Test("nbf in the future, at the edges of the leeway", arguments: [(-61, .notYetValid), (-60, nil), (0, nil)] as [(Int64, ValidationError.Code?)])
-    func notBefore(_ offset: Int64, _ expected: ValidationError.Code?) throws {
+    @Test("nbf in the future, at the edges of the leeway", arguments: [(-61, .notYetValid), (-60, nil), (0, nil)] as [(Int64, PATValidationError.Code?)])
+    func notBefore(_ offset: Int64, _ expected: PATValidationError.Code?) throws {
         let nbf = Hostile.now.adding(seconds: 600)
         let json = Hostile.replacing(#""dom":"dom-1""#, #""dom":"dom-1","nbf":"\#(nbf.rfc3339)""#)
         let clock = nbf.adding(seconds: offset)

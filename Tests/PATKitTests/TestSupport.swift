@@ -58,11 +58,11 @@ final class TestClock: Sendable {
 // MARK: - Error helpers
 
 /// The validation code `body` failed with, or nil when it succeeded or threw something else.
-func validationCode(_ body: () throws -> Any) -> ValidationError.Code? {
+func validationCode(_ body: () throws -> Any) -> PATValidationError.Code? {
     do {
         _ = try body()
         return nil
-    } catch let error as ValidationError {
+    } catch let error as PATValidationError {
         return error.code
     } catch {
         return nil

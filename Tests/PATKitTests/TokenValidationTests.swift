@@ -457,12 +457,12 @@ struct TokenValidationTests {
         #expect(!pat.allows(entity: "clients", operation: "delete", id: "c-1"))
     }
 
-    @Test("ValidationError codes are stable strings")
+    @Test("PATValidationError codes are stable strings")
     func codes() {
-        #expect(ValidationError.Code.allCases.map(\.rawValue) == [
+        #expect(PATValidationError.Code.allCases.map(\.rawValue) == [
             "malformed", "too_large", "unknown_key", "bad_signature", "expired", "not_yet_valid", "revoked",
             "stale_revocation_list", "missing_revocation_list", "wrong_domain", "scope_missing",
         ])
-        #expect(ValidationError(.expired, "x").description == "expired: x")
+        #expect(PATValidationError(.expired, "x").description == "expired: x")
     }
 }

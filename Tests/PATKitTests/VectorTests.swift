@@ -69,7 +69,7 @@ struct VectorTests {
 
         let code = validationCode { try PASETOv4Public.verify(token, key: key, implicitAssertion: assertion) }
         // v4.local / v3.local tokens are not even parsed; the v4.public one fails its signature.
-        let expected: ValidationError.Code = token.hasPrefix("v4.public.") ? .badSignature : .malformed
+        let expected: PATValidationError.Code = token.hasPrefix("v4.public.") ? .badSignature : .malformed
         #expect(code == expected)
 
         // A validator trusting that key refuses them too.

@@ -55,7 +55,7 @@ final class TestClock: Sendable {
 func scopes(_ items: String...) throws -> ScopeSet { try ScopeSet(parsing: items) }
 
 /// The rejection code of `token`, or nil when it validates.
-func rejection(_ validator: Validator, _ token: String) -> PATKit.ValidationError.Code? {
+func rejection(_ validator: Validator, _ token: String) -> PATValidationError.Code? {
     do {
         _ = try validator.validate(token)
         return nil

@@ -103,13 +103,13 @@ struct ManagementTests {
             #expect(old.errorCode == "revoked")
             #expect(old.header("WWW-Authenticate")?.hasPrefix("Bearer error=\"invalid_token\"") == true)
             // …and so does anything reading what the server publishes (files and endpoints).
-            #expect(throws: ValidationError.self) { try publishedValidator(home.home).validate(first) }
+            #expect(throws: PATValidationError.self) { try publishedValidator(home.home).validate(first) }
             #expect(try publishedValidator(home.home).validate(second).generation == 2)
             let keys = try await http(url + "/.well-known/pat/keys")
             let list = try await http(url + "/.well-known/pat/revocations")
             let edge = Validator(keys: try KeySet(json: keys.body))
             try edge.installRevocations(list.body)
-            do throws(ValidationError) {
+            do throws(PATValidationError) {
                 _ = try edge.validate(first)
                 Issue.record("the served list should refuse the superseded token")
             } catch {
@@ -150,7 +150,7 @@ struct ManagementTests {
             #expect(revoked.status == 200, "\(revoked.text)")
             #expect(try revoked.string("status") == "revoked")
             #expect(try revoked.object()["revokedAt"] is String)
-            #expect(throws: ValidationError.self) { try publishedValidator(home.home).validate(deployToken) }
+            #expect(throws: PATValidationError.self) { try publishedValidator(home.home).validate(deployToken) }
             let again = try await request("\(api)/\(id)/revoke", method: .POST, token: token, body: "{}")
             #expect(again.status == 200, "revoking twice is harmless")
 
@@ -174,7 +174,7 @@ struct ManagementTests {
             #expect(deleted.status == 204)
             #expect(try await request("\(api)/\(id)", method: .GET, token: token).status == 404)
             #expect(try await request("\(api)/\(id)", method: .DELETE, token: token).status == 404)
-            #expect(throws: ValidationError.self) { try publishedValidator(home.home).validate(latest) }
+            #expect(throws: PATValidationError.self) { try publishedValidator(home.home).validate(latest) }
 
             _ = try await request(api, method: .POST, token: token, body: #"{"name": "one", "scopes": ["clients:view"]}"#)
             _ = try await request(api, method: .POST, token: token, body: #"{"name": "two", "scopes": ["clients:view"]}"#)
@@ -439,7 +439,7 @@ struct ManagementTests {
             let published = try publishedValidator(home.home)
             for pat in issued {
                 #expect(try await request("\(api)/\(pat.record.id)", method: .GET, token: pat.token).status == 401)
-                #expect(throws: ValidationError.self) { try published.validate(pat.token) }
+                #expect(throws: PATValidationError.self) { try published.validate(pat.token) }
             }
             #expect(management.validator.revocations?.sequence == management.republisher.lastResult?.sequence,
                     "the API holds the newest list")

@@ -72,7 +72,7 @@ struct RefresherTests {
         source.set(list: try issuing.list(sequence: 1))
         let validator = Validator(keys: KeySet())
         let token = try issuing.token()
-        #expect(throws: ValidationError.self) { try validator.validate(token) }
+        #expect(throws: PATValidationError.self) { try validator.validate(token) }
 
         let refresher = PATRefresher(validator: validator, source: source, logger: quietLogger())
         let status = await refresher.refresh()
@@ -93,7 +93,7 @@ struct RefresherTests {
         source.set(list: try issuing.list(sequence: 2, revoked: [pat.id]))
         await refresher.refresh()
         #expect(refresher.status.sequence == 2)
-        #expect(throws: ValidationError(.revoked, Revocation.superseded(floor: 2).description)) { try validator.validate(token) }
+        #expect(throws: PATValidationError(.revoked, Revocation.superseded(floor: 2).description)) { try validator.validate(token) }
     }
 
     @Test func rollbackIsRefusedAndTheLastGoodListKept() async throws {
@@ -203,7 +203,7 @@ struct RefresherTests {
         #expect(rejecting.staleListPolicy == .reject)
         #expect(!rejecting.acceptingTokens)
         #expect(rejecting.refusal?.contains("due for update") == true)
-        #expect(throws: ValidationError.self) { try strict.validator.validate(token) }
+        #expect(throws: PATValidationError.self) { try strict.validator.validate(token) }
 
         let graceful = PATRefresher(validator: Validator(keys: KeySet(), policy: Self.policy { $0.staleGrace = 3600 }),
                                     source: source, logger: quietLogger())
@@ -243,7 +243,7 @@ struct RefresherTests {
             try dir.publish(list: try issuing.list(sequence: 2, revoked: [pat.id]))
             await refresher.refresh()
             #expect(refresher.status.sequence == 2)
-            #expect(throws: ValidationError.self) { try validator.validate(token) }
+            #expect(throws: PATValidationError.self) { try validator.validate(token) }
 
             // Bounded bodies: a list over the limit is refused and the held one kept.
             let small = PATRefresher(validator: Validator(keys: KeySet()), source: source, maxRevocationListBytes: 64,
