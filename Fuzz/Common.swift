@@ -152,6 +152,12 @@ func expectedOutcome(of claims: PATClaims) -> PATValidationError.Code? {
     if id == Array(FuzzFixture.revokedID.utf8), claims.generation < FuzzFixture.revokedFloor { return .revoked }
     if id == Array(FuzzFixture.deletedID.utf8) { return .revoked }
     if subject == Array(FuzzFixture.revokedOwner.utf8), claims.issuedAt < FuzzFixture.ownerCutoff { return .revoked }
+    // Lineage: an ancestor below its floor kills the token (the list's floors, as above).
+    for ancestor in claims.lineage {
+        let ancestorID = Array(ancestor.id.utf8)
+        if ancestorID == Array(FuzzFixture.revokedID.utf8), ancestor.generation < FuzzFixture.revokedFloor { return .ancestorRevoked }
+        if ancestorID == Array(FuzzFixture.deletedID.utf8) { return .ancestorRevoked }
+    }
     return nil
 }
 
@@ -193,4 +199,11 @@ func checkClaimsRoundTrip(_ claims: PATClaims) {
     invariant(!claims.subject.isEmpty && claims.subject.utf8.count <= 256, "parsed an out-of-range sub")
     invariant(claims.scopes.count <= ScopeSet.maxCount, "more than \(ScopeSet.maxCount) scopes")
     for key in claims.extra.keys { invariant(!PATClaims.isRegistered(key), "registered claim \(key) in extra") }
+    // Lineage: bounded, each entry prints back as the string it parsed from, never the token itself.
+    invariant(claims.lineage.count <= PATAncestor.maxDepth, "lineage deeper than \(PATAncestor.maxDepth)")
+    for ancestor in claims.lineage {
+        invariant(!sameBytes(ancestor.id, claims.id), "a token is its own ancestor")
+        let reparsed = try? PATAncestor(parsing: ancestor.description)
+        invariant(reparsed == ancestor, "ancestor \(ancestor) does not re-parse to itself")
+    }
 }

@@ -18,9 +18,10 @@ struct MakeCorpus {
         func claims(id: String = "seedSeedSeedSeedSeed00", subject: String = "user-1", gen: UInt64 = 1,
                     iat: Timestamp = now.adding(seconds: -3600), exp: Timestamp = now.adding(seconds: 30 * 86_400),
                     nbf: Timestamp? = nil, domain: String? = "dom-1", scopes: [String] = ["clients:view:*"],
-                    extra: JSONObject = JSONObject()) throws -> PATClaims {
+                    lineage: [String] = [], extra: JSONObject = JSONObject()) throws -> PATClaims {
             PATClaims(id: id, subject: subject, generation: gen, issuedAt: iat, expiresAt: exp, notBefore: nbf,
-                      issuer: nil, audience: nil, domain: domain, scopes: try ScopeSet(parsing: scopes), extra: extra)
+                      issuer: nil, audience: nil, domain: domain, scopes: try ScopeSet(parsing: scopes),
+                      lineage: try lineage.map { try PATAncestor(parsing: $0) }, extra: extra)
         }
         var flags = JSONObject()
         flags.set("ignore_2fa", .bool(true))
@@ -42,6 +43,12 @@ struct MakeCorpus {
             ("owner-after", try claims(subject: f.revokedOwner, iat: now.adding(seconds: -60))),
             ("max-gen", try claims(gen: PATClaims.maxGeneration)),
             ("no-domain", try claims(domain: nil, scopes: [])),
+            // Lineage (`par`): a live chain of four, and chains through a revoked or a deleted ancestor.
+            ("lineage-4", try claims(lineage: ["rootRootRootRootRoot00.1", "teamTeamTeamTeamTeam00.3",
+                                               "ciCiCiCiCiCiCiCiCiCi00.1", "jobJobJobJobJobJob0000.2"])),
+            ("lineage-revoked", try claims(lineage: ["\(f.revokedID).2", "teamTeamTeamTeamTeam00.1"])),
+            ("lineage-regenerated", try claims(lineage: ["\(f.revokedID).3"])),
+            ("lineage-deleted", try claims(lineage: ["\(f.deletedID).9"])),
         ]
 
         // token: raw tokens, '{' claims to sign, 'F' footers, 'R' foreign signers.
@@ -71,6 +78,8 @@ struct MakeCorpus {
 
         // claims
         for (name, c) in samples { write("claims", name, JSONWriter.encode(.object(c.json))) }
+        write("claims", "par-escaped", Array(#"{"jti":"seedSeedSeedSeedSeed00","sub":"user-1","gen":1,"iat":"2026-01-31T11:00:00Z","exp":"2026-03-02T12:00:00Z","par":["\u0074eamTeamTeamTeamTeam00.1"]}"#.utf8))
+        write("claims", "par-too-deep", Array(#"{"jti":"seedSeedSeedSeedSeed00","sub":"user-1","gen":1,"iat":"2026-01-31T11:00:00Z","exp":"2026-03-02T12:00:00Z","par":["aaaaaaaaaaaaaaaaaaaaaa.1","bbbbbbbbbbbbbbbbbbbbbb.1","cccccccccccccccccccccc.1","dddddddddddddddddddddd.1","eeeeeeeeeeeeeeeeeeeeee.1"]}"#.utf8))
         write("claims", "escaped", Array(#"{"jti":"seed\u0053eedSeedSeedSeed00","sub":"\u00e9l\u00e8ve \ud83d\ude00","gen":1,"iat":"2026-01-31T11:00:00Z","exp":"2026-03-02T12:00:00Z","scope":"clients:view"}"#.utf8))
         // Regression seeds: a plain scope claim over the 4096-byte string limit; 129 members.
         let long = try claims(scopes: (0..<150).map { "clients:view:id-\($0)-" + String(repeating: "0", count: 12) })

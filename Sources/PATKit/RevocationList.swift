@@ -8,12 +8,17 @@ public enum Revocation: Sendable, Equatable, CustomStringConvertible {
     case deleted
     /// Every PAT of the owner issued before `before` was revoked (revoke-all).
     case ownerRevoked(before: Timestamp)
+    /// A token that minted this one (`par`) is dead: its generation is below `floor`.
+    case ancestorRevoked(PATAncestor, floor: UInt64)
 
     public var description: String {
         switch self {
         case .superseded(let floor): return "generations below \(floor) of this PAT are no longer valid (revoked, regenerated or re-scoped)"
         case .deleted: return "the PAT was deleted"
         case .ownerRevoked(let before): return "every PAT of this owner issued before \(before) was revoked"
+        case .ancestorRevoked(let ancestor, let floor):
+            let fate = floor == UInt64.max ? "was deleted" : "was revoked, regenerated or re-scoped (generations below \(floor) are dead)"
+            return "PAT \(ancestor.id), which minted this token (generation \(ancestor.generation)), \(fate); what it minted dies with it"
         }
     }
 }
@@ -65,13 +70,15 @@ public struct RevocationList: Sendable {
     public static func tokenKey(_ id: String) -> EntryKey { EntryKey(hashing: id, domain: "patkit.jti") }
     public static func ownerKey(_ subject: String) -> EntryKey { EntryKey(hashing: subject, domain: "patkit.sub") }
 
-    /// Whether the list refuses a PAT with these claims. O(1).
+    /// Whether the list refuses a PAT with these claims: its own entry, its owner's, and the
+    /// entry of every ancestor in its lineage (`par`). O(1 + lineage depth).
     public func check(_ claims: PATClaims) -> Revocation? {
-        check(claims, tokenKey: nil, ownerKey: nil)
+        check(claims, tokenKey: nil, ownerKey: nil, ancestorKeys: [])
     }
 
-    /// The same with lookup keys computed earlier (nil: hash here, only if the table is non-empty).
-    func check(_ claims: PATClaims, tokenKey: EntryKey?, ownerKey: EntryKey?) -> Revocation? {
+    /// The same with lookup keys computed earlier (nil or missing: hash here, only if the
+    /// table is non-empty). `ancestorKeys[i]` is the key of `claims.lineage[i]`.
+    func check(_ claims: PATClaims, tokenKey: EntryKey?, ownerKey: EntryKey?, ancestorKeys: [EntryKey]) -> Revocation? {
         if tokens.count > 0, let (floor, _) = tokens.lookup(tokenKey ?? RevocationList.tokenKey(claims.id)),
            claims.generation < floor {
             return floor == UInt64.max ? .deleted : .superseded(floor: floor)
@@ -79,6 +86,16 @@ public struct RevocationList: Sendable {
         if owners.count > 0, let (before, _) = owners.lookup(ownerKey ?? RevocationList.ownerKey(claims.subject)),
            claims.issuedAt.seconds < Int64(bitPattern: before) {
             return .ownerRevoked(before: Timestamp(seconds: Int64(bitPattern: before)))
+        }
+        if tokens.count > 0, !claims.lineage.isEmpty {
+            // Every ancestor has the token's own `sub` (only an owner's own tokens mint with
+            // lineage), so the owner check above covers the ancestors' revoke-all too.
+            for (index, ancestor) in claims.lineage.enumerated() {
+                let key = index < ancestorKeys.count ? ancestorKeys[index] : RevocationList.tokenKey(ancestor.id)
+                if let (floor, _) = tokens.lookup(key), ancestor.generation < floor {
+                    return .ancestorRevoked(ancestor, floor: floor)
+                }
+            }
         }
         return nil
     }
