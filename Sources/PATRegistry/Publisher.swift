@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Dispatch
 import PATStore
 
 /// What one `publish()` wrote.
@@ -20,19 +21,24 @@ public struct PublishResult: Sendable {
     public let pruned: Int
     public let revocationsPath: String
     public let keysPath: String
-    /// The signed list as written.
+    /// The signed list as signed.
     public let bytes: [UInt8]
+    /// Set when the files were left alone because a list with this higher sequence was
+    /// written meanwhile (by another process or task); it holds every change this one holds.
+    public let supersededBy: UInt64?
 }
 
 /// Publishes what verifiers fetch: the signed revocation list built from the registry and
 /// the public key set.
 ///
-/// Each run, under an exclusive lock on `DIR/.lock`: reads the registry in one transaction
-/// that also prunes entries past their horizon and takes the next sequence number (strictly
-/// increasing, also above the sequence of the list already in `DIR`); signs with the keystore's
-/// signing key; writes `DIR/keys.json`, then `DIR/revocations.bin`, each atomically (temporary
-/// file, fsync, rename). A crash leaves the previous files intact; running it twice without
-/// changes only publishes the same entries under a new sequence.
+/// Each run reads the registry in one transaction that also prunes entries past their horizon
+/// and takes the next sequence number (strictly increasing: kept in the store, and also above
+/// the sequence of the list already in `DIR`); signs with the keystore's signing key; then,
+/// under an exclusive lock on `DIR/.lock`, writes `DIR/keys.json` and `DIR/revocations.bin`,
+/// each atomically (temporary file, fsync, rename) — unless a list with a higher sequence was
+/// written meanwhile: it was read from the registry later, so it already holds every change
+/// this one holds. A crash leaves the previous files intact; running it twice without changes
+/// only publishes the same entries under a new sequence.
 public struct Publisher: Sendable {
     public let store: any PATRegistryStore
     public let keyStore: KeyStore
@@ -67,41 +73,36 @@ public struct Publisher: Sendable {
     public var keysPath: String { outputDirectory + "/" + Publisher.keysFileName }
 
     @discardableResult
-    public func publish() throws -> PublishResult {
-        try SecureFile.createDirectory(outputDirectory, mode: 0o755)
-        return try FileLock(path: outputDirectory + "/.lock").withLock { try publishLocked() }
-    }
-
-    private func publishLocked() throws -> PublishResult {
-        removeStaleTemporaryFiles()
+    public func publish() async throws -> PublishResult {
         let now = clock()
         let key = try keyStore.signingKey()
         let keys = try keyStore.keySet()
         let previous = Publisher.sequence(ofListAt: revocationsPath)
+        let leeway = self.leeway
 
         struct Snapshot: Sendable {
             var builder: RevocationList.Builder
             var sequence: UInt64
             var pruned: Int
         }
-        let snapshot = try store.write { tx -> Snapshot in
+        let snapshot = try await store.write { tx -> Snapshot in
             let cutoff = now.adding(seconds: -leeway)
-            var pruned = try tx.removeTombstones(horizonBefore: cutoff)
-            pruned += try tx.removeOwnerRevocations(horizonBefore: cutoff)
+            var pruned = try await tx.removeTombstones(horizonBefore: cutoff)
+            pruned += try await tx.removeOwnerRevocations(horizonBefore: cutoff)
             var builder = RevocationList.Builder()
-            for entry in try tx.supersededEntries() {
+            for entry in try await tx.supersededEntries() {
                 builder.revoke(id: entry.id, below: entry.floor, horizon: entry.horizon)
             }
-            for tombstone in try tx.tombstones() {
+            for tombstone in try await tx.tombstones() {
                 builder.delete(id: tombstone.id, horizon: tombstone.horizon)
             }
-            for revocation in try tx.ownerRevocations() {
+            for revocation in try await tx.ownerRevocations() {
                 builder.revokeAll(subject: revocation.owner, issuedBefore: revocation.issuedBefore, horizon: revocation.horizon)
             }
             pruned += builder.prune(now: now, leeway: leeway)
-            let stored = try tx.publishSequence()
+            let stored = try await tx.publishSequence()
             let sequence = max(stored, previous ?? 0) + 1
-            try tx.setPublishSequence(sequence)
+            try await tx.setPublishSequence(sequence)
             return Snapshot(builder: builder, sequence: sequence, pruned: pruned)
         }
 
@@ -109,13 +110,24 @@ public struct Publisher: Sendable {
         let bytes = try snapshot.builder.sign(with: key, sequence: snapshot.sequence, issuedAt: now, nextUpdate: nextUpdate)
         // Never publish a list that verifiers holding this key set would refuse.
         let list = try RevocationList(verifying: bytes, keys: keys)
-
-        try SecureFile.writeAtomically(keysPath, keys.encoded(), mode: 0o644)
-        let crash = crashBeforeRename
-        try SecureFile.writeAtomically(revocationsPath, bytes, mode: 0o644, beforeRename: { if crash { _exit(99) } })
+        let written = try await offload { [self] in try writeFiles(keys: keys, list: bytes, sequence: list.sequence) }
         return PublishResult(sequence: list.sequence, issuedAt: list.issuedAt, nextUpdate: list.nextUpdate, signer: list.signer,
                              tokenEntries: list.tokenEntryCount, ownerEntries: list.ownerEntryCount, pruned: snapshot.pruned,
-                             revocationsPath: revocationsPath, keysPath: keysPath, bytes: bytes)
+                             revocationsPath: revocationsPath, keysPath: keysPath, bytes: bytes, supersededBy: written)
+    }
+
+    /// Writes both files under the directory lock, unless the list in place has a higher
+    /// sequence; returns that sequence then (nil: written).
+    private func writeFiles(keys: KeySet, list bytes: [UInt8], sequence: UInt64) throws -> UInt64? {
+        try SecureFile.createDirectory(outputDirectory, mode: 0o755)
+        return try FileLock(path: outputDirectory + "/.lock").withLock { () throws -> UInt64? in
+            removeStaleTemporaryFiles()
+            if let held = Publisher.sequence(ofListAt: revocationsPath), held > sequence { return held }
+            try SecureFile.writeAtomically(keysPath, keys.encoded(), mode: 0o644)
+            let crash = crashBeforeRename
+            try SecureFile.writeAtomically(revocationsPath, bytes, mode: 0o644, beforeRename: { if crash { _exit(99) } })
+            return nil
+        }
     }
 
     /// The sequence in the header of the list at `path` (signature not checked: it only keeps
@@ -149,5 +161,13 @@ public struct Publisher: Sendable {
             if prefixes.contains(where: { name.hasPrefix($0) }) { stale.append(name) }
         }
         for name in stale { unlink(outputDirectory + "/" + name) }
+    }
+}
+
+/// Runs blocking work (file locks, fsync) on a Dispatch worker thread and awaits it, so that
+/// the caller's thread (the cooperative pool) never blocks on the file system.
+func offload<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+        DispatchQueue.global(qos: .userInitiated).async { continuation.resume(with: Result { try body() }) }
     }
 }
