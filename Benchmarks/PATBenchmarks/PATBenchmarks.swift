@@ -21,6 +21,16 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("validate.fresh") { benchmark in
         runValidate(benchmark, Fixture.shared.freshValidator, Fixture.shared.token)
     }
+    // Lineage (`par`): the same token minted four levels down (four ancestors to look up).
+    Benchmark("validate.fresh_lineage_4") { benchmark in
+        runValidate(benchmark, Fixture.shared.freshValidator, Fixture.shared.lineageToken)
+    }
+    // Root and depth-4 tokens validated in alternating batches of one run: the overhead of
+    // lineage in per mille of a fresh validation (median over batches; robust to drift).
+    Benchmark("validate.lineage_overhead", configuration: .init(metrics: [.custom("overhead_permille", useScalingFactor: false)],
+                                                              warmupIterations: 0, maxDuration: .seconds(60), maxIterations: 1)) { benchmark in
+        runLineageOverhead(benchmark, Fixture.shared)
+    }
     Benchmark("validate.revocations_1M") { benchmark in
         runValidate(benchmark, MillionFixture.shared.validator, Fixture.shared.token)
     }
@@ -75,6 +85,33 @@ func runValidate(_ benchmark: Benchmark, _ validator: Validator, _ token: String
         blackHole(try? validator.validate(token))
     }
     benchmark.stopMeasurement()
+}
+
+func runLineageOverhead(_ benchmark: Benchmark, _ f: Fixture) {
+    let validator = f.freshValidator
+    let batch = 100, rounds = 1_001
+    func time(_ token: String) -> UInt64 {
+        let start = DispatchTime.now().uptimeNanoseconds
+        for _ in 0..<batch { blackHole(try? validator.validate(token)) }
+        return DispatchTime.now().uptimeNanoseconds - start
+    }
+    _ = time(f.token)
+    _ = time(f.lineageToken)
+    var ratios: [Double] = []
+    for round in 0..<rounds {
+        // Alternate which goes first, so neither always follows the other.
+        let root: UInt64, deep: UInt64
+        if round % 2 == 0 {
+            root = time(f.token)
+            deep = time(f.lineageToken)
+        } else {
+            deep = time(f.lineageToken)
+            root = time(f.token)
+        }
+        ratios.append(Double(deep) / Double(root))
+    }
+    ratios.sort()
+    benchmark.measurement(.custom("overhead_permille", useScalingFactor: false), Int(((ratios[rounds / 2] - 1) * 1000).rounded()))
 }
 
 func runCached(_ benchmark: Benchmark, _ f: Fixture) {
@@ -172,6 +209,8 @@ final class Fixture: Sendable {
     let keySet: KeySet
     let claims: PATClaims
     let token: String
+    /// `token`'s claims with a lineage of four ancestors (`par`).
+    let lineageToken: String
     let pae: [UInt8]
     let signature: [UInt8]
     let freshValidator: Validator
@@ -190,6 +229,9 @@ final class Fixture: Sendable {
                                scopes: try ScopeSet(parsing: ["clients:view", "clients:update:c-1", "channels:view",
                                                               "channels:connect_client:ch-42", "groups:view"]))
             token = try Issuer(key: secretKey).issue(claims)
+            var deep = claims
+            deep.lineage = try (1...4).map { try PATAncestor(id: PATClaims.newID(), generation: UInt64($0)) }
+            lineageToken = try Issuer(key: secretKey).issue(deep)
             let parts = try PASETOv4Public.parse(token)
             pae = PASETOv4Public.pae([Array("v4.public.".utf8), parts.message, parts.footer, []])
             signature = parts.signature

@@ -21,7 +21,10 @@ struct MakeCorpus {
                     lineage: [String] = [], extra: JSONObject = JSONObject()) throws -> PATClaims {
             PATClaims(id: id, subject: subject, generation: gen, issuedAt: iat, expiresAt: exp, notBefore: nbf,
                       issuer: nil, audience: nil, domain: domain, scopes: try ScopeSet(parsing: scopes),
-                      lineage: try lineage.map { try PATAncestor(parsing: $0) }, extra: extra)
+                      lineage: try lineage.map { entry in
+                          let parts = entry.split(separator: ".")
+                          return try PATAncestor(id: String(parts[0]), generation: UInt64(parts[1]) ?? 1)
+                      }, extra: extra)
         }
         var flags = JSONObject()
         flags.set("ignore_2fa", .bool(true))
@@ -78,8 +81,10 @@ struct MakeCorpus {
 
         // claims
         for (name, c) in samples { write("claims", name, JSONWriter.encode(.object(c.json))) }
-        write("claims", "par-escaped", Array(#"{"jti":"seedSeedSeedSeedSeed00","sub":"user-1","gen":1,"iat":"2026-01-31T11:00:00Z","exp":"2026-03-02T12:00:00Z","par":["\u0074eamTeamTeamTeamTeam00.1"]}"#.utf8))
-        write("claims", "par-too-deep", Array(#"{"jti":"seedSeedSeedSeedSeed00","sub":"user-1","gen":1,"iat":"2026-01-31T11:00:00Z","exp":"2026-03-02T12:00:00Z","par":["aaaaaaaaaaaaaaaaaaaaaa.1","bbbbbbbbbbbbbbbbbbbbbb.1","cccccccccccccccccccccc.1","dddddddddddddddddddddd.1","eeeeeeeeeeeeeeeeeeeeee.1"]}"#.utf8))
+        let team = RevocationList.tokenKey("teamTeamTeamTeamTeam00").base64URL
+        write("claims", "par-escaped", Array(#"{"jti":"seedSeedSeedSeedSeed00","sub":"user-1","gen":1,"iat":"2026-01-31T11:00:00Z","exp":"2026-03-02T12:00:00Z","par":["\u00\#(String(team.utf8.first ?? 65, radix: 16))\#(team.dropFirst()).1"]}"#.utf8))
+        let deep = ["a", "b", "c", "d", "e"].map { "\"" + RevocationList.tokenKey(String(repeating: $0, count: 22)).base64URL + ".1\"" }
+        write("claims", "par-too-deep", Array(#"{"jti":"seedSeedSeedSeedSeed00","sub":"user-1","gen":1,"iat":"2026-01-31T11:00:00Z","exp":"2026-03-02T12:00:00Z","par":[\#(deep.joined(separator: ","))]}"#.utf8))
         write("claims", "escaped", Array(#"{"jti":"seed\u0053eedSeedSeedSeed00","sub":"\u00e9l\u00e8ve \ud83d\ude00","gen":1,"iat":"2026-01-31T11:00:00Z","exp":"2026-03-02T12:00:00Z","scope":"clients:view"}"#.utf8))
         // Regression seeds: a plain scope claim over the 4096-byte string limit; 129 members.
         let long = try claims(scopes: (0..<150).map { "clients:view:id-\($0)-" + String(repeating: "0", count: 12) })

@@ -65,7 +65,7 @@ public struct PATClaims: Sendable, Equatable {
             throw .invalidClaims("time \(t.seconds) is outside years 0001–9999")
         }
         if let domain, domain.isEmpty || domain.utf8.count > 256 { throw .invalidClaims("dom must be 1–256 bytes") }
-        if let problem = PATClaims.lineageProblem(lineage, ownID: id) { throw .invalidClaims(problem) }
+        if let problem = PATClaims.lineageProblem(lineage) { throw .invalidClaims(problem) }
         for key in extra.keys where PATClaims.isRegistered(key) {
             throw .invalidClaims("extra claim \"\(key)\" collides with a registered claim")
         }
@@ -182,15 +182,31 @@ public struct PATClaims: Sendable, Equatable {
                     throw .malformed("claim \"scope\": \(error)")
                 }
             case "par":
-                guard case .array(let items) = try json({ (p) throws(JSONError) in try p.value() }),
-                      (1...PATAncestor.maxDepth).contains(items.count) else {
-                    throw .malformed("claim \"par\" must be an array of 1 to \(PATAncestor.maxDepth) \"<jti>.<gen>\" strings")
+                // Read element by element, without building a JSON tree: a fresh validation of a
+                // depth-4 token pays only for what it must (the budget is 2 % of a validation).
+                guard p.beginArray() else { throw .malformed("claim \"par\" must be an array of \"<key>.<gen>\" strings") }
+                lineage.reserveCapacity(PATAncestor.maxDepth) // one allocation, not one per growth
+                var firstElement = true
+                while try json({ (p) throws(JSONError) in try p.nextElement(first: firstElement) }) {
+                    firstElement = false
+                    guard lineage.count < PATAncestor.maxDepth else {
+                        throw .malformed("claim \"par\" holds more than \(PATAncestor.maxDepth) ancestors")
+                    }
+                    do {
+                        if let raw = p.plainString() {
+                            lineage.append(try PATAncestor(bytes: raw))
+                        } else {
+                            lineage.append(try PATAncestor(parsing: try string(key)))
+                        }
+                    } catch let error as PATKitError {
+                        throw .malformed("claim \"par\": \(error)")
+                    } catch let error as PATValidationError {
+                        throw error
+                    } catch {
+                        throw .malformed("claim \"par\": \(error)")
+                    }
                 }
-                lineage.reserveCapacity(items.count)
-                for item in items {
-                    guard case .string(let text) = item else { throw .malformed("claim \"par\" must hold strings") }
-                    do { lineage.append(try PATAncestor(parsing: text)) } catch { throw .malformed("claim \"par\": \(error)") }
-                }
+                guard !lineage.isEmpty else { throw .malformed("claim \"par\" must hold 1 to \(PATAncestor.maxDepth) ancestors") }
             default:
                 guard extra[key] == nil else { throw .malformed("claims are not valid JSON: duplicate key \"\(key)\"") }
                 extra.appendUnique(key, try json({ (p) throws(JSONError) in try p.value() }))
@@ -213,7 +229,7 @@ public struct PATClaims: Sendable, Equatable {
         // The issuing rules (validateForIssue) hold for what parses, too.
         guard issuedAt < expiresAt else { throw .malformed("claim \"exp\" must be after \"iat\"") }
         if let domain, domain.isEmpty || domain.utf8.count > 256 { throw .malformed("claim \"dom\" must be 1–256 bytes") }
-        if let problem = PATClaims.lineageProblem(lineage, ownID: id) { throw .malformed(problem) }
+        if let problem = PATClaims.lineageProblem(lineage) { throw .malformed(problem) }
         return PATClaims(id: id, subject: subject, generation: generation, issuedAt: issuedAt, expiresAt: expiresAt,
                          notBefore: notBefore, issuer: issuer, audience: audience, domain: domain, scopes: scopes,
                          lineage: lineage, extra: extra)

@@ -18,7 +18,7 @@ public enum Revocation: Sendable, Equatable, CustomStringConvertible {
         case .ownerRevoked(let before): return "every PAT of this owner issued before \(before) was revoked"
         case .ancestorRevoked(let ancestor, let floor):
             let fate = floor == UInt64.max ? "was deleted" : "was revoked, regenerated or re-scoped (generations below \(floor) are dead)"
-            return "PAT \(ancestor.id), which minted this token (generation \(ancestor.generation)), \(fate); what it minted dies with it"
+            return "the token that minted this one (ancestor \(ancestor)) \(fate); what it minted dies with it"
         }
     }
 }
@@ -73,12 +73,12 @@ public struct RevocationList: Sendable {
     /// Whether the list refuses a PAT with these claims: its own entry, its owner's, and the
     /// entry of every ancestor in its lineage (`par`). O(1 + lineage depth).
     public func check(_ claims: PATClaims) -> Revocation? {
-        check(claims, tokenKey: nil, ownerKey: nil, ancestorKeys: [])
+        check(claims, tokenKey: nil, ownerKey: nil)
     }
 
-    /// The same with lookup keys computed earlier (nil or missing: hash here, only if the
-    /// table is non-empty). `ancestorKeys[i]` is the key of `claims.lineage[i]`.
-    func check(_ claims: PATClaims, tokenKey: EntryKey?, ownerKey: EntryKey?, ancestorKeys: [EntryKey]) -> Revocation? {
+    /// The same with lookup keys computed earlier (nil: hash here, only if the table is
+    /// non-empty). Ancestors carry their keys: no hashing for them.
+    func check(_ claims: PATClaims, tokenKey: EntryKey?, ownerKey: EntryKey?) -> Revocation? {
         if tokens.count > 0, let (floor, _) = tokens.lookup(tokenKey ?? RevocationList.tokenKey(claims.id)),
            claims.generation < floor {
             return floor == UInt64.max ? .deleted : .superseded(floor: floor)
@@ -90,9 +90,8 @@ public struct RevocationList: Sendable {
         if tokens.count > 0, !claims.lineage.isEmpty {
             // Every ancestor has the token's own `sub` (only an owner's own tokens mint with
             // lineage), so the owner check above covers the ancestors' revoke-all too.
-            for (index, ancestor) in claims.lineage.enumerated() {
-                let key = index < ancestorKeys.count ? ancestorKeys[index] : RevocationList.tokenKey(ancestor.id)
-                if let (floor, _) = tokens.lookup(key), ancestor.generation < floor {
+            for ancestor in claims.lineage {
+                if let (floor, _) = tokens.lookup(ancestor.key), ancestor.generation < floor {
                     return .ancestorRevoked(ancestor, floor: floor)
                 }
             }

@@ -13,15 +13,12 @@ final class ValidationCache: Sendable {
         let pat: VerifiedPAT
         let tokenKey: EntryKey
         let ownerKey: EntryKey
-        /// The lookup keys of the lineage's ancestors (`par`), in order; empty for a root token.
-        let ancestorKeys: [EntryKey]
         let keysEpoch: UInt64
 
-        init(pat: VerifiedPAT, tokenKey: EntryKey, ownerKey: EntryKey, ancestorKeys: [EntryKey], keysEpoch: UInt64) {
+        init(pat: VerifiedPAT, tokenKey: EntryKey, ownerKey: EntryKey, keysEpoch: UInt64) {
             self.pat = pat
             self.tokenKey = tokenKey
             self.ownerKey = ownerKey
-            self.ancestorKeys = ancestorKeys
             self.keysEpoch = keysEpoch
         }
     }

@@ -140,7 +140,7 @@ public final class Validator: Sendable {
         let snapshot = state.withLock { $0 }
         let domain = domain ?? policy.domain
         if let cache, token.utf8.count <= policy.maxTokenBytes, let hit = cache.lookup(token, epoch: snapshot.keysEpoch) {
-            try check(hit.pat.claims, tokenKey: hit.tokenKey, ownerKey: hit.ownerKey, ancestorKeys: hit.ancestorKeys,
+            try check(hit.pat.claims, tokenKey: hit.tokenKey, ownerKey: hit.ownerKey,
                       revocations: snapshot.revocations, domain: domain, now: clock())
             return hit.pat
         }
@@ -153,18 +153,14 @@ public final class Validator: Sendable {
         let claims = try PATClaims(jsonBytes: parts.messageBytes)
         let pat = VerifiedPAT(claims: claims, keyID: key.id)
         guard let cache else {
-            try check(claims, tokenKey: nil, ownerKey: nil, ancestorKeys: [], revocations: snapshot.revocations,
-                      domain: domain, now: clock())
+            try check(claims, tokenKey: nil, ownerKey: nil, revocations: snapshot.revocations, domain: domain, now: clock())
             return pat
         }
-        // Hash the lookup keys once, for this call and every later hit (one per ancestor).
+        // Hash the lookup keys once, for this call and every later hit (ancestors carry theirs).
         let tokenKey = RevocationList.tokenKey(claims.id)
         let ownerKey = RevocationList.ownerKey(claims.subject)
-        let ancestorKeys = claims.lineage.isEmpty ? [] : claims.lineage.map { RevocationList.tokenKey($0.id) }
-        try check(claims, tokenKey: tokenKey, ownerKey: ownerKey, ancestorKeys: ancestorKeys, revocations: snapshot.revocations,
-                  domain: domain, now: clock())
-        cache.insert(token, ValidationCache.Entry(pat: pat, tokenKey: tokenKey, ownerKey: ownerKey, ancestorKeys: ancestorKeys,
-                                                  keysEpoch: snapshot.keysEpoch))
+        try check(claims, tokenKey: tokenKey, ownerKey: ownerKey, revocations: snapshot.revocations, domain: domain, now: clock())
+        cache.insert(token, ValidationCache.Entry(pat: pat, tokenKey: tokenKey, ownerKey: ownerKey, keysEpoch: snapshot.keysEpoch))
         return pat
     }
 
@@ -178,8 +174,8 @@ public final class Validator: Sendable {
 
     /// The time, revocation (own, owner and lineage entries) and domain rules, applied after the
     /// signature — and on every cache hit.
-    func check(_ claims: PATClaims, tokenKey: EntryKey?, ownerKey: EntryKey?, ancestorKeys: [EntryKey],
-               revocations: RevocationList?, domain: String?, now: Timestamp) throws(PATValidationError) {
+    func check(_ claims: PATClaims, tokenKey: EntryKey?, ownerKey: EntryKey?, revocations: RevocationList?,
+               domain: String?, now: Timestamp) throws(PATValidationError) {
         let leeway = policy.leeway
         if claims.issuedAt > now.adding(seconds: leeway) {
             throw PATValidationError(.notYetValid, "token was issued in the future (iat \(claims.issuedAt), now \(now))")
@@ -195,7 +191,7 @@ public final class Validator: Sendable {
                 throw PATValidationError(.staleRevocationList,
                                       "revocation list \(list.sequence) was due for update at \(list.nextUpdate); refusing until a fresh list arrives")
             }
-            if let revocation = list.check(claims, tokenKey: tokenKey, ownerKey: ownerKey, ancestorKeys: ancestorKeys) {
+            if let revocation = list.check(claims, tokenKey: tokenKey, ownerKey: ownerKey) {
                 if case .ancestorRevoked = revocation { throw PATValidationError(.ancestorRevoked, revocation.description) }
                 throw PATValidationError(.revoked, revocation.description)
             }

@@ -17,8 +17,9 @@ import PATRegistry
 ///    no token outlives the policy's maximum lifetime, whoever mints it.
 /// 4. **Lineage**: the token carries the parent's chain plus the parent (`par`, at most
 ///    `PATAncestor.maxDepth` entries; deeper minting is refused), so revoking, regenerating or
-///    deleting any ancestor kills it at the next list. The parent must be live in the registry
-///    (with its ancestors) when it mints: the registry knows of a revocation before any list.
+///    deleting any ancestor kills it at the next list. The chain comes from the parent's
+///    record; the parent must be live in the registry (with its ancestors) when it mints: the
+///    registry knows of a revocation before any list.
 /// 5. **Who may undo**: a PAT revoked by anyone but its owner acting alone (an admin, the
 ///    operator, another PAT) can be regenerated only by `pats:admin` or the operator.
 ///
@@ -103,47 +104,52 @@ struct Delegation: Sendable {
 
     // MARK: 4. lineage
 
-    /// The lineage (`par`) of a token issued now: none for the operator and admins; the
-    /// parent's chain plus the parent otherwise. Re-issuing the parent's own PAT keeps the
-    /// parent's chain (the parent's generation dies with the re-issue).
-    /// - Parameter reissuing: the id of the PAT being re-issued, nil for a new PAT.
-    func lineage(reissuing id: String?) throws(ManagementError) -> [PATAncestor] {
-        guard let parent else { return [] }
-        if let id, Identifier.same(id, parent.id) { return parent.lineage }
-        if let id, parent.lineage.contains(where: { Identifier.same($0.id, id) }) {
+    /// The parent's record, after checking that the parent and every ancestor of it are live
+    /// in the registry: recorded, not deleted, their generation not below the floor. The
+    /// registry knows of a revocation before any published list does. Nil when nothing bounds
+    /// the caller.
+    func liveParent(_ tx: any RegistryTransaction) async throws -> PATRecord? {
+        guard let parent else { return nil }
+        guard let record = try await tx.record(id: parent.id) else {
+            let fate = try await tx.tombstone(id: parent.id) == nil
+                ? "is not in the registry (e.g. made by `pat issue`): only registry PATs issue tokens" : "was deleted"
+            throw ManagementError(.callerRevoked, "PAT \(parent.id) \(fate)")
+        }
+        guard parent.generation >= record.floor, parent.generation <= record.generation else {
+            throw ManagementError(.callerRevoked,
+                                  "generation \(parent.generation) of PAT \(parent.id) is no longer valid (revoked, regenerated or re-scoped)")
+        }
+        for link in record.lineage {
+            guard let ancestor = try await tx.record(id: link.id), link.generation >= ancestor.floor,
+                  link.generation <= ancestor.generation else {
+                throw ManagementError(.callerRevoked, "PAT \(link.id), which issued the calling PAT \(parent.id), is revoked, "
+                                      + "regenerated or deleted: so is everything it issued")
+            }
+        }
+        return record
+    }
+
+    /// The lineage of a token issued now: none for the operator and admins; the parent's chain
+    /// plus the parent otherwise. Re-issuing the parent's own PAT keeps the parent's chain (the
+    /// parent's generation dies with the re-issue).
+    /// - Parameters:
+    ///   - id: the PAT being re-issued, nil for a new PAT.
+    ///   - parentRecord: the parent's record, from `liveParent`.
+    func lineage(reissuing id: String?, parentRecord: PATRecord?) throws(ManagementError) -> [PATRecord.Ancestor] {
+        guard let parent, let parentRecord else { return [] }
+        if let id, Identifier.same(id, parent.id) { return parentRecord.lineage }
+        if let id, parentRecord.lineage.contains(where: { Identifier.same($0.id, id) }) {
             throw ManagementError(.forbidden, field: "id",
                                   "PAT \(id) is an ancestor of the calling PAT \(parent.id): re-issuing it would revoke the "
                                   + "caller and everything it issued; use a token outside its lineage, or pats:admin")
         }
-        guard parent.lineage.count < PATAncestor.maxDepth else {
+        guard parentRecord.lineage.count < PATAncestor.maxDepth else {
             throw ManagementError(.forbidden,
-                                  "PAT \(parent.id) was issued through \(parent.lineage.count) levels of delegation, the most "
-                                  + "there may be (\(PATAncestor.maxDepth)): it cannot issue tokens; ask a token higher in its "
-                                  + "lineage, or pats:admin")
+                                  "PAT \(parent.id) was issued through \(parentRecord.lineage.count) levels of delegation, the "
+                                  + "most there may be (\(PATAncestor.maxDepth)): it cannot issue tokens; ask a token higher in "
+                                  + "its lineage, or pats:admin")
         }
-        do {
-            return parent.lineage + [try PATAncestor(id: parent.id, generation: parent.generation)]
-        } catch {
-            throw ManagementError(.internalFailure, "the calling PAT's id or generation is not a valid ancestor", underlying: "\(error)")
-        }
-    }
-
-    /// Throws unless the parent and every ancestor of it are live in the registry: recorded,
-    /// not deleted, and their generation not below the floor.
-    func checkParentIsLive(_ tx: any RegistryTransaction) async throws {
-        guard let parent else { return }
-        let chain = parent.lineage + [try PATAncestor(id: parent.id, generation: parent.generation)]
-        for link in chain {
-            guard let record = try await tx.record(id: link.id) else {
-                let fate = try await tx.tombstone(id: link.id) == nil ? "is not in the registry (e.g. made by `pat issue`): only registry PATs issue tokens" : "was deleted"
-                throw ManagementError(.callerRevoked, "PAT \(link.id)\(Identifier.same(link.id, parent.id) ? "" : ", an ancestor of the calling PAT,") \(fate)")
-            }
-            guard link.generation >= record.floor, link.generation <= record.generation else {
-                throw ManagementError(.callerRevoked,
-                                      "generation \(link.generation) of PAT \(link.id)\(Identifier.same(link.id, parent.id) ? "" : ", an ancestor of the calling PAT,") "
-                                      + "is no longer valid (revoked, regenerated or re-scoped)")
-            }
-        }
+        return parentRecord.lineage + [PATRecord.Ancestor(id: parent.id, generation: parent.generation)]
     }
 
     // MARK: 5. who may undo

@@ -57,11 +57,10 @@ public struct PATManagement: Sendable {
         try rules.checkScopes(scopes)
         let now = clock()
         let expiresAt = try rules.expiry(request.expiry, now: now)
-        let lineage = try rules.lineage(reissuing: nil)
         let key = try signingKey()
         let principal = caller.principal, revoked = request.revoked
         let issued = try await change(id: nil) { tx in
-            try await rules.checkParentIsLive(tx)
+            let lineage = try rules.lineage(reissuing: nil, parentRecord: try await rules.liveParent(tx))
             if let existing = try await tx.record(owner: owner, name: name) {
                 throw ManagementError(.nameTaken, field: "name",
                                       "owner \(Printable.clip(owner, 64)) already has a PAT named \"\(Printable.clip(name, 64))\" "
@@ -304,8 +303,7 @@ public struct PATManagement: Sendable {
     /// of whoever re-issues it, every older generation — and whatever those issued — dead.
     static func reissue(_ record: inout PATRecord, rules: Delegation, event: ManagementEvent, by principal: Principal,
                         now: Timestamp, key: SecretKey, tx: any RegistryTransaction) async throws -> IssuedPAT {
-        try await rules.checkParentIsLive(tx)
-        record.lineage = try rules.lineage(reissuing: record.id)
+        record.lineage = try rules.lineage(reissuing: record.id, parentRecord: try await rules.liveParent(tx))
         try nextGeneration(&record)
         record.floor = record.generation
         record.lastRotatedAt = now
@@ -393,7 +391,7 @@ public struct PATManagement: Sendable {
                                   "PAT \(record.id) would expire (\(record.expiresAt)) before it is issued (\(issuedAt)): choose a later expiry")
         }
         do {
-            let token = try Issuer(key: key).issue(record.claims(issuedAt: issuedAt))
+            let token = try Issuer(key: key).issue(try record.claims(issuedAt: issuedAt))
             return IssuedPAT(record: record, token: token, issuedAt: issuedAt)
         } catch .invalidClaims(let reason) {
             throw ManagementError(.invalidInput, field: "scopes", reason)

@@ -62,15 +62,15 @@ public struct PATRecord: Sendable, Equatable {
     /// Who revoked it (nil: not revoked, or revoked before the registry recorded it). Decides
     /// who may bring it back with a regenerate.
     public var revokedBy: Principal?
-    /// The `par` of the current generation: the tokens that minted it, root first (empty: issued
-    /// by the CLI or by `pats:admin`).
-    public var lineage: [PATAncestor]
+    /// The lineage of the current generation: the tokens that issued it, root first (empty:
+    /// issued by the CLI or by `pats:admin`). Its token carries the same chain as `par`.
+    public var lineage: [Ancestor]
 
     public init(id: String, owner: String, domain: String? = nil, name: String, description: String? = nil,
                 scopes: ScopeSet, generation: UInt64 = 1, floor: UInt64 = 1, createdAt: Timestamp,
                 updatedAt: Timestamp? = nil, expiresAt: Timestamp, maxExpiresAt: Timestamp? = nil,
                 lastRotatedAt: Timestamp? = nil, revokedAt: Timestamp? = nil, revokedBy: Principal? = nil,
-                lineage: [PATAncestor] = []) {
+                lineage: [Ancestor] = []) {
         self.id = id
         self.owner = owner
         self.domain = domain
@@ -99,10 +99,41 @@ public struct PATRecord: Sendable, Equatable {
         return .active
     }
 
-    /// The claims of the current generation, issued at `issuedAt`.
-    public func claims(issuedAt: Timestamp) -> PATClaims {
-        PATClaims(id: id, subject: owner, generation: generation, issuedAt: issuedAt, expiresAt: expiresAt,
-                  domain: domain, scopes: scopes, lineage: lineage)
+    /// The claims of the current generation, issued at `issuedAt` (`par` from `lineage`).
+    public func claims(issuedAt: Timestamp) throws(PATKitError) -> PATClaims {
+        var ancestors: [PATAncestor] = []
+        for entry in lineage { ancestors.append(try entry.ancestor) }
+        return PATClaims(id: id, subject: owner, generation: generation, issuedAt: issuedAt, expiresAt: expiresAt,
+                         domain: domain, scopes: scopes, lineage: ancestors)
+    }
+
+    /// One token above a PAT in the registry: the PAT id and generation (the token's `par`
+    /// carries the same ancestor by its revocation-list key).
+    public struct Ancestor: Sendable, Hashable, CustomStringConvertible {
+        public let id: String
+        public let generation: UInt64
+
+        public init(id: String, generation: UInt64) {
+            self.id = id
+            self.generation = generation
+        }
+
+        /// Parses `"<id>.<gen>"`, as `description` prints it.
+        public init(parsing text: some StringProtocol) throws(RegistryError) {
+            guard let dot = text.lastIndex(of: "."), let generation = UInt64(text[text.index(after: dot)...]),
+                  PATClaims.isValidID(String(text[..<dot])) else {
+                throw RegistryError(.invalid, "\"\(text.prefix(64))\" is not \"<PAT id>.<generation>\"")
+            }
+            self.init(id: String(text[..<dot]), generation: generation)
+        }
+
+        /// `"<id>.<gen>"`.
+        public var description: String { "\(id).\(generation)" }
+
+        /// The same ancestor as `par` names it (by its revocation-list key).
+        public var ancestor: PATAncestor {
+            get throws(PATKitError) { try PATAncestor(id: id, generation: generation) }
+        }
     }
 
     /// The storage invariants (the service checks every input rule before a record gets here).
@@ -116,7 +147,10 @@ public struct PATRecord: Sendable, Equatable {
         guard maxExpiresAt >= expiresAt else {
             throw RegistryError(.invalid, "the latest expiry ever issued (\(maxExpiresAt)) is before the current one (\(expiresAt))")
         }
-        if let problem = PATClaims.lineageProblem(lineage, ownID: id) { throw RegistryError(.invalid, problem) }
+        guard lineage.count <= PATAncestor.maxDepth, Set(lineage.map(\.id)).count == lineage.count,
+              !lineage.contains(where: { $0.id.utf8.elementsEqual(id.utf8) }) else {
+            throw RegistryError(.invalid, "PAT \(id): lineage \(lineage) is deeper than \(PATAncestor.maxDepth) or repeats a PAT")
+        }
     }
 }
 

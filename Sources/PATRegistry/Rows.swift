@@ -26,7 +26,7 @@ struct PATRow: Codable, FetchableRecord, PersistableRecord {
     var revokedAt: Int64?
     /// JSON (GRDB encodes nested Codable values as JSON text).
     var revokedBy: Principal?
-    /// The `par` entries, space-separated.
+    /// The lineage, `"<id>.<gen>"` entries space-separated.
     var lineage: String
 
     enum CodingKeys: String, CodingKey, ColumnExpression {
@@ -61,9 +61,9 @@ struct PATRow: Codable, FetchableRecord, PersistableRecord {
         do { scopeSet = try ScopeSet(claim: scopes) } catch {
             throw RegistryError(.database, "PAT \(id) has unreadable scopes in the registry (\(error))")
         }
-        var ancestors: [PATAncestor] = []
+        var ancestors: [PATRecord.Ancestor] = []
         for entry in lineage.split(separator: " ") {
-            do { ancestors.append(try PATAncestor(parsing: entry)) } catch {
+            do { ancestors.append(try PATRecord.Ancestor(parsing: entry)) } catch {
                 throw RegistryError(.database, "PAT \(id) has an unreadable lineage in the registry (\(error))")
             }
         }

@@ -34,33 +34,53 @@ struct LineageTests {
         return Fixture.validator(keys: [signer.publicKey], list: list) { $0.cacheCapacity = cache ? 100 : 0 }
     }
 
-    @Test("par is an array of \"<jti>.<gen>\", root first; it round-trips byte for byte")
+    @Test("par is an array of \"<key>.<gen>\", root first; it round-trips byte for byte")
     func claimForm() throws {
         let lineage = try Self.ancestors(Self.chain[...])
         var claims = try Fixture.claims(id: "ownOwnOwnOwnOwnOwnOwn0")
         claims.lineage = lineage
         let json = JSONWriter.encode(.object(claims.json))
         let text = String(decoding: json, as: UTF8.self)
-        #expect(text.contains(#""par":["rootRootRootRootRoot00.2","teamTeamTeamTeamTeam00.2","ciCiCiCiCiCiCiCiCiCi00.2","jobJobJobJobJobJob0000.2"]"#))
+        // Each entry is the ancestor's revocation-list key (BLAKE2b-128 of "patkit.jti\0" ‖ jti) in base64url.
+        let keys = Self.chain.map { RevocationList.tokenKey($0) }
+        #expect(text.contains(#""par":[\#(keys.map { "\"\($0.base64URL).2\"" }.joined(separator: ","))]"#), "\(text)")
+        #expect(keys.allSatisfy { $0.base64URL.utf8.count == 22 })
+        #expect(!text.contains(Self.chain[0]), "the token does not disclose its ancestors' ids")
         let parsed = try PATClaims(json: json)
         #expect(parsed.lineage == lineage)
         #expect(JSONWriter.encode(.object(parsed.json)) == json)
         #expect(try Fixture.claims().json["par"] == nil, "a root token has no par")
-        for text in ["a1234567890123456789012.1", "aaaaaaaaaaaaaaaaaaaaaa.9007199254740991"] {
-            #expect(try PATAncestor(parsing: text).description == text)
-        }
+        for ancestor in lineage { #expect(try PATAncestor(parsing: ancestor.description) == ancestor) }
+        #expect(try PATAncestor(parsing: "\(keys[0].base64URL).9007199254740991").generation == PATClaims.maxGeneration)
     }
 
+    /// Known answers from an independent implementation (Python's hashlib.blake2b with
+    /// digest_size=16 over "patkit.jti\0" + jti, base64url without padding): what another
+    /// language's edge computes for a `par` entry.
+    @Test("a par key is BLAKE2b-128(\"patkit.jti\\0\" ‖ jti) in base64url")
+    func keyKnownAnswers() throws {
+        #expect(RevocationList.tokenKey("revokedRevokedRevoked0").base64URL == "TD8snSAKb61IntBnv75EIQ")
+        #expect(RevocationList.tokenKey("deletedDeletedDeleted0").base64URL == "PlX2T4WbOOzweemyJ1RZzQ")
+        #expect(try PATAncestor(id: "revokedRevokedRevoked0", generation: 2).description == "TD8snSAKb61IntBnv75EIQ.2")
+    }
+
+    static let keyText = RevocationList.tokenKey("aaaaaaaaaaaaaaaaaaaaaa").base64URL
+    static let fiveAncestors = "[" + ["a", "b", "c", "d", "e"].map { letter in
+        "\"" + RevocationList.tokenKey(String(repeating: letter, count: 22)).base64URL + ".1\""
+    }.joined(separator: ",") + "]"
+    static let otherKeyText = RevocationList.tokenKey("bbbbbbbbbbbbbbbbbbbbbb").base64URL
+
     @Test("lineage is bounded and well formed", arguments: [
-        ("five ancestors", #"["aaaaaaaaaaaaaaaaaaaaaa.1","bbbbbbbbbbbbbbbbbbbbbb.1","cccccccccccccccccccccc.1","dddddddddddddddddddddd.1","eeeeeeeeeeeeeeeeeeeeee.1"]"#),
-        ("empty array", "[]"), ("a string", #""aaaaaaaaaaaaaaaaaaaaaa.1""#), ("a number in it", "[1]"), ("null", "null"),
-        ("no generation", #"["aaaaaaaaaaaaaaaaaaaaaa"]"#), ("empty generation", #"["aaaaaaaaaaaaaaaaaaaaaa."]"#),
-        ("generation 0", #"["aaaaaaaaaaaaaaaaaaaaaa.0"]"#), ("leading zero", #"["aaaaaaaaaaaaaaaaaaaaaa.01"]"#),
-        ("signed generation", #"["aaaaaaaaaaaaaaaaaaaaaa.+1"]"#), ("generation 2^53", #"["aaaaaaaaaaaaaaaaaaaaaa.9007199254740992"]"#),
-        ("short id", #"["aaaaaaaaaaaaaaaaaaaaa.1"]"#), ("dot in the id", #"["aaaaaaaaaa.aaaaaaaaaaa.1"]"#),
-        ("the token's own id", #"["ownOwnOwnOwnOwnOwnOwn0.1"]"#),
-        ("one ancestor twice", #"["aaaaaaaaaaaaaaaaaaaaaa.1","aaaaaaaaaaaaaaaaaaaaaa.2"]"#),
-        ("nested array", #"[["aaaaaaaaaaaaaaaaaaaaaa.1"]]"#),
+        ("five ancestors", fiveAncestors),
+        ("empty array", "[]"), ("a string", #""\#(keyText).1""#), ("a number in it", "[1]"), ("null", "null"),
+        ("no generation", #"["\#(keyText)"]"#), ("empty generation", #"["\#(keyText)."]"#),
+        ("generation 0", #"["\#(keyText).0"]"#), ("leading zero", #"["\#(keyText).01"]"#),
+        ("signed generation", #"["\#(keyText).+1"]"#), ("generation 2^53", #"["\#(keyText).9007199254740992"]"#),
+        ("a jti instead of a key", #"["aaaaaaaaaaaaaaaaaaaaaa.1"]"#), ("a short key", #"["\#(keyText.dropLast()).1"]"#),
+        ("a padded key", #"["\#(keyText)==.1"]"#), ("non-zero trailing bits", #"["\#(keyText.dropLast())B.1"]"#),
+        ("a standard-alphabet key", #"["\#(keyText.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/").dropLast())+.1"]"#),
+        ("one ancestor twice", #"["\#(keyText).1","\#(keyText).2"]"#),
+        ("nested array", #"[["\#(keyText).1"]]"#), ("a trailing comma", #"["\#(keyText).1",]"#),
     ])
     func malformedLineage(_ label: String, _ par: String) throws {
         let json = #"{"jti":"ownOwnOwnOwnOwnOwnOwn0","sub":"user-1","gen":1,"iat":"2026-01-31T11:00:00Z","exp":"2026-03-02T12:00:00Z","par":\#(par)}"#
@@ -76,7 +96,7 @@ struct LineageTests {
         var claims = try Fixture.claims(id: "ownOwnOwnOwnOwnOwnOwn0")
         claims.lineage = try Self.ancestors(Self.chain[...]) + [try PATAncestor(id: "fifthFifthFifthFifth00", generation: 1)]
         #expect(throws: PATKitError.self) { try Issuer(key: Self.signer).issue(claims) }
-        claims.lineage = [try PATAncestor(id: "ownOwnOwnOwnOwnOwnOwn0", generation: 1)]
+        claims.lineage = [try PATAncestor(id: Self.chain[0], generation: 1), try PATAncestor(id: Self.chain[0], generation: 2)]
         #expect(throws: PATKitError.self) { try Issuer(key: Self.signer).issue(claims) }
     }
 
@@ -97,7 +117,7 @@ struct LineageTests {
                     Issue.record("ancestor \(index) below its floor \(floor): accepted")
                 } catch {
                     #expect(error.code == .ancestorRevoked)
-                    #expect(error.reason.contains(id))
+                    #expect(error.reason.contains(RevocationList.tokenKey(id).base64URL))
                     #expect(error.reason.contains(floor == UInt64.max ? "was deleted" : "revoked, regenerated"))
                 }
             }
@@ -115,7 +135,7 @@ struct LineageTests {
                                              keys: KeySet(keys: [Self.signer.publicKey])))
         #expect(validationCode { try validator.validate(token) } == .ancestorRevoked)
         // The list's own check says the same to a caller holding claims.
-        let claims = try PATClaims(json: Array(#"{"jti":"ownOwnOwnOwnOwnOwnOwn0","sub":"u","gen":1,"iat":"2026-01-31T11:00:00Z","exp":"2026-03-02T12:00:00Z","par":["\#(Self.chain[1]).2"]}"#.utf8))
+        let claims = try PATClaims(json: Array(#"{"jti":"ownOwnOwnOwnOwnOwnOwn0","sub":"u","gen":1,"iat":"2026-01-31T11:00:00Z","exp":"2026-03-02T12:00:00Z","par":["\#(RevocationList.tokenKey(Self.chain[1]).base64URL).2"]}"#.utf8))
         #expect(validator.revocations?.check(claims) == .ancestorRevoked(try PATAncestor(id: Self.chain[1], generation: 2), floor: 3))
         // The token's own entry still wins: a token revoked itself says `revoked`.
         let ownID = PATClaims.newID()

@@ -64,7 +64,8 @@ struct DelegationServiceTests {
         let ci = try await mint(["pats:create", "clients:view:c-1"], by: teamCaller)
         #expect(ci.record.domain == "d1", "the parent's domain by default")
         #expect(ci.record.expiresAt == team.record.expiresAt, "the default lifetime is cut to the parent's")
-        #expect(ci.record.lineage == [try PATAncestor(id: team.record.id, generation: 1)])
+        #expect(ci.record.lineage == [PATRecord.Ancestor(id: team.record.id, generation: 1)])
+        #expect(try PATClaims(json: PASETOv4Public.parse(ci.bearer).message).lineage == [try PATAncestor(id: team.record.id, generation: 1)])
         #expect(ci.record.owner == "platform")
 
         // Rule 4: the registry knows the parent died before any list does.

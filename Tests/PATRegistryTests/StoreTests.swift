@@ -80,7 +80,7 @@ struct StoreTests {
     func lineageAndRevoker() async throws {
         let t = try TestHome()
         var record = try Self.record(owner: "alice", name: "ci")
-        record.lineage = [try PATAncestor(id: PATClaims.newID(), generation: 3), try PATAncestor(id: PATClaims.newID(), generation: 1)]
+        record.lineage = [PATRecord.Ancestor(id: PATClaims.newID(), generation: 3), PATRecord.Ancestor(id: PATClaims.newID(), generation: 1)]
         record.floor = 2
         record.revokedAt = TestClock.start
         record.revokedBy = .token(id: PATClaims.newID(), generation: 2, subject: "admin", admin: true)
