@@ -11,6 +11,7 @@ import PATServer
 import PATStore
 import ServiceLifecycle
 import Synchronization
+import PATTestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -181,10 +182,18 @@ struct ReceivedHook: Sendable {
 final class HookReceiver: Sendable {
     private let received = Mutex<[ReceivedHook]>([])
     private let script: Mutex<[Int]>
+    private let arrivals = AwaitableCounter()
 
     init(failing statuses: [Int] = []) { script = Mutex(statuses) }
 
     var hooks: [ReceivedHook] { received.withLock { $0 } }
+
+    /// Waits (bounded; the test fails if they never come) until `count` requests have arrived.
+    func waitForHooks(_ count: Int, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        try await awaitEvent("\(count) webhook requests arrive (got \(hooks.count))", sourceLocation: sourceLocation) { [arrivals] in
+            try await arrivals.wait(atLeast: UInt64(count))
+        }
+    }
 
     func makeApp(onRunning: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol {
         let router = Router()
@@ -193,6 +202,7 @@ final class HookReceiver: Sendable {
             var headers: [String: String] = [:]
             for field in request.headers { headers[field.name.canonicalName] = field.value }
             received.withLock { $0.append(ReceivedHook(headers: headers, body: Array(body.readableBytesView), at: .now)) }
+            arrivals.increment()
             let status = script.withLock { $0.isEmpty ? 200 : $0.removeFirst() }
             return Response(status: HTTPResponse.Status(code: status))
         }
