@@ -455,10 +455,10 @@ struct ManagementTests {
     /// own times; whether a loaded machine keeps to the timer is measured by scripts, not here.
     @Test func theServerPublishesAtStartAndTheListIsNeverStale() async throws {
         let home = try ManagementHome()
-        try await withManagementServer(home, { $0.nextUpdateInterval = TimeSpan(seconds: 4) }) { _, management in
+        try await withManagementServer(home, { $0.nextUpdateInterval = TimeSpan(seconds: 2) }) { _, management in
             let republisher = management.republisher
             let first = try #require(republisher.lastResult)
-            #expect(republisher.interval == .seconds(2), "republished at half the next-update interval")
+            #expect(republisher.interval == .seconds(1), "republished at half the next-update interval")
             var previous = first
             for round in 1...3 {
                 let target = previous.sequence + 1
@@ -467,8 +467,8 @@ struct ManagementTests {
                 }
                 let result = try #require(republisher.lastResult)
                 #expect(result.sequence >= target)
-                #expect(result.nextUpdate.seconds - result.issuedAt.seconds == 4, "each list is good for the whole interval")
-                // Due again after `interval`, i.e. 2 s before this list's next-update.
+                #expect(result.nextUpdate.seconds - result.issuedAt.seconds == 2, "each list is good for the whole interval")
+                // Due again after `interval`, i.e. 1 s before this list's next-update.
                 let dueAgain = result.issuedAt.adding(seconds: Int64(republisher.interval.components.seconds))
                 let validator = try publishedValidator(home.home)
                 let held = try #require(validator.revocations)

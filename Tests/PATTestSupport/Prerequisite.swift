@@ -64,10 +64,12 @@ public struct Prerequisite: Sendable {
 }
 
 extension Prerequisite {
-    /// The nginx binary: `$PATKIT_NGINX`, else the usual places.
+    /// The nginx binary: `$PATKIT_NGINX` when set (and then only it), else the usual places.
     public static let nginx = Prerequisite(name: "nginx", hint: "apt-get install nginx (Debian), or set PATKIT_NGINX to its path") {
         let fm = FileManager.default
-        if let path = ProcessInfo.processInfo.environment["PATKIT_NGINX"], fm.isExecutableFile(atPath: path) { return path }
+        if let path = ProcessInfo.processInfo.environment["PATKIT_NGINX"], !path.isEmpty {
+            return fm.isExecutableFile(atPath: path) ? path : nil
+        }
         return ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx", "/usr/local/bin/nginx", "/opt/homebrew/bin/nginx"]
             .first { fm.isExecutableFile(atPath: $0) }
     }
@@ -77,13 +79,14 @@ extension Prerequisite {
         TestPaths.patBinary
     }
 
-    /// A Python that imports pyseto: `$PATKIT_PYTHON`, else `.venv/bin/python` in the package.
+    /// A Python that imports pyseto: `$PATKIT_PYTHON` when set (and then only it), else
+    /// `.venv/bin/python` in the package.
     public static let pyseto = Prerequisite(
         name: "a Python with pyseto",
         hint: "python3 -m venv .venv && .venv/bin/pip install pyseto (scripts/quickstart.sh does it), or set PATKIT_PYTHON"
     ) {
-        let candidates = [ProcessInfo.processInfo.environment["PATKIT_PYTHON"],
-                          TestPaths.packageRoot.appendingPathComponent(".venv/bin/python").path].compactMap { $0 }
+        let configured = ProcessInfo.processInfo.environment["PATKIT_PYTHON"].flatMap { $0.isEmpty ? nil : $0 }
+        let candidates = [configured ?? TestPaths.packageRoot.appendingPathComponent(".venv/bin/python").path]
         for path in candidates where FileManager.default.isExecutableFile(atPath: path) {
             if let result = try? await ChildProcess.run(path, ["-c", "import pyseto"], timeLimit: .seconds(60)), result.succeeded {
                 return path
