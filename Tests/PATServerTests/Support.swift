@@ -100,7 +100,7 @@ func http(_ url: String, method: HTTPMethod = .GET, headers: [(String, String)] 
     var request = HTTPClientRequest(url: url)
     request.method = method
     for (name, value) in headers { request.headers.add(name: name, value: value) }
-    let response = try await rawClient.execute(request, timeout: .seconds(10))
+    let response = try await rawClient.execute(request, timeout: .seconds(30))
     let body = try await response.body.collect(upTo: 64 * 1024 * 1024)
     return HTTPResult(status: Int(response.status.code), headers: response.headers, body: Array(body.readableBytesView))
 }

@@ -125,7 +125,7 @@ struct WebhookTests {
             try await withManagementServer(home, configure) { url, management in
                 let api = url + Self.path
                 // The silent endpoint holds each attempt for its 60 s timeout; an API that waited for
-                // deliveries would not answer these 8 requests before their 20 s client deadline.
+                // deliveries would not answer these 8 requests before their 30 s client deadline.
                 for index in 0..<8 {
                     let response = try await request(api, method: .POST, token: home.adminToken,
                                                      body: #"{"name": "n\#(index)", "scopes": ["clients:view"]}"#)
