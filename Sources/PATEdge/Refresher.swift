@@ -105,6 +105,9 @@ public final class PATRefresher: Service, Sendable {
     }
 
     private let state: Mutex<State>
+    /// The highest list sequence this refresher installed, and the rounds it finished.
+    private let installedSequence = AwaitableCounter()
+    private let finishedRounds = AwaitableCounter()
 
     /// Default bound on a fetched revocation list: 32 MiB, about a million entries.
     public static let defaultMaxRevocationListBytes = 32 * 1024 * 1024
@@ -144,6 +147,24 @@ public final class PATRefresher: Service, Sendable {
         var status = state.withLock { $0.status }
         fill(&status)
         return status
+    }
+
+    // MARK: events
+
+    /// Returns once this refresher has installed a revocation list with sequence `sequence` or
+    /// higher (at once when it already has). Throws `CancellationError` when the task is
+    /// cancelled: bound the wait, e.g. in a task group with a timeout.
+    public func waitUntilRefreshed(toSequence sequence: UInt64) async throws {
+        try await installedSequence.wait(atLeast: sequence)
+    }
+
+    /// Rounds of `refresh()` finished so far, successful or not.
+    public var completedRounds: Int { Int(finishedRounds.value) }
+
+    /// Returns once `count` rounds have finished since the refresher was made. Throws
+    /// `CancellationError` when the task is cancelled.
+    public func waitUntilRounds(_ count: Int) async throws {
+        try await finishedRounds.wait(atLeast: UInt64(max(0, count)))
     }
 
     // MARK: running
@@ -212,6 +233,7 @@ public final class PATRefresher: Service, Sendable {
                     ])
                     if let problem = persist(.revocations, bytes) { cacheErrors.append(problem) } else { cacheWritten = true }
                 }
+                installedSequence.advance(to: list.sequence)
             }
         } catch {
             errors.append("revocation list: \(error)")
@@ -241,6 +263,7 @@ public final class PATRefresher: Service, Sendable {
             return (s.status, previous, waiters)
         }
         for waiter in waiters { waiter.resume() }
+        finishedRounds.increment()
         if let error = status.lastError {
             // Repeated identical failures are logged once at warning, then at debug.
             let level: Logger.Level = error == previousError ? .debug : .warning
@@ -328,6 +351,7 @@ public final class PATRefresher: Service, Sendable {
         if SecureFile.exists(listPath) {
             do {
                 let list = try validator.installRevocations(SecureFile.read(listPath, maxBytes: maxRevocationListBytes))
+                installedSequence.advance(to: list.sequence)
                 loaded = true
                 logger.info("loaded the cached revocation list", metadata: ["sequence": "\(list.sequence)", "next_update": "\(list.nextUpdate)"])
             } catch {

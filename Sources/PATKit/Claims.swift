@@ -41,13 +41,12 @@ public struct PATClaims: Sendable, Equatable {
         self.extra = extra
     }
 
-    /// A fresh random PAT id: 128 bits, base64url (22 characters), never starting with `-`
-    /// (a command line would read such an id as an option: `pat revoke -h…` printed help and
-    /// revoked nothing). Drawing again in that case costs less than 0.03 bits of the 128.
+    /// A fresh random PAT id: 128 bits, base64url (22 characters). Never begins with "-", which
+    /// a command line would read as an option (`pat revoke -x…`); ids are redrawn until they do not.
     public static func newID() -> String {
         while true {
             let id = Sodium.base64URLEncode(Sodium.randomBytes(16))
-            if id.utf8.first != UInt8(ascii: "-") { return id }
+            if !id.hasPrefix("-") { return id }
         }
     }
 

@@ -73,6 +73,8 @@ public final class Validator: Sendable {
     public var revocations: RevocationList? { state.withLock { $0.revocations } }
     /// Tokens currently remembered by the cache.
     public var cachedTokenCount: Int { cache?.count ?? 0 }
+    /// Validations answered from the cache so far (the rules were still checked on each).
+    package var cacheHitCount: Int { cache?.hits ?? 0 }
 
     /// Replaces the trusted keys. Tokens of keys no longer active fail on the next call,
     /// cached or not.

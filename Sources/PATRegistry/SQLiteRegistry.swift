@@ -149,6 +149,7 @@ public final class SQLiteRegistry: PATRegistryStore {
                 try? await tx.access { db in if db.isInsideTransaction { try db.execute(sql: "ROLLBACK") } }
                 throw SQLiteRegistry.describe(error, path: path)
             }
+            FaultPoint.reached("registry.uncommitted", path)
             do {
                 try await tx.access { db in try db.execute(sql: "COMMIT") }
             } catch {

@@ -109,6 +109,10 @@ public final class WebhookDispatcher: Service, Sendable {
     /// Per outbox event: endpoints that have not finished with it yet.
     private let outstanding = Mutex<[Int64: Int]>([:])
     private let signal = WakeSignal()
+    /// Deliveries settled: delivered, refused by the endpoint, or given up after the last attempt.
+    private let settled = AwaitableCounter()
+    /// The id of the last outbox event moved into the endpoint queues.
+    private let read = AwaitableCounter()
     private let logger: Logger
 
     public init(configuration: WebhookConfiguration, store: any PATRegistryStore, pollInterval: Duration = .seconds(1),
@@ -133,6 +137,22 @@ public final class WebhookDispatcher: Service, Sendable {
 
     /// Events read from the outbox and not yet finished by every endpoint.
     public var outstandingEvents: Int { outstanding.withLock { $0.count } }
+    /// Deliveries settled so far, over every endpoint: delivered, refused by the endpoint
+    /// (a final 4xx), or given up after the last attempt. Dropped ones are not counted.
+    public var settledCount: Int { Int(settled.value) }
+
+    /// Returns once every outbox event up to `eventID` has been moved into the endpoint queues
+    /// (or dropped from a full one). Throws `CancellationError` when the task is cancelled: bound
+    /// the wait.
+    public func waitUntilRead(through eventID: Int64) async throws {
+        try await read.wait(atLeast: UInt64(max(0, eventID)))
+    }
+
+    /// Returns once `count` deliveries have settled. Throws `CancellationError` when the task
+    /// is cancelled: bound the wait.
+    public func waitUntilSettled(_ count: Int) async throws {
+        try await settled.wait(atLeast: UInt64(max(0, count)))
+    }
 
     public func run() async throws {
         var clientConfiguration = HTTPClient.Configuration()
@@ -169,6 +189,7 @@ public final class WebhookDispatcher: Service, Sendable {
                     await enqueue(event)
                     cursor = event.id
                 }
+                read.advance(to: UInt64(max(0, cursor)))
                 failing = false
                 if events.count == 100 { continue }
             } catch {
@@ -221,7 +242,10 @@ public final class WebhookDispatcher: Service, Sendable {
                 inFlight.withLock { $0 += 1 }
                 let finished = await deliver(delivery, client: client)
                 inFlight.withLock { $0 -= 1 }
-                if finished { await self.finished(delivery) }
+                if finished {
+                    await self.finished(delivery) // out of the outbox first: a settled delivery is gone from it
+                    settled.increment()
+                }
             }
             if Task.isCancelled { return }
         }

@@ -29,6 +29,7 @@ struct Pat: AsyncParsableCommand {
 
     /// Runs the command; usage errors exit 2, failures exit 1 with a message on stderr.
     static func main() async {
+        FaultPoint.armFromEnvironment() // PAT_TEST_PAUSE_AT: crash tests only
         do {
             var command = try parseAsRoot()
             if var asynchronous = command as? any AsyncParsableCommand {

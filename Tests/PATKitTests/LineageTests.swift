@@ -3,7 +3,7 @@ import Testing
 @testable import PATKit
 
 /// Lineage (`par`) checked offline, and identities compared as bytes in the `Validator`.
-@Suite("Lineage and byte-exact identities in the Validator")
+@Suite("Lineage and byte-exact identities in the Validator", .timeLimit(.minutes(5)))
 struct LineageTests {
     static let signer: SecretKey = {
         do { return try Fixture.key(71) } catch { fatalError("fixture key: \(error)") }

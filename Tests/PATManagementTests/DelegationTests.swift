@@ -6,7 +6,7 @@ import Testing
 
 /// The service's rules, called directly (the API and CLI tests exercise the same rules through
 /// their adapters).
-@Suite("the management service: identities, output safety, delegation")
+@Suite("the management service: identities, output safety, delegation", .timeLimit(.minutes(5)))
 struct DelegationServiceTests {
     @Test("NFC: precomposed text passes, decomposed and compatibility look-alikes do not")
     func nfc() {

@@ -61,5 +61,3 @@ package func rejection(_ validator: Validator, _ token: String) -> PATValidation
     }
 }
 
-/// The `pat` binary built with the tests.
-package func patBinaryPath() throws -> String { try TestPaths.requirePatBinary() }

@@ -22,7 +22,7 @@ struct RecordTests {
     }
 }
 
-@Suite("the SQLite store")
+@Suite("the SQLite store", .timeLimit(.minutes(5)))
 struct StoreTests {
     static func record(owner: String, name: String, at t0: Timestamp = TestClock.start) throws -> PATRecord {
         PATRecord(id: PATClaims.newID(), owner: owner, name: name, scopes: try scopes("clients:view"),

@@ -4,19 +4,8 @@ import PATKit
 import PATManagement
 import PATRegistry
 import PATServer
+import PATTestSupport
 import Testing
-
-/// A deterministic pseudo-random generator (SplitMix64): the same seed, the same run.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// The property of issue 9, tested through the management API on loopback: for random chains
 /// of mint / revoke / regenerate / delete (a fixed seed, 1,000 steps), every token that a
@@ -46,7 +35,7 @@ struct DelegationPropertyTests {
     }
 
     @Test func randomChainsNeverWiden() async throws {
-        var random = SplitMix64(state: Self.seed)
+        var random = SplitMix64(seed: Self.seed)
         let home = try await ManagementHome()
         let adminClaims = try Self.claims(of: home.adminToken)
         try await withManagementServer(home) { url, _ in

@@ -5,13 +5,14 @@ import PATManagement
 import PATRegistry
 import PATServer
 import PATStore
+import PATTestSupport
 import ServiceLifecycle
 import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
 
-@Suite("webhooks", .serialized)
+@Suite("webhooks", .serialized, .timeLimit(.minutes(5)))
 struct WebhookTests {
     static let path = ManagementRoutes.basePath
 
@@ -27,7 +28,7 @@ struct WebhookTests {
         let secret = Digest.randomBytes(32)
         let receiver = HookReceiver()
         try await Self.withReceiver(receiver) { hook in
-            try await withManagementServer(home, { $0.webhooks = WebhookConfiguration(endpoints: [hook], secret: secret) }) { url, _ in
+            try await withManagementServer(home, { $0.webhooks = WebhookConfiguration(endpoints: [hook], secret: secret) }) { url, management in
                 let api = url + Self.path
                 let adminID = try #require(try await home.service.list(owner: "admin", by: .localOperator).first?.id)
                 let created = try await request(api, method: .POST, token: home.adminToken,
@@ -41,9 +42,10 @@ struct WebhookTests {
                 tokens.append(try regenerated.string("accessToken"))
                 #expect(try await request("\(api)/\(id)", method: .DELETE, token: home.adminToken).status == 204)
 
-                let arrived = try await eventually(within: 15) { receiver.hooks.count >= 5 }
-                #expect(arrived, "got \(receiver.hooks.count) hooks")
+                let dispatcher = try #require(management.webhooks)
+                try await awaitEvent("five deliveries settle") { try await dispatcher.waitUntilSettled(5) }
                 let hooks = receiver.hooks
+                #expect(hooks.count == 5, "one request per event, no retries")
                 let expected: [ManagementEvent] = [.created, .scopesChanged, .revoked, .regenerated, .deleted]
                 #expect(hooks.map(\.event) == expected.map { Optional($0.rawValue) }, "\(hooks.map { $0.event ?? "-" })")
                 #expect(Set(hooks.compactMap(\.delivery)).count == hooks.count, "one delivery id each")
@@ -84,15 +86,14 @@ struct WebhookTests {
                 $0.webhooks = WebhookConfiguration(endpoints: [hook], secret: Array("a-shared-secret-of-some-length".utf8), maxAttempts: 5,
                                                    initialBackoff: .milliseconds(300), maxBackoff: .seconds(5), timeout: .seconds(5))
             }
-            try await withManagementServer(home, configure) { url, _ in
+            try await withManagementServer(home, configure) { url, management in
                 let created = try await request(url + Self.path, method: .POST, token: home.adminToken,
                                                 body: #"{"name": "retried", "scopes": ["clients:view"]}"#)
                 #expect(created.status == 201)
-                let arrived = try await eventually(within: 15) { receiver.hooks.count >= 3 }
-                #expect(arrived, "three attempts: two failures, then success")
-                try await Task.sleep(for: .milliseconds(800))
+                let dispatcher = try #require(management.webhooks)
+                try await awaitEvent("the delivery settles") { try await dispatcher.waitUntilSettled(1) }
                 let hooks = receiver.hooks
-                #expect(hooks.count == 3, "no attempt after the success")
+                #expect(hooks.count == 3, "three attempts: two failures, then success, and none after it")
                 guard hooks.count >= 3 else { return }
                 #expect(Set(hooks.compactMap(\.delivery)).count == 1, "every attempt carries the same delivery id")
                 #expect(Set(hooks.map(\.body)).count == 1, "and the same signed body")
@@ -111,11 +112,11 @@ struct WebhookTests {
                 $0.webhooks = WebhookConfiguration(endpoints: [hook], secret: Array("a-shared-secret-of-some-length".utf8),
                                                    initialBackoff: .milliseconds(100))
             }
-            try await withManagementServer(home, configure) { url, _ in
+            try await withManagementServer(home, configure) { url, management in
                 _ = try await request(url + Self.path, method: .POST, token: home.adminToken, body: #"{"name": "x", "scopes": ["clients:view"]}"#)
-                #expect(try await eventually(within: 10) { receiver.hooks.count >= 1 })
-                try await Task.sleep(for: .milliseconds(700))
-                #expect(receiver.hooks.count == 1, "a 400 is final")
+                let dispatcher = try #require(management.webhooks)
+                try await awaitEvent("the delivery settles") { try await dispatcher.waitUntilSettled(1) }
+                #expect(receiver.hooks.count == 1, "a 400 is final: settled after one attempt")
             }
         }
     }
@@ -131,24 +132,23 @@ struct WebhookTests {
             }
             try await withManagementServer(home, configure) { url, management in
                 let api = url + Self.path
-                var slowest = Duration.zero
+                // The silent endpoint holds each attempt for its 60 s timeout; an API that waited for
+                // deliveries would not answer these 8 requests before their 30 s client deadline.
                 for index in 0..<8 {
-                    let started = ContinuousClock.now
                     let response = try await request(api, method: .POST, token: home.adminToken,
                                                      body: #"{"name": "n\#(index)", "scopes": ["clients:view"]}"#)
-                    slowest = max(slowest, ContinuousClock.now - started)
                     #expect(response.status == 201)
                 }
-                #expect(slowest < .seconds(3), "API latency unaffected by the hanging endpoint: slowest \(slowest)")
-                #expect(try await eventually(within: 15) { receiver.hooks.count == 8 }, "the other endpoint got every event")
-                let pending = try #require(management.webhooks?.pending)
-                #expect(pending[0] >= 7, "the hanging endpoint's deliveries wait in its own queue: \(pending)")
+                let dispatcher = try #require(management.webhooks)
+                try await awaitEvent("the other endpoint's 8 deliveries settle") { try await dispatcher.waitUntilSettled(8) }
+                #expect(receiver.hooks.count == 8, "the other endpoint got every event")
+                #expect(dispatcher.settledCount == 8, "none of them is the hanging endpoint's")
+                #expect(dispatcher.pending[0] >= 7, "the hanging endpoint's deliveries wait in its own queue: \(dispatcher.pending)")
             }
         }
     }
 
-    @Test(.timeLimit(.minutes(2)))
-    func aFullQueueDropsTheOldest() async throws {
+    @Test func aFullQueueDropsTheOldest() async throws {
         let home = try await ManagementHome()
         let logs = LogSink()
         let silent = try SilentListener()
@@ -164,40 +164,45 @@ struct WebhookTests {
             store: store, logger: logs.logger())
         let running = Task { try await dispatcher.run() }
         defer { running.cancel() }
-        // Five events: one in flight to the hanging endpoint, two queued, two dropped — and gone
-        // from the outbox, as given up; the others stay there until delivered.
-        #expect(try await eventually(within: 20) { dispatcher.pending == [2] && dispatcher.outstandingEvents == 3 })
-        #expect(logs.all.filter { $0.contains("dropped the oldest") }.count == 2)
+        let last = try #require(ids.last)
+        try await awaitEvent("the dispatcher reads the five events") { try await dispatcher.waitUntilRead(through: last) }
+        // The endpoint hangs: at most one delivery in flight and two queued; the oldest queued ones
+        // were dropped — and left the outbox, as given up; the others stay there until delivered.
+        let outstanding = dispatcher.outstandingEvents
+        #expect((2...3).contains(outstanding), "\(outstanding)")
+        #expect(dispatcher.pending[0] <= 2)
+        #expect(logs.all.filter { $0.contains("dropped the oldest") }.count == ids.count - outstanding)
         let left = try await store.read { tx in try await tx.events(after: 0, limit: 100) }.map(\.id)
-        #expect(left.count == 3 && left.suffix(2) == ids.suffix(2), "\(left) of \(ids)")
+        #expect(left.count == outstanding && left.suffix(2) == ids.suffix(2), "\(left) of \(ids)")
         running.cancel()
-        _ = try? await running.value
+        _ = try await withTimeLimit(.seconds(60), "the dispatcher to stop once cancelled") { await running.result }
     }
 
     /// Rule 8 and the outbox: a change made by the CLI — another process, no server involved —
     /// is delivered by the next `pat serve`, naming the actor `cli`; once delivered it leaves the outbox.
-    @Test(.timeLimit(.minutes(2)))
-    func changesMadeByTheCLIAreDeliveredNamingTheActor() async throws {
+    @Test func changesMadeByTheCLIAreDeliveredNamingTheActor() async throws {
         let home = try await ManagementHome()
         let receiver = HookReceiver()
         let doomed = try await home.issue(owner: "ivan", name: "cli-made", scopes: ["clients:view"])
         _ = try await home.service.revoke(id: doomed.record.id, by: .localOperator)
         try await Self.withReceiver(receiver) { hook in
-            try await withManagementServer(home, { $0.webhooks = WebhookConfiguration(endpoints: [hook], secret: Array("a-shared-secret-of-some-length".utf8)) }) { _, _ in
-                #expect(try await eventually(within: 20) { receiver.hooks.count >= 2 }, "create and revoke")
-                let events = receiver.hooks.map(\.event)
-                #expect(events == ["personalAccessToken.created", "personalAccessToken.revoked"])
+            let configure: (inout ManagementConfiguration) -> Void = {
+                $0.webhooks = WebhookConfiguration(endpoints: [hook], secret: Array("a-shared-secret-of-some-length".utf8))
+            }
+            try await withManagementServer(home, configure) { _, management in
+                let dispatcher = try #require(management.webhooks)
+                try await awaitEvent("the create and the revoke settle") { try await dispatcher.waitUntilSettled(2) }
+                #expect(receiver.hooks.map(\.event) == ["personalAccessToken.created", "personalAccessToken.revoked"])
                 for hook in receiver.hooks { #expect(hook.actor?["type"] as? String == "cli") }
                 let revoked = try #require(receiver.hooks.last).object()["data"] as? [String: Any]
                 #expect(revoked?["id"] as? String == doomed.record.id)
                 #expect((revoked?["revokedBy"] as? [String: Any])?["type"] as? String == "cli")
                 // While the server runs, the CLI changes again: the dispatcher finds it in the outbox.
                 _ = try await home.service.delete(id: doomed.record.id, by: .localOperator)
-                #expect(try await eventually(within: 20) { receiver.hooks.count >= 3 })
+                try await awaitEvent("the delete settles") { try await dispatcher.waitUntilSettled(3) }
                 #expect(receiver.hooks.last?.event == "personalAccessToken.deleted")
-                #expect(try await eventually(within: 10) {
-                    try await home.store.read { tx in try await tx.events(after: 0, limit: 10) }.isEmpty
-                }, "delivered events leave the outbox")
+                #expect(try await home.store.read { tx in try await tx.events(after: 0, limit: 10) }.isEmpty,
+                        "delivered events leave the outbox")
             }
         }
     }
