@@ -67,6 +67,8 @@ def main():
     rows = [
         ("baseline.libsodium_verify", "crypto_sign_verify_detached on the token's PAE message", "1 (floor)"),
         ("validate.fresh", "Validator.validate, no cache, small list", "≥ 0.93"),
+        ("validate.fresh_lineage_4", "the same tokens minted four levels down (`par` with 4 ancestors, each looked up)",
+         "within 2 % of fresh"),
         ("validate.revocations_1M", "the same with 1,000,000 list entries", "within 3 % of fresh"),
         ("validate.cached", "a token seen before (times, list, keys still checked)", "≥ 50"),
         ("authorize.20_scopes", "scope check on a verified PAT with 20 scopes", "—"),
@@ -86,6 +88,12 @@ def main():
         print(f"\nAll cores vs one core (validate.fresh): {fresh / allc:.2f} ×")
     if fresh and m1:
         print(f"1,000,000-entry list vs small list (4,096 tokens cycled, cold slots): {100 * (m1 / fresh - 1):+.1f} % time")
+    deep = t("validate.fresh_lineage_4")
+    if fresh and deep:
+        print(f"depth-4 lineage vs root token (p50s of one run): {100 * (deep / fresh - 1):+.1f} % time")
+    overhead = r.get("validate.lineage_overhead", {}).get("overhead_permille")
+    if overhead is not None:
+        print(f"depth-4 lineage vs root token (1,001 alternating batches, median): {overhead / 10:+.1f} %")
     small, big = t("revocations.lookup_small"), t("revocations.lookup_1M")
     if small and big:
         print(f"list lookup alone (65,536 ids cycled, half listed): {fmt_time(small)} with 10 entries, "
