@@ -73,6 +73,7 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("validate.fresh_all_cores", configuration: .init(metrics: timing, scalingFactor: .kilo, maxDuration: .seconds(5))) { benchmark in
         runAllCores(benchmark, Fixture.shared)
     }
+    registerScanBenchmarks()
 }
 
 // MARK: - timed functions

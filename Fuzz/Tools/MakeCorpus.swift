@@ -153,6 +153,22 @@ struct MakeCorpus {
                        "2026-02-30T00:00:00Z", "2026-01-31T12:00:00+00:00", "30d", "90m", "100y", "0s"].enumerated() {
             write("time", "seed-\(i)", Array(t.utf8))
         }
+        // scan: a chunk-size selector byte, then text with tokens of every kind and near misses
+        let live = try Issuer(key: signer).issue(valid)
+        var scanText = "# config\nAPI_TOKEN=\(live)\n"
+        for (name, c) in samples where ["revoked", "deleted", "expired", "owner-revoked", "nbf-future"].contains(name) {
+            scanText += "\(name): \"\(try Issuer(key: signer).issue(c))\"\n"
+        }
+        scanText += "retired=" + (try Issuer(key: f.retired).issue(valid)) + "\n"
+        scanText += "stranger=" + (try Issuer(key: f.stranger).issue(valid)) + "\n"
+        write("scan", "one-token", [3] + Array("Authorization: Bearer \(live)\r\n".utf8))
+        write("scan", "every-kind", [9] + Array(scanText.utf8))
+        write("scan", "glued", [5] + Array((live + live + " " + live + "x").utf8))
+        write("scan", "near-misses", [0] + Array(("v4.public. v4.public.\(live.dropFirst(10).prefix(90)).eyJraWQiOiJrNC5waWQu "
+                                                   + "v4.publi v4.public.\(String(repeating: "A", count: 8100)).\(live.suffix(82))").utf8))
+        let forged = String(live.prefix(50)) + (live.dropFirst(50).first == "A" ? "B" : "A") + String(live.dropFirst(51))
+        write("scan", "forged", [6] + Array("forged: \(forged)\n".utf8))
+
         print("seed corpora written to \(root)")
     }
 

@@ -24,7 +24,8 @@ struct Pat: AsyncParsableCommand {
             """,
         subcommands: [KeysCommand.self, IssueCommand.self, VerifyCommand.self,
                       CreateCommand.self, ListCommand.self, ShowCommand.self, ScopeCommand.self, RevokeCommand.self,
-                      RegenerateCommand.self, DeleteCommand.self, PublishCommand.self, ServeCommand.self]
+                      RegenerateCommand.self, DeleteCommand.self, PublishCommand.self, ServeCommand.self,
+                      ScanCommand.self]
     )
 
     /// Runs the command; usage errors exit 2, failures exit 1 with a message on stderr.

@@ -1,4 +1,5 @@
-/// A small seeded generator (SplitMix64), so a failing run can be repeated from its seed.
+/// A small seeded generator (SplitMix64), so a failing randomised test can be repeated from its
+/// printed seed.
 public struct SplitMix64: RandomNumberGenerator, Sendable {
     private var state: UInt64
     public init(seed: UInt64) { state = seed }
