@@ -67,6 +67,7 @@ public struct TokenInspector: Sendable {
             case .superseded: return result(.revoked, "superseded", claims, kid)
             case .deleted: return result(.revoked, "deleted", claims, kid)
             case .ownerRevoked: return result(.revoked, "owner_revoked", claims, kid)
+            case .ancestorRevoked: return result(.revoked, "ancestor_revoked", claims, kid)
             }
         }
         do {

@@ -82,6 +82,16 @@ struct TokenInspectorTests {
         #expect(oldKey.status == .revoked && oldKey.reason == "key_retired" && oldKey.claims?.subject == "bob" && oldKey.keyID == retired.id)
     }
 
+    @Test("a token minted by a revoked PAT is revoked too (ancestor_revoked), and live while its ancestor is")
+    func ancestorRevoked() throws {
+        var child = try Fixture.claims(subject: "carol")
+        child.lineage = [try PATAncestor(id: Self.revokedID, generation: 1)]
+        let dead = inspector.inspect(try issue(child))
+        #expect(dead.status == .revoked && dead.reason == "ancestor_revoked" && dead.claims?.subject == "carol")
+        child.lineage = [try PATAncestor(id: Self.revokedID, generation: 2)]
+        #expect(inspector.inspect(try issue(child)).status == .live)
+    }
+
     @Test("revocation is reported before expiry")
     func revokedBeforeExpired() throws {
         let claims = try Fixture.claims(id: Self.revokedID, generation: 1, issuedAt: Fixture.now.adding(seconds: -3 * Fixture.day),
