@@ -26,6 +26,9 @@ let package = Package(
         // Tests only: child processes awaited off the cooperative pool, killed on a time limit.
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.5.0"),
+        // The PostgreSQL registry (issue 10), in its own target: only `pat` and its tests build it.
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // libsodium, found through pkg-config; Debian/Ubuntu: libsodium-dev.
@@ -42,6 +45,18 @@ let package = Package(
         .target(
             name: "PATRegistry",
             dependencies: ["PATStore", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        // The registry in PostgreSQL (postgres-nio): several `pat serve` nodes on one database.
+        // A separate target, so that consumers of the SQLite registry do not build postgres-nio.
+        .target(
+            name: "PATRegistryPostgres",
+            dependencies: [
+                "PATRegistry",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         // The management service: every rule of minting, lifecycle, publishing and events,
         // validated once, for the CLI and the HTTP API alike. No HTTP, no argument parsing.
@@ -86,7 +101,7 @@ let package = Package(
         .executableTarget(
             name: "pat",
             dependencies: [
-                "PATKit", "PATStore", "PATRegistry", "PATManagement", "PATServer",
+                "PATKit", "PATStore", "PATRegistry", "PATRegistryPostgres", "PATManagement", "PATServer",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -111,16 +126,22 @@ let package = Package(
         .testTarget(name: "PATKitTests", dependencies: ["PATKit", "PATStore", "PATTestSupport"]),
         .testTarget(name: "PATCLITests", dependencies: ["PATKit", "PATStore", "PATTestSupport", "pat"]),
         // Shared by the registry and service tests: a home with a key and a registry, a clock.
-        .target(name: "PATRegistryTestSupport", dependencies: ["PATRegistry", "PATTestSupport"], path: "Tests/PATRegistryTestSupport"),
+        .target(
+            name: "PATRegistryTestSupport",
+            dependencies: ["PATRegistry", "PATRegistryPostgres", "PATTestSupport", .product(name: "PostgresNIO", package: "postgres-nio")],
+            path: "Tests/PATRegistryTestSupport"
+        ),
         .testTarget(
             name: "PATRegistryTests",
-            dependencies: ["PATRegistry", "PATRegistryTestSupport", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["PATRegistry", "PATRegistryPostgres", "PATRegistryTestSupport", "PATTestSupport",
+                           .product(name: "GRDB", package: "GRDB.swift")]
         ),
-        .testTarget(name: "PATManagementTests", dependencies: ["PATManagement", "PATRegistry", "PATRegistryTestSupport", "PATTestSupport"]),
+        .testTarget(name: "PATManagementTests", dependencies: ["PATManagement", "PATRegistry", "PATRegistryPostgres", "PATRegistryTestSupport", "PATTestSupport"]),
         .testTarget(
             name: "PATServerTests",
             dependencies: [
-                "PATServer", "PATEdge", "PATHummingbird", "PATStore", "PATRegistry", "PATManagement", "PATTestSupport",
+                "PATServer", "PATEdge", "PATHummingbird", "PATStore", "PATRegistry", "PATRegistryPostgres", "PATManagement",
+                "PATTestSupport", "PATRegistryTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -36,6 +36,10 @@ public struct ManagementError: Error, Sendable, Equatable, CustomStringConvertib
         /// The registry, the key store or the file system failed; `underlying` says how (for
         /// logs: it may name paths and database details).
         public static let internalFailure = Kind("internal_failure")
+        /// The registry's database could not be reached or did not answer in time: the same
+        /// request may succeed later (HTTP 503 with `Retry-After`). `underlying` says why (for
+        /// logs), including the rare case of a lost commit whose outcome is unknown.
+        public static let unavailable = Kind("unavailable")
     }
 
     public let kind: Kind
@@ -71,6 +75,8 @@ public struct ManagementError: Error, Sendable, Equatable, CustomStringConvertib
             case .notFound: return .notFound(id ?? "")
             case .deleted: return ManagementError(.deleted, field: "id", error.message)
             case .conflict: return ManagementError(.conflict, error.message)
+            case .unavailable:
+                return ManagementError(.unavailable, "the registry is unavailable; try again shortly", underlying: error.message)
             case .invalid, .database: break
             }
             return ManagementError(.internalFailure, "the registry failed", underlying: error.message)

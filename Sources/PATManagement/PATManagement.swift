@@ -60,6 +60,7 @@ public struct PATManagement: Sendable {
         let key = try signingKey()
         let principal = caller.principal, revoked = request.revoked
         let issued = try await change(id: nil) { tx in
+            try await tx.lockOwner(owner) // names, revoke-all: one change to an owner's PATs at a time, on every node
             let lineage = try rules.lineage(reissuing: nil, parentRecord: try await rules.liveParent(tx))
             if let existing = try await tx.record(owner: owner, name: name) {
                 throw ManagementError(.nameTaken, field: "name",
@@ -211,6 +212,7 @@ public struct PATManagement: Sendable {
         let before = now.adding(seconds: 1) // fail closed: tokens issued in this second die too
         let principal = caller.principal, maxLifetime = policy.maxLifetime
         let result = try await change(id: nil) { tx in
+            try await tx.lockOwner(owner) // no PAT of the owner created or re-issued meanwhile, on any node
             let records = try await tx.records(owner: owner, status: .all, now: now)
             var revoked: [PATRecord] = []
             var horizon = before.adding(seconds: maxLifetime.seconds)
@@ -285,6 +287,7 @@ public struct PATManagement: Sendable {
         let now = clock()
         let principal = caller.principal
         let deleted = try await change(id: nil) { tx in
+            try await tx.lockOwner(owner)
             var deleted: [DeletedPAT] = []
             for record in try await tx.records(owner: owner, status: .all, now: now) {
                 let gone = DeletedPAT(record: record, tombstone: try await tx.deleteRecord(id: record.id, now: now))
@@ -326,9 +329,11 @@ public struct PATManagement: Sendable {
     }
 
     /// The record, when it exists and the caller manages its owner; `notFound` otherwise (another
-    /// owner's PAT is not revealed). The operator learns that a PAT was deleted.
+    /// owner's PAT is not revealed). The operator learns that a PAT was deleted. In a write
+    /// transaction the record's owner is locked first (`lockRecord`): what the change reads is
+    /// what no other node changes until it commits.
     static func visibleRecord(_ id: String, caller: Caller, _ tx: any RegistryTransaction) async throws -> PATRecord {
-        if let record = try await tx.record(id: id), caller.manages(record.owner) { return record }
+        if let record = try await tx.lockRecord(id: id), caller.manages(record.owner) { return record }
         if caller.isLocalOperator, let tombstone = try await tx.tombstone(id: id) {
             throw ManagementError(.deleted, field: "id",
                                   "PAT \(id) was deleted at \(tombstone.deletedAt); a deleted PAT cannot be changed or restored")
@@ -345,6 +350,10 @@ public struct PATManagement: Sendable {
     private func checkDescription(_ description: String) throws(ManagementError) {
         guard description.count <= PATManagement.maxDescriptionLength, description.utf8.count <= 4 * PATManagement.maxDescriptionLength else {
             throw ManagementError(.invalidInput, field: "description", "must be at most \(PATManagement.maxDescriptionLength) characters")
+        }
+        // Every back end must store it byte for byte; PostgreSQL text cannot hold U+0000.
+        guard !description.utf8.contains(0) else {
+            throw ManagementError(.invalidInput, field: "description", "must not contain the NUL character (U+0000)")
         }
     }
 

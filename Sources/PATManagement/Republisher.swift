@@ -5,10 +5,15 @@ import ServiceLifecycle
 import Synchronization
 
 /// Keeps what a server publishes current: the management service calls `publish(reason:)`
-/// after every change it commits, and a timer republishes well before the list's next-update
-/// passes (by default at half the next-update interval), so a served list is never stale.
-/// Changes made by the CLI while the server runs reach the published files on the next timer
-/// round.
+/// after every change it commits; changes committed elsewhere — by the CLI, or by another
+/// `pat serve` node on the same PostgreSQL database — are published as soon as the store
+/// announces them (`PATRegistryStore.externalChanges()`: PostgreSQL `NOTIFY` at once, SQLite
+/// within its poll interval); and a timer republishes well before the list's next-update passes
+/// (by default at half the next-update interval), so a served list is never stale.
+///
+/// Concurrent requests coalesce: a caller gets a list published by a run that began after it
+/// asked (so it holds the caller's change), and everyone who asks while a publish is under way
+/// shares the next one — a burst of changes costs two publishes, not one each.
 ///
 /// Each publish also installs the new list (and key set) into the management API's own
 /// `Validator`, so a token the change killed is refused by the API at once. Lists reach the
@@ -34,6 +39,9 @@ public final class Republisher: Service, Sendable {
     private let state: Mutex<State>
     /// The sequence of the last list written and installed.
     private let publishedSequence = AwaitableCounter()
+    private let runs = CoalescedRuns<PublishResult>()
+    /// Publishes started because the store announced changes made elsewhere.
+    private let externalRounds = AwaitableCounter()
 
     /// - Parameters:
     ///   - interval: the timer; default half the publisher's next-update interval (at least 1 s).
@@ -60,9 +68,21 @@ public final class Republisher: Service, Sendable {
         try await publishedSequence.wait(atLeast: sequence)
     }
 
-    /// Publishes now and installs the list into the validator; throws when publishing fails.
+    /// Returns once `count` publishes have completed because the store announced changes made
+    /// elsewhere (another node, the CLI). Throws `CancellationError` when the task is cancelled:
+    /// bound the wait.
+    public func waitUntilExternalPublishes(_ count: Int) async throws {
+        try await externalRounds.wait(atLeast: UInt64(max(0, count)))
+    }
+
+    /// Publishes (a run that begins after this call, shared with concurrent callers) and
+    /// installs the list into the validator; throws when publishing fails.
     @discardableResult
     public func publishNow() async throws -> PublishResult {
+        try await runs.run { try await publishOnce() }
+    }
+
+    private func publishOnce() async throws -> PublishResult {
         let result: PublishResult
         do {
             result = try await publisher.publish()
@@ -105,18 +125,35 @@ public final class Republisher: Service, Sendable {
         }
     }
 
-    /// Republishes whenever the timer is due, until graceful shutdown or cancellation.
+    /// Republishes whenever the timer is due and whenever the store announces changes made
+    /// elsewhere, until graceful shutdown or cancellation.
     public func run() async throws {
         await cancelWhenGracefulShutdown { [self] in
-            while !Task.isCancelled {
-                let due = state.withLock { $0.due }
-                if ContinuousClock.now < due {
-                    // A publish made meanwhile (by an API change) moves `due`: look again after sleeping.
-                    do { try await Task.sleep(until: due, clock: .continuous) } catch { return }
-                    continue
-                }
-                await publish(reason: "timer")
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.followExternalChanges() }
+                group.addTask { await self.runTimer() }
             }
+        }
+    }
+
+    private func runTimer() async {
+        while !Task.isCancelled {
+            let due = state.withLock { $0.due }
+            if ContinuousClock.now < due {
+                // A publish made meanwhile (by an API change) moves `due`: look again after sleeping.
+                do { try await Task.sleep(until: due, clock: .continuous) } catch { return }
+                continue
+            }
+            await publish(reason: "timer")
+        }
+    }
+
+    /// Publishes after changes committed by other processes or nodes (each announcement covers
+    /// every change before it; announcements arriving during a publish coalesce into one more).
+    private func followExternalChanges() async {
+        for await _ in publisher.store.externalChanges() {
+            if Task.isCancelled { return }
+            if await publish(reason: "changes made by another process or node") != nil { externalRounds.increment() }
         }
     }
 

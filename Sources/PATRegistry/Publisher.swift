@@ -31,9 +31,10 @@ public struct PublishResult: Sendable {
 /// Publishes what verifiers fetch: the signed revocation list built from the registry and
 /// the public key set.
 ///
-/// Each run reads the registry in one transaction that also prunes entries past their horizon
-/// and takes the next sequence number (strictly increasing: kept in the store, and also above
-/// the sequence of the list already in `DIR`); signs with the keystore's signing key; then,
+/// Each run reads the registry in one transaction that first takes the next sequence number
+/// (strictly increasing: kept in the store — on PostgreSQL under a row lock, so that publishers
+/// on several nodes take turns — and also above the sequence of the list already in `DIR`), then
+/// prunes entries past their horizon and reads the entries; signs with the keystore's signing key; then,
 /// under an exclusive lock on `DIR/.lock`, writes `DIR/keys.json` and `DIR/revocations.bin`,
 /// each atomically (temporary file, fsync, rename) — unless a list with a higher sequence was
 /// written meanwhile: it was read from the registry later, so it already holds every change
@@ -86,6 +87,9 @@ public struct Publisher: Sendable {
             var pruned: Int
         }
         let snapshot = try await store.write { tx -> Snapshot in
+            // The sequence first: in a write transaction it also makes this the only publisher
+            // (on every node), so everything read below holds every change committed before it.
+            let stored = try await tx.publishSequence()
             let cutoff = now.adding(seconds: -leeway)
             var pruned = try await tx.removeTombstones(horizonBefore: cutoff)
             pruned += try await tx.removeOwnerRevocations(horizonBefore: cutoff)
@@ -100,7 +104,6 @@ public struct Publisher: Sendable {
                 builder.revokeAll(subject: revocation.owner, issuedBefore: revocation.issuedBefore, horizon: revocation.horizon)
             }
             pruned += builder.prune(now: now, leeway: leeway)
-            let stored = try await tx.publishSequence()
             let sequence = max(stored, previous ?? 0) + 1
             try await tx.setPublishSequence(sequence)
             return Snapshot(builder: builder, sequence: sequence, pruned: pruned)

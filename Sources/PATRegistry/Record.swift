@@ -218,6 +218,9 @@ public struct RegistryError: Error, Sendable, Equatable, CustomStringConvertible
         case invalid
         /// The database could not be used.
         case database
+        /// The database could not be reached, or did not answer in time (down, restarting,
+        /// overloaded, a lock held too long): nothing was changed; try again later.
+        case unavailable
     }
 
     public let kind: Kind

@@ -1,13 +1,25 @@
 import PATStore
 
 /// Where PAT records live, behind one protocol for every back end: SQLite (`SQLiteRegistry`,
-/// the embedded default) and any server database (PostgreSQL).
+/// the embedded default) and PostgreSQL (`PostgresRegistry` in `PATRegistryPostgres`, for
+/// several issuer nodes on one database).
 ///
 /// Both methods run `body` in one transaction: everything it does through the transaction
-/// commits together when it returns, and is rolled back when it throws. `write` transactions
-/// are exclusive read-modify-write transactions: concurrent writers, in this process or in
-/// others, wait for each other instead of failing or interleaving. `read` sees one consistent
-/// state. The transaction must not be used after `body` returns.
+/// commits together when it returns, and is rolled back when it throws. `read` sees one
+/// consistent state. `write` transactions are read-modify-write transactions that never lose
+/// an update, in this process, in other processes or on other nodes:
+///
+/// - SQLite runs them one at a time (`BEGIN IMMEDIATE`).
+/// - PostgreSQL runs them concurrently at READ COMMITTED and serializes what must be serial
+///   with locks the body takes through the transaction: `lockOwner`/`lockRecord` (every
+///   change to an owner's PATs, one owner at a time), `publishSequence` (publishes, one at a
+///   time), unique constraints (ids, names). A body must therefore take the lock before it
+///   reads what it is about to change.
+///
+/// `write` may run `body` more than once when the database asks for a retry (a PostgreSQL
+/// deadlock or serialization failure), so `body` must have no effect outside the transaction.
+/// The transaction must not be used after `body` returns. A database that cannot be reached
+/// in time fails with `RegistryError.Kind.unavailable` (callers answer "try again later").
 ///
 /// The store keeps what must survive every process and be shared by every issuer node: the
 /// records, tombstones, owner revocations, the sequence of the last published list, the
@@ -15,6 +27,19 @@ import PATStore
 public protocol PATRegistryStore: Sendable {
     func read<T: Sendable>(_ body: @Sendable (any RegistryTransaction) async throws -> T) async throws -> T
     func write<T: Sendable>(_ body: @Sendable (any RegistryTransaction) async throws -> T) async throws -> T
+
+    /// Yields once each time changes committed through *another* store (another process, another
+    /// issuer node) may have happened since the last element — changes made through this store
+    /// are not announced: their maker knows. Elements coalesce (a slow consumer sees one for
+    /// many changes); a consumer reads the store to learn what changed. The first element comes
+    /// once the store watches (whatever happened before is the consumer's to read). SQLite polls
+    /// the change counter; PostgreSQL listens (`LISTEN`/`NOTIFY`) and also yields after
+    /// re-connecting, since notifications may have been missed meanwhile. The stream ends when the
+    /// consumer stops iterating (its task is cancelled) or the store is closed.
+    func externalChanges() -> AsyncStream<Void>
+
+    /// Releases the store's connections and background work; later transactions fail.
+    func close() async
 }
 
 /// The operations available inside one registry transaction. Identities (ids, owners, names)
@@ -24,6 +49,16 @@ public protocol RegistryTransaction: Sendable {
     func record(id: String) async throws -> PATRecord?
     /// The live record of `owner` named `name`.
     func record(owner: String, name: String) async throws -> PATRecord?
+
+    /// In a write transaction: makes this transaction the only one changing `owner`'s PATs
+    /// (records, tombstones, owner revocation) until it ends, waiting for one that does. Take it
+    /// before reading what the transaction will change: a change to a PAT reads its record
+    /// through `lockRecord`, creating a PAT or revoking all of an owner's locks the owner first.
+    /// SQLite write transactions are serial already (a no-op there).
+    func lockOwner(_ owner: String) async throws
+    /// The live record with this id, read after locking its owner (`lockOwner`): what a write
+    /// transaction changes a PAT from.
+    func lockRecord(id: String) async throws -> PATRecord?
     /// Live records, optionally of one owner and status at `now`, ordered by owner, name, id (bytes).
     func records(owner: String?, status: StatusFilter, now: Timestamp) async throws -> [PATRecord]
     /// The number of live records.
@@ -52,20 +87,36 @@ public protocol RegistryTransaction: Sendable {
     /// Removes owner revocations whose horizon is before `cutoff`; returns how many.
     func removeOwnerRevocations(horizonBefore cutoff: Timestamp) async throws -> Int
 
-    /// The sequence number of the last published revocation list (0: never published).
+    /// The sequence number of the last published revocation list (0: never published). In a
+    /// write transaction it also makes this the only publishing transaction until it ends
+    /// (PostgreSQL: a row lock): a publisher reads it *first*, so that everything it reads after
+    /// includes every change committed before its sequence was taken, and two publishers on two
+    /// nodes never take the same or a lower sequence.
     func publishSequence() async throws -> UInt64
     func setPublishSequence(_ sequence: UInt64) async throws
 
     /// Appends `event` to the outbox and raises the change counter by one; returns the event
     /// with its id. Keeps at most `ChangeEvent.outboxCapacity` events (the oldest go).
     func recordChange(_ event: ChangeEvent) async throws -> ChangeEvent
-    /// Raised by every recorded change, never lowered: a server compares it to notice changes
-    /// made by other processes.
+    /// Raised by every recorded change, never lowered (PostgreSQL: a sequence, so a change that
+    /// rolls back may raise it too). For diagnostics and tests; servers learn of other
+    /// processes' changes from `PATRegistryStore.externalChanges()`.
     func changeCounter() async throws -> UInt64
-    /// Events in the outbox with an id above `id`, oldest first, at most `limit`.
+    /// Events in the outbox with an id above `id`, oldest first, at most `limit`, claimed or not.
     func events(after id: Int64, limit: Int) async throws -> [ChangeEvent]
     /// Removes events from the outbox (delivered, or given up on).
     func removeEvents(_ ids: [Int64]) async throws
+
+    /// Claims up to `limit` events, oldest first, that no one holds (never claimed, released, or
+    /// whose lease ran out: its holder died), for `claimant` until `lease` from now by the
+    /// database's clock. Claimers on several nodes never get the same event while a lease holds
+    /// (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so they do not wait for each other either).
+    func claimEvents(claimant: String, lease: Duration, limit: Int) async throws -> [ChangeEvent]
+    /// Extends `claimant`'s leases on these events to `lease` from now; returns the ids it
+    /// still held (a lease that ran out may have gone to another claimant).
+    func renewClaims(_ ids: [Int64], claimant: String, lease: Duration) async throws -> [Int64]
+    /// Gives `claimant`'s claims on these events back, for any claimant to take at once.
+    func releaseClaims(_ ids: [Int64], claimant: String) async throws
 }
 
 extension RegistryTransaction {

@@ -5,39 +5,60 @@ import PATStore
 // The SQLite rows, mapped by GRDB's Codable record protocols. Each converts to and from the
 // back-end-neutral value the store protocol speaks (PATRecord, Tombstone, …).
 
-/// A row of `pats`.
-struct PATRow: Codable, FetchableRecord, PersistableRecord {
-    static let databaseTableName = "pats"
+/// A row of `pats` (also how the PostgreSQL back end stores a record: the same columns).
+package struct PATRow: Codable, FetchableRecord, PersistableRecord {
+    package static let databaseTableName = "pats"
 
-    var id: String
-    var owner: String
-    var domain: String?
-    var name: String
-    var description: String?
+    package var id: String
+    package var owner: String
+    package var domain: String?
+    package var name: String
+    package var description: String?
     /// The `scope` claim form.
-    var scopes: String
-    var generation: UInt64
-    var floor: UInt64
-    var createdAt: Int64
-    var updatedAt: Int64
-    var expiresAt: Int64
-    var maxExpiresAt: Int64
-    var lastRotatedAt: Int64?
-    var revokedAt: Int64?
+    package var scopes: String
+    package var generation: UInt64
+    package var floor: UInt64
+    package var createdAt: Int64
+    package var updatedAt: Int64
+    package var expiresAt: Int64
+    package var maxExpiresAt: Int64
+    package var lastRotatedAt: Int64?
+    package var revokedAt: Int64?
     /// JSON (GRDB encodes nested Codable values as JSON text).
-    var revokedBy: Principal?
+    package var revokedBy: Principal?
     /// The lineage, `"<id>.<gen>"` entries space-separated.
-    var lineage: String
+    package var lineage: String
 
-    enum CodingKeys: String, CodingKey, ColumnExpression {
+    package enum CodingKeys: String, CodingKey, ColumnExpression {
         case id, owner, domain, name, description, scopes, generation, floor, lineage
         case createdAt = "created_at", updatedAt = "updated_at", expiresAt = "expires_at", maxExpiresAt = "max_expires_at"
         case lastRotatedAt = "last_rotated_at", revokedAt = "revoked_at", revokedBy = "revoked_by"
     }
 
-    typealias Columns = CodingKeys
+    package typealias Columns = CodingKeys
 
-    init(_ r: PATRecord) {
+    package init(id: String, owner: String, domain: String?, name: String, description: String?, scopes: String,
+                 generation: UInt64, floor: UInt64, createdAt: Int64, updatedAt: Int64, expiresAt: Int64, maxExpiresAt: Int64,
+                 lastRotatedAt: Int64?, revokedAt: Int64?, revokedBy: Principal?, lineage: String) {
+        self.id = id
+        self.owner = owner
+        self.domain = domain
+        self.name = name
+        self.description = description
+        self.scopes = scopes
+        self.generation = generation
+        self.floor = floor
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+        self.expiresAt = expiresAt
+        self.maxExpiresAt = maxExpiresAt
+        self.lastRotatedAt = lastRotatedAt
+        self.revokedAt = revokedAt
+        self.revokedBy = revokedBy
+        self.lineage = lineage
+    }
+
+    package init(_ r: PATRecord) {
         id = r.id
         owner = r.owner
         domain = r.domain
@@ -56,7 +77,7 @@ struct PATRow: Codable, FetchableRecord, PersistableRecord {
         lineage = r.lineage.map(\.description).joined(separator: " ")
     }
 
-    func record() throws -> PATRecord {
+    package func record() throws -> PATRecord {
         let scopeSet: ScopeSet
         do { scopeSet = try ScopeSet(claim: scopes) } catch {
             throw RegistryError(.database, "PAT \(id) has unreadable scopes in the registry (\(error))")
@@ -154,10 +175,13 @@ struct EventRow: Codable, FetchableRecord, MutablePersistableRecord {
     var name: String
     var payload: Data
     var createdAt: Int64
+    /// Who holds the event (a webhook dispatcher), until when (milliseconds since 1970).
+    var claimedBy: String?
+    var claimedUntil: Int64?
 
     enum CodingKeys: String, CodingKey, ColumnExpression {
         case id, delivery, name, payload
-        case createdAt = "created_at"
+        case createdAt = "created_at", claimedBy = "claimed_by", claimedUntil = "claimed_until"
     }
 
     typealias Columns = CodingKeys

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import PATStore
+import Synchronization
 
 /// The registry in an SQLite database (default `HOME/pat.db`), created on first use.
 ///
@@ -20,8 +21,14 @@ import PATStore
 /// `COMMIT` or `ROLLBACK`, cancelled or not.
 public final class SQLiteRegistry: PATRegistryStore {
     public let path: String
+    /// How often `externalChanges()` reads the change counter while someone listens.
+    public let changePollInterval: Duration
     private let queue: DatabaseQueue
     private let gate = AsyncGate()
+    /// The change counter up to which every change is known to `externalChanges()`'s listeners:
+    /// made here, or announced. Nil while nobody listens.
+    private let knownChanges = KnownChanges()
+    private let feed: ChangeFeed
 
     /// The default database of a home: `HOME/pat.db`.
     public static func defaultPath(in home: PATHome) -> String { home.path + "/pat.db" }
@@ -35,8 +42,12 @@ public final class SQLiteRegistry: PATRegistryStore {
     }
 
     /// Opens (creating and migrating when needed) the database at `path`.
-    public init(path: String, busyTimeout: TimeInterval = 30) throws {
+    public init(path: String, busyTimeout: TimeInterval = 30, changePollInterval: Duration = .milliseconds(500)) throws {
         self.path = path
+        self.changePollInterval = changePollInterval
+        let interval = changePollInterval
+        let known = knownChanges
+        feed = ChangeFeed { feed in await SQLiteRegistry.pollChanges(path: path, interval: interval, known: known, feed: feed) }
         var config = Configuration()
         config.busyMode = .timeout(busyTimeout)
         config.journalMode = .wal
@@ -65,64 +76,11 @@ public final class SQLiteRegistry: PATRegistryStore {
         }
     }
 
-    /// The schema, one migration per version. Never edit a released migration: add one.
+    /// The schema (`RegistrySchema`), one GRDB migration per version.
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
-        migrator.registerMigration("v1") { db in
-            try db.execute(sql: """
-                CREATE TABLE pats (
-                    id TEXT NOT NULL PRIMARY KEY,
-                    owner TEXT NOT NULL,
-                    domain TEXT,
-                    name TEXT NOT NULL,
-                    description TEXT,
-                    scopes TEXT NOT NULL,
-                    generation INTEGER NOT NULL CHECK (generation >= 1),
-                    floor INTEGER NOT NULL CHECK (floor >= 1 AND floor <= generation + 1),
-                    created_at INTEGER NOT NULL,
-                    updated_at INTEGER NOT NULL,
-                    expires_at INTEGER NOT NULL,
-                    max_expires_at INTEGER NOT NULL CHECK (max_expires_at >= expires_at),
-                    last_rotated_at INTEGER,
-                    revoked_at INTEGER,
-                    UNIQUE (owner, name)
-                );
-                CREATE INDEX pats_superseded ON pats (id, floor, max_expires_at) WHERE floor > 1;
-                CREATE TABLE tombstones (
-                    jti TEXT NOT NULL PRIMARY KEY,
-                    owner TEXT NOT NULL,
-                    horizon INTEGER NOT NULL,
-                    deleted_at INTEGER NOT NULL
-                );
-                CREATE INDEX tombstones_horizon ON tombstones (horizon);
-                CREATE TABLE owner_revocations (
-                    owner TEXT NOT NULL PRIMARY KEY,
-                    issued_before INTEGER NOT NULL,
-                    horizon INTEGER NOT NULL,
-                    revoked_at INTEGER NOT NULL
-                );
-                CREATE TABLE meta (
-                    key TEXT NOT NULL PRIMARY KEY,
-                    value INTEGER NOT NULL
-                );
-                INSERT INTO meta (key, value) VALUES ('publish_sequence', 0);
-                """)
-        }
-        // Delegation: who revoked a PAT, the lineage of its current generation, the outbox of
-        // change events and the change counter.
-        migrator.registerMigration("v2") { db in
-            try db.execute(sql: """
-                ALTER TABLE pats ADD COLUMN revoked_by TEXT;
-                ALTER TABLE pats ADD COLUMN lineage TEXT NOT NULL DEFAULT '';
-                CREATE TABLE outbox (
-                    id INTEGER PRIMARY KEY AUTOINCREMENT,
-                    delivery TEXT NOT NULL UNIQUE,
-                    name TEXT NOT NULL,
-                    payload BLOB NOT NULL,
-                    created_at INTEGER NOT NULL
-                );
-                INSERT INTO meta (key, value) VALUES ('change_counter', 0);
-                """)
+        for migration in RegistrySchema.migrations {
+            migrator.registerMigration(migration.identifier) { db in try db.execute(sql: migration.sqlite) }
         }
         return migrator
     }
@@ -133,6 +91,40 @@ public final class SQLiteRegistry: PATRegistryStore {
 
     public func write<T: Sendable>(_ body: @Sendable (any RegistryTransaction) async throws -> T) async throws -> T {
         try await transaction(begin: "BEGIN IMMEDIATE", body)
+    }
+
+    public func externalChanges() -> AsyncStream<Void> { feed.subscribe() }
+
+    /// Ends `externalChanges()`' streams. The database itself closes with the object.
+    public func close() async { feed.close() }
+
+    /// The poller behind `externalChanges()`: reads the change counter every `interval` through
+    /// its own connection, and announces a rise that this process's commits do not explain.
+    private static func pollChanges(path: String, interval: Duration, known: KnownChanges, feed: ChangeFeed) async {
+        guard let reader = try? SQLiteRegistry(path: path, changePollInterval: interval) else { return }
+        known.value.withLock { $0 = nil }
+        while !Task.isCancelled {
+            if let counter = try? await reader.changeCounter() {
+                // The first reading announces too: the listener starts from a known point.
+                let announce = known.value.withLock { known -> Bool in
+                    defer { known = max(known ?? counter, counter) }
+                    return known.map { counter > $0 } ?? true
+                }
+                if announce { feed.broadcast() }
+            }
+            do { try await Task.sleep(for: interval) } catch { return }
+        }
+    }
+
+    /// After a commit of this process that raised the change counter from `before` to `after`:
+    /// announces the changes of others committed since the last known value, if any.
+    private func noteOwnChanges(before: UInt64, after: UInt64) {
+        let announce = knownChanges.value.withLock { known -> Bool in
+            guard let current = known else { return false }
+            known = max(current, after)
+            return before > current
+        }
+        if announce { feed.broadcast() }
     }
 
     private func transaction<T: Sendable>(begin: String, _ body: @Sendable (any RegistryTransaction) async throws -> T) async throws -> T {
@@ -156,8 +148,14 @@ public final class SQLiteRegistry: PATRegistryStore {
                 try? await tx.access { db in if db.isInsideTransaction { try db.execute(sql: "ROLLBACK") } }
                 throw SQLiteRegistry.describe(error, path: path)
             }
+            if let changes = tx.tally.range { noteOwnChanges(before: changes.before, after: changes.after) }
             return result
         }
+    }
+
+    /// The change counter up to which every change is known to `externalChanges()`' listeners.
+    final class KnownChanges: Sendable {
+        let value = Mutex<UInt64?>(nil)
     }
 
     /// Turns database errors into messages that say what to do; other errors pass through.
@@ -165,7 +163,7 @@ public final class SQLiteRegistry: PATRegistryStore {
         guard let error = error as? DatabaseError else { return error }
         switch error.resultCode {
         case .SQLITE_BUSY, .SQLITE_LOCKED:
-            return RegistryError(.database, "the registry \(path) stayed locked by another process past the busy timeout: "
+            return RegistryError(.unavailable, "the registry \(path) stayed locked by another process past the busy timeout: "
                                  + "wait for it to finish and try again")
         case .SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_PERM, .SQLITE_AUTH:
             return RegistryError(.database, "cannot open the registry \(path) for writing (\(error.message ?? "\(error.resultCode)")): "
@@ -188,6 +186,16 @@ public final class SQLiteRegistry: PATRegistryStore {
 struct SQLiteTransaction: RegistryTransaction {
     let queue: DatabaseQueue
     let path: String
+    /// The change counter before and after this transaction's recorded changes.
+    let tally = ChangeTally()
+
+    final class ChangeTally: Sendable {
+        private let value = Mutex<(before: UInt64, after: UInt64)?>(nil)
+        var range: (before: UInt64, after: UInt64)? { value.withLock { $0 } }
+        func note(before: UInt64, after: UInt64) {
+            value.withLock { $0 = ($0?.before ?? before, after) }
+        }
+    }
 
     /// Runs `body` on GRDB's queue. Not cancellable: a transaction always gets to its
     /// `COMMIT` or `ROLLBACK`.
@@ -208,6 +216,11 @@ struct SQLiteTransaction: RegistryTransaction {
             try PATRow.filter(PATRow.Columns.owner == owner && PATRow.Columns.name == name).fetchOne(db)
         }?.record()
     }
+
+    /// Write transactions are serial (`BEGIN IMMEDIATE`): nothing to lock.
+    func lockOwner(_ owner: String) async throws {}
+
+    func lockRecord(id: String) async throws -> PATRecord? { try await record(id: id) }
 
     func records(owner: String?, status: StatusFilter, now: Timestamp) async throws -> [PATRecord] {
         try await access { db in
@@ -321,15 +334,18 @@ struct SQLiteTransaction: RegistryTransaction {
     }
 
     func recordChange(_ event: ChangeEvent) async throws -> ChangeEvent {
-        try await access { db in
+        let (stored, counter) = try await access { db in
             var row = EventRow(event)
             try row.insert(db)
             let id = db.lastInsertedRowID
             try EventRow.filter(EventRow.Columns.id <= id - Int64(ChangeEvent.outboxCapacity)).deleteAll(db)
-            try MetaRow.set(db, MetaRow.changeCounter, try MetaRow.value(db, MetaRow.changeCounter) + 1)
+            let counter = try MetaRow.value(db, MetaRow.changeCounter)
+            try MetaRow.set(db, MetaRow.changeCounter, counter + 1)
             row.id = id
-            return row.event
+            return (row.event, counter)
         }
+        tally.note(before: counter, after: counter + 1)
+        return stored
     }
 
     func changeCounter() async throws -> UInt64 {
@@ -345,5 +361,51 @@ struct SQLiteTransaction: RegistryTransaction {
     func removeEvents(_ ids: [Int64]) async throws {
         guard !ids.isEmpty else { return }
         try await access { db in _ = try EventRow.deleteAll(db, keys: ids) }
+    }
+
+    /// Milliseconds since 1970 by SQLite's clock (the machine's).
+    private static let nowMilliseconds = "SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS INTEGER)"
+
+    func claimEvents(claimant: String, lease: Duration, limit: Int) async throws -> [ChangeEvent] {
+        let leaseMilliseconds = lease.milliseconds
+        return try await access { db in
+            let now = try Int64.fetchOne(db, sql: SQLiteTransaction.nowMilliseconds) ?? 0
+            let claimable = EventRow.Columns.claimedUntil == nil || EventRow.Columns.claimedUntil < now
+            var rows = try EventRow.filter(claimable).order(EventRow.Columns.id).limit(max(0, limit)).fetchAll(db)
+            for index in rows.indices {
+                rows[index].claimedBy = claimant
+                rows[index].claimedUntil = now + leaseMilliseconds
+                try rows[index].update(db)
+            }
+            return rows.map(\.event)
+        }
+    }
+
+    func renewClaims(_ ids: [Int64], claimant: String, lease: Duration) async throws -> [Int64] {
+        guard !ids.isEmpty else { return [] }
+        let leaseMilliseconds = lease.milliseconds
+        return try await access { db in
+            let now = try Int64.fetchOne(db, sql: SQLiteTransaction.nowMilliseconds) ?? 0
+            let held = EventRow.filter(keys: ids).filter(EventRow.Columns.claimedBy == claimant)
+            let kept = try Int64.fetchAll(db, held.select(EventRow.Columns.id))
+            try held.updateAll(db, EventRow.Columns.claimedUntil.set(to: now + leaseMilliseconds))
+            return kept
+        }
+    }
+
+    func releaseClaims(_ ids: [Int64], claimant: String) async throws {
+        guard !ids.isEmpty else { return }
+        try await access { db in
+            _ = try EventRow.filter(keys: ids).filter(EventRow.Columns.claimedBy == claimant)
+                .updateAll(db, EventRow.Columns.claimedBy.set(to: nil), EventRow.Columns.claimedUntil.set(to: nil))
+        }
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds (rounded down), at least 0.
+    package var milliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return max(0, seconds * 1000 + attoseconds / 1_000_000_000_000_000)
     }
 }

@@ -25,9 +25,11 @@ import PATRegistry
 /// Errors: 400 `invalid_request` naming the field, 401 (the caller's PAT is revoked in the
 /// registry), 403 `scope_missing` naming the scope (a permission, or a scope the caller may
 /// not hand out) or `forbidden` (domain, delegation depth), 404, 409 `name_taken`/`conflict`,
-/// 500 `internal` (the cause is logged, never sent).
+/// 503 `unavailable` with `Retry-After` (the registry's database is down or too slow), 500 `internal` (the cause is logged, never sent).
 public struct ManagementRoutes: PATRouteGroup {
     public static let basePath = "/v3/personal-access-tokens"
+    /// `Retry-After` of a 503 when the registry is unavailable.
+    public static let unavailableRetryAfterSeconds = 5
 
     let service: PATManagement
     let validator: Validator
@@ -230,6 +232,15 @@ public struct ManagementRoutes: PATRouteGroup {
             return PATHTTPError(.conflict, code: "conflict", message: error.reason)
         case .callerRevoked:
             return PATHTTPError.refused(PATValidationError(.revoked, error.reason))
+        case .unavailable:
+            // The registry's database is down or overloaded: try again later. Edges
+            // are not affected: they validate offline with the last list they hold.
+            logger.warning("management request failed: registry unavailable", metadata: ["cause": "\(error.underlying ?? "-")"])
+            var headers = HTTPFields()
+            headers[.retryAfter] = String(Self.unavailableRetryAfterSeconds)
+            return PATHTTPError(.serviceUnavailable, code: "unavailable",
+                                message: "the PAT registry is unavailable: retry after \(Self.unavailableRetryAfterSeconds) s",
+                                headers: headers)
         default:
             logger.error("management request failed", metadata: ["error": "\(error.reason)", "cause": "\(error.underlying ?? "-")"])
             return PATHTTPError(.internalServerError, code: "internal", message: "internal error")

@@ -5,6 +5,11 @@ import PATKit
 import PATRegistry
 import ServiceLifecycle
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Where and how webhook events are delivered.
 public struct WebhookConfiguration: Sendable {
@@ -22,9 +27,14 @@ public struct WebhookConfiguration: Sendable {
     public var timeout: Duration
     /// Deliveries waiting per endpoint; when full, the oldest is dropped (and logged).
     public var queueCapacity: Int
+    /// How long an event claimed from the outbox stays this dispatcher's without a renewal (it
+    /// renews every third of it while delivering). When the node dies, another node's dispatcher
+    /// takes the event over once the lease runs out.
+    public var claimLease: Duration
 
     public init(endpoints: [String], secret: [UInt8], maxAttempts: Int = 6, initialBackoff: Duration = .seconds(1),
-                maxBackoff: Duration = .seconds(300), timeout: Duration = .seconds(10), queueCapacity: Int = 1000) {
+                maxBackoff: Duration = .seconds(300), timeout: Duration = .seconds(10), queueCapacity: Int = 1000,
+                claimLease: Duration = .seconds(60)) {
         self.endpoints = endpoints
         self.secret = secret
         self.maxAttempts = max(1, maxAttempts)
@@ -32,6 +42,7 @@ public struct WebhookConfiguration: Sendable {
         self.maxBackoff = maxBackoff
         self.timeout = timeout
         self.queueCapacity = max(1, queueCapacity)
+        self.claimLease = max(claimLease, .seconds(1))
     }
 
     /// The smallest key accepted, in bytes.
@@ -85,9 +96,18 @@ public struct WebhookDelivery: Sendable {
 
 /// Delivers the registry's change events (its outbox) to the configured endpoints in the
 /// background. The management service records each event in the same transaction as its
-/// change — whichever process made it, the CLI included — and wakes the dispatcher; the
-/// dispatcher also looks at the outbox every `pollInterval` for changes made by other
-/// processes. One worker per endpoint posts the deliveries in order, each attempt bounded
+/// change — whichever process or node made it, the CLI included — and wakes the dispatcher;
+/// the store announces changes made elsewhere (`externalChanges()`), and the dispatcher also
+/// looks at the outbox every `pollInterval`.
+///
+/// Several nodes: the dispatcher *claims* events (`RegistryTransaction.claimEvents`, `FOR
+/// UPDATE SKIP LOCKED` on PostgreSQL) for a lease it renews while delivering, so every event is
+/// delivered by one node; when a node dies (even by SIGKILL), its events go to another node's
+/// dispatcher once their lease runs out — a delivery the dead node had made but not yet recorded
+/// is then made again, under the same `X-PAT-Delivery` id. On a graceful stop the claims are
+/// given back at once. Every node should have the same endpoints and secret.
+///
+/// One worker per endpoint posts the deliveries in order, each attempt bounded
 /// by a timeout, retrying with exponential backoff. A slow or dead endpoint therefore delays
 /// only its own queue; when a queue is full the oldest delivery is dropped with a log line.
 /// An event leaves the outbox once every endpoint had it (delivered, refused or given up);
@@ -114,6 +134,8 @@ public final class WebhookDispatcher: Service, Sendable {
     /// The id of the last outbox event moved into the endpoint queues.
     private let read = AwaitableCounter()
     private let logger: Logger
+    /// This dispatcher in the outbox's claims: host, process and a random part.
+    public let claimant: String
 
     public init(configuration: WebhookConfiguration, store: any PATRegistryStore, pollInterval: Duration = .seconds(1),
                 logger: Logger = Logger(label: "patkit.webhooks")) {
@@ -122,6 +144,15 @@ public final class WebhookDispatcher: Service, Sendable {
         self.pollInterval = pollInterval
         self.queues = configuration.endpoints.map { EndpointQueue(endpoint: $0, capacity: configuration.queueCapacity) }
         self.logger = logger
+        self.claimant = WebhookDispatcher.makeClaimant()
+    }
+
+    private static func makeClaimant() -> String {
+        var name = [CChar](repeating: 0, count: 256)
+        let host = gethostname(&name, name.count) == 0
+            ? String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "host"
+        let random = Digest.randomBytes(6).map { String($0, radix: 16) }.joined()
+        return "\(host.prefix(64))/\(getpid())/\(random)"
     }
 
     /// The signature header value for `body` under `secret`: `sha256=<lowercase hex>`.
@@ -164,40 +195,76 @@ public final class WebhookDispatcher: Service, Sendable {
                     group.addTask { await self.work(queue, client: client) }
                 }
                 group.addTask { await self.drain() }
+                group.addTask { await self.renewClaims() }
+                group.addTask { await self.followExternalChanges() }
             }
         }
         let left = queues.reduce(0) { $0 + $1.count } + inFlight.withLock { $0 }
         if left > 0 {
-            logger.notice("stopping with undelivered webhook events; they stay in the outbox for the next start",
+            logger.notice("stopping with undelivered webhook events; they stay in the outbox for the next start or another node",
                           metadata: ["count": "\(left)"])
+        }
+        let held = outstanding.withLock { Array($0.keys) }
+        if !held.isEmpty {
+            let claimant = self.claimant
+            do { try await store.write { tx in try await tx.releaseClaims(held, claimant: claimant) } } catch {
+                logger.warning("cannot give back the claimed webhook events; another node takes them when the lease runs out",
+                               metadata: ["error": "\(error)"])
+            }
         }
         do { try await client.shutdown() } catch {
             logger.debug("webhook client shutdown", metadata: ["error": "\(error)"])
         }
     }
 
-    /// Moves new outbox events into the endpoint queues: at start, on every wake-up, and every
-    /// `pollInterval`.
+    /// Claims outbox events no one holds and moves them into the endpoint queues: at start, on
+    /// every wake-up, and every `pollInterval`.
     private func drain() async {
-        var cursor: Int64 = 0
         var failing = false
+        let claimant = self.claimant, lease = configuration.claimLease
         while !Task.isCancelled {
             do {
-                let after = cursor
-                let events = try await store.read { tx in try await tx.events(after: after, limit: 100) }
-                for event in events {
+                let events = try await store.write { tx in try await tx.claimEvents(claimant: claimant, lease: lease, limit: 100) }
+                for event in events where outstanding.withLock({ $0[event.id] == nil }) {
                     await enqueue(event)
-                    cursor = event.id
                 }
-                read.advance(to: UInt64(max(0, cursor)))
+                if let last = events.last { read.advance(to: UInt64(max(0, last.id))) }
                 failing = false
                 if events.count == 100 { continue }
             } catch {
-                if !failing { logger.warning("cannot read the outbox of webhook events; retrying", metadata: ["error": "\(error)"]) }
+                if !failing { logger.warning("cannot claim events from the outbox of webhook events; retrying", metadata: ["error": "\(error)"]) }
                 failing = true
             }
             await signal.wait(upTo: pollInterval)
         }
+    }
+
+    /// Renews the leases of the events being delivered, every third of the lease.
+    private func renewClaims() async {
+        let claimant = self.claimant, lease = configuration.claimLease
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: lease / 3) } catch { return }
+            let held = outstanding.withLock { Array($0.keys) }
+            guard !held.isEmpty else { continue }
+            do {
+                let kept = Set(try await store.write { tx in try await tx.renewClaims(held, claimant: claimant, lease: lease) })
+                let lost = held.filter { !kept.contains($0) }
+                if !lost.isEmpty {
+                    logger.warning("""
+                        webhook events this node was delivering were taken over by another node (the lease ran out); \
+                        they may be delivered twice, under the same delivery id
+                        """, metadata: ["count": "\(lost.count)"])
+                }
+            } catch {
+                logger.warning("cannot renew the claims on webhook events; if the lease runs out another node may deliver them too",
+                               metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// Wakes the drain when another process or node records a change.
+    private func followExternalChanges() async {
+        for await _ in store.externalChanges() { signal.signal() }
     }
 
     private func enqueue(_ event: ChangeEvent) async {

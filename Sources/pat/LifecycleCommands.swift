@@ -27,6 +27,7 @@ struct CreateCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup var home: HomeOption
+    @OptionGroup var database: DatabaseOption
     @Option(help: "The owner (sub).") var owner: String
     @Option(help: "A name, 1–256 characters, unique among the owner's PATs.") var name: String
     @Option(help: "A description.") var description: String?
@@ -46,7 +47,7 @@ struct CreateCommand: AsyncParsableCommand {
 
     func run() async throws {
         let home = self.home.resolved
-        let service = try openService(home, catalog: home.catalog(named: catalog), maxLifetime: policy.span)
+        let service = try await openService(home, database, catalog: home.catalog(named: catalog), maxLifetime: policy.span)
         let request = CreateRequest(owner: owner, name: name, description: description, scopes: scopes,
                                     expiry: try expiry.expiry, domain: domain)
         let issued = try await operatorCall { try await service.create(request, by: .localOperator) }
@@ -68,6 +69,7 @@ struct ScopeCommand: AsyncParsableCommand {
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add scopes (checked against the scope catalog) and re-issue.")
         @OptionGroup var home: HomeOption
+        @OptionGroup var database: DatabaseOption
         @Argument(help: "The PAT id.") var id: String
         @Argument(help: "Scopes ENTITY:OPERATION[:ID] to add.", transform: parseScope) var scopes: [Scope] = []
         @Option(help: "Scope catalog: magistrala, generic, management (adds pats:* for the management API), or a JSON file.") var catalog: String?
@@ -79,7 +81,7 @@ struct ScopeCommand: AsyncParsableCommand {
 
         func run() async throws {
             let home = self.home.resolved
-            let service = try openService(home, catalog: home.catalog(named: catalog))
+            let service = try await openService(home, database, catalog: home.catalog(named: catalog))
             let issued = try await operatorCall(options: ["scopes": "SCOPE"]) { try await service.addScopes(id: id, scopes, by: .localOperator) }
             emitIssued(issued, json: json, verb: "re-issued PAT", now: service.clock())
         }
@@ -88,6 +90,7 @@ struct ScopeCommand: AsyncParsableCommand {
     struct Remove: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove scopes and re-issue.")
         @OptionGroup var home: HomeOption
+        @OptionGroup var database: DatabaseOption
         @Argument(help: "The PAT id.") var id: String
         @Argument(help: "Scopes ENTITY:OPERATION[:ID] to remove.", transform: parseScope) var scopes: [Scope] = []
         @Flag(help: "Print the re-issued PAT as JSON.") var json = false
@@ -97,7 +100,7 @@ struct ScopeCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let service = try openService(home.resolved)
+            let service = try await openService(home.resolved, database)
             let issued = try await operatorCall(options: ["scopes": "SCOPE"]) { try await service.removeScopes(id: id, scopes, by: .localOperator) }
             emitIssued(issued, json: json, verb: "re-issued PAT", now: service.clock())
         }
@@ -106,11 +109,12 @@ struct ScopeCommand: AsyncParsableCommand {
     struct Clear: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove every scope and re-issue (the new token grants nothing).")
         @OptionGroup var home: HomeOption
+        @OptionGroup var database: DatabaseOption
         @Argument(help: "The PAT id.") var id: String
         @Flag(help: "Print the re-issued PAT as JSON.") var json = false
 
         func run() async throws {
-            let service = try openService(home.resolved)
+            let service = try await openService(home.resolved, database)
             let issued = try await operatorCall { try await service.clearScopes(id: id, by: .localOperator) }
             emitIssued(issued, json: json, verb: "re-issued PAT", now: service.clock())
         }
@@ -132,6 +136,7 @@ struct RevokeCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup var home: HomeOption
+    @OptionGroup var database: DatabaseOption
     @Argument(help: "The PAT id.") var id: String?
     @Option(help: "Revoke every PAT of this owner (with --all).") var owner: String?
     @Flag(help: "With --owner: revoke every PAT of the owner.") var all = false
@@ -140,7 +145,7 @@ struct RevokeCommand: AsyncParsableCommand {
     func validate() throws { _ = try target(id: id, owner: owner, all: all, command: "revoke") }
 
     func run() async throws {
-        let service = try openService(home.resolved)
+        let service = try await openService(home.resolved, database)
         switch try target(id: id, owner: owner, all: all, command: "revoke") {
         case .one(let id):
             let result = try await operatorCall { try await service.revoke(id: id, by: .localOperator) }
@@ -174,13 +179,14 @@ struct RegenerateCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup var home: HomeOption
+    @OptionGroup var database: DatabaseOption
     @Argument(help: "The PAT id.") var id: String
     @OptionGroup var expiry: ExpiryOptions
     @OptionGroup var policy: LifetimePolicyOption
     @Flag(help: "Print the re-issued PAT as JSON.") var json = false
 
     func run() async throws {
-        let service = try openService(home.resolved, maxLifetime: policy.span)
+        let service = try await openService(home.resolved, database, maxLifetime: policy.span)
         let expiry = try self.expiry.expiry
         let issued = try await operatorCall { try await service.regenerate(id: id, expiry: expiry, by: .localOperator) }
         emitIssued(issued, json: json, verb: "regenerated PAT", now: service.clock())
@@ -198,6 +204,7 @@ struct DeleteCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup var home: HomeOption
+    @OptionGroup var database: DatabaseOption
     @Argument(help: "The PAT id.") var id: String?
     @Option(help: "Delete every PAT of this owner (with --all).") var owner: String?
     @Flag(help: "With --owner: delete every PAT of the owner.") var all = false
@@ -206,7 +213,7 @@ struct DeleteCommand: AsyncParsableCommand {
     func validate() throws { _ = try target(id: id, owner: owner, all: all, command: "delete") }
 
     func run() async throws {
-        let service = try openService(home.resolved)
+        let service = try await openService(home.resolved, database)
         switch try target(id: id, owner: owner, all: all, command: "delete") {
         case .one(let id):
             do {

@@ -38,7 +38,16 @@ struct Pat: AsyncParsableCommand {
             } else {
                 try command.run()
             }
-        } catch let failure as CLIFailure {
+            await OpenStores.shared.closeAll()
+        } catch {
+            await OpenStores.shared.closeAll()
+            fail(error)
+        }
+    }
+
+    /// Reports `error` and exits: usage errors 2, failures 1, with a message on stderr.
+    static func fail(_ error: any Error) -> Never {
+        do { throw error } catch let failure as CLIFailure {
             printError(failure.message)
             Glibc.exit(failure.status)
         } catch let error as PATKitError {

@@ -1,8 +1,11 @@
 import ArgumentParser
+import Logging
 import PATKit
 import PATManagement
 import PATRegistry
+import PATRegistryPostgres
 import PATStore
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -93,18 +96,63 @@ struct LifetimePolicyOption: ParsableArguments {
     var span: TimeSpan { get throws { try parseSpan(maxLifetime, option: "--max-lifetime") } }
 }
 
-/// The management service over the registry of `home`, for the local operator. It does not
-/// publish: verifiers learn of changes from `pat publish` (or a running `pat serve`).
-func openService(_ home: PATHome, catalog: ScopeCatalog = .magistrala,
-                 maxLifetime: TimeSpan = ManagementPolicy.defaultMaxLifetime) throws -> PATManagement {
-    PATManagement(store: try SQLiteRegistry(home: home), keyStore: home.keyStore,
+/// The management service over the registry (`--database`, else `$PAT_DATABASE_URL`, else
+/// HOME/pat.db), for the local operator. It does not publish: verifiers learn of changes from
+/// `pat publish` (or a running `pat serve`, which learns of them from the registry).
+func openService(_ home: PATHome, _ database: DatabaseOption, catalog: ScopeCatalog = .magistrala,
+                 maxLifetime: TimeSpan = ManagementPolicy.defaultMaxLifetime) async throws -> PATManagement {
+    PATManagement(store: try await database.open(home), keyStore: home.keyStore,
                   policy: ManagementPolicy(catalog: catalog, maxLifetime: maxLifetime), clock: try currentClock())
+}
+
+/// `--database URL`: which registry a command uses.
+struct DatabaseOption: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp(
+        "The registry: a postgres:// URL (several pat serve nodes on one PostgreSQL) or an SQLite file "
+            + "(default: $PAT_DATABASE_URL, else HOME/pat.db). Keep a password out of the command line: use PAT_DATABASE_URL or PGPASSWORD.",
+        valueName: "URL"))
+    var database: String?
+
+    func validate() throws {
+        do { _ = try RegistryDatabase(option: database, home: PATHome.resolve(nil)) } catch {
+            throw ValidationError("--database / PAT_DATABASE_URL: \(error)")
+        }
+    }
+
+    func location(_ home: PATHome) throws -> RegistryDatabase {
+        do { return try RegistryDatabase(option: database, home: home) } catch {
+            throw CLIFailure(message: "error: --database / PAT_DATABASE_URL: \(error)", status: 2)
+        }
+    }
+
+    /// Opens the registry; it is closed when `pat` exits (`OpenStores`).
+    func open(_ home: PATHome) async throws -> any PATRegistryStore {
+        var logger = Logger(label: "patkit.registry")
+        logger.logLevel = .warning // a command prints its own result; the store speaks up only when something is wrong
+        let store = try await location(home).open(home: home, logger: logger)
+        OpenStores.shared.add(store)
+        return store
+    }
+}
+
+/// The registries this process opened, closed before it exits (a PostgreSQL store ends its
+/// connections cleanly instead of leaving the server to notice them drop).
+final class OpenStores: Sendable {
+    static let shared = OpenStores()
+    private let stores = Mutex<[any PATRegistryStore]>([])
+
+    func add(_ store: any PATRegistryStore) { stores.withLock { $0.append(store) } }
+
+    func closeAll() async {
+        let all = stores.withLock { stores in defer { stores = [] }; return stores }
+        for store in all { await store.close() }
+    }
 }
 
 /// A service error in the CLI's words: the input named as its option, a hint where the CLI
 /// has one. The operator is trusted with internal details (paths, database messages).
 func cliMessage(_ error: ManagementError, options: [String: String] = [:]) -> String {
-    if error.kind == .internalFailure { return "error: \(error.underlying ?? error.reason)" }
+    if error.kind == .internalFailure || error.kind == .unavailable { return "error: \(error.underlying ?? error.reason)" }
     let defaults = ["owner": "--owner", "name": "--name", "description": "--description", "domain": "--domain",
                     "scopes": "--scope", "duration": "--expires-in", "expiresAt": "--expires-at", "status": "--status"]
     let field = error.field.map { $0.hasPrefix("scopes[") ? "scopes" : $0 }

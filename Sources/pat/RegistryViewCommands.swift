@@ -23,6 +23,7 @@ struct ListCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup var home: HomeOption
+    @OptionGroup var database: DatabaseOption
     @Option(help: "Only this owner's PATs.") var owner: String?
     @Option(help: "active, expired, revoked or all.") var status: String = "all"
     @Flag(help: "Print a JSON array.") var json = false
@@ -35,7 +36,7 @@ struct ListCommand: AsyncParsableCommand {
 
     func run() async throws {
         let filter = StatusFilter(rawValue: status) ?? .all
-        let service = try openService(home.resolved)
+        let service = try await openService(home.resolved, database)
         let now = service.clock()
         let records = try await operatorCall { try await service.list(owner: owner, status: filter, by: .localOperator) }
         if json {
@@ -66,11 +67,12 @@ struct ShowCommand: AsyncParsableCommand {
         abstract: "Show every detail of a PAT except its token (which is never stored).")
 
     @OptionGroup var home: HomeOption
+    @OptionGroup var database: DatabaseOption
     @Argument(help: "The PAT id.") var id: String
     @Flag(help: "Print a JSON object.") var json = false
 
     func run() async throws {
-        let service = try openService(home.resolved)
+        let service = try await openService(home.resolved, database)
         let now = service.clock()
         let r = try await operatorCall { try await service.record(id: id, by: .localOperator) }
         if json {
@@ -119,6 +121,7 @@ struct PublishCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup var home: HomeOption
+    @OptionGroup var database: DatabaseOption
     @Option(help: ArgumentHelp("Output folder (default: HOME/published).", valueName: "DIR")) var out: String?
     @Option(name: .customLong("next-update"), help: ArgumentHelp("When verifiers should expect the next list.", valueName: "DURATION"))
     var nextUpdate: String = "1h"
@@ -131,7 +134,7 @@ struct PublishCommand: AsyncParsableCommand {
 
     func run() async throws {
         let home = self.home.resolved
-        var publisher = Publisher(store: try SQLiteRegistry(home: home), keyStore: home.keyStore,
+        var publisher = Publisher(store: try await database.open(home), keyStore: home.keyStore,
                                   outputDirectory: out ?? home.publishedDirectory,
                                   nextUpdateInterval: try parseSpan(nextUpdate, option: "--next-update"),
                                   leeway: leeway, clock: try currentClock())

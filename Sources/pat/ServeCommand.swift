@@ -34,6 +34,7 @@ struct ServeCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup var home: HomeOption
+    @OptionGroup var database: DatabaseOption
     @Option(help: ArgumentHelp("Address to listen on.", valueName: "HOST:PORT")) var listen = "127.0.0.1:8080"
     @Flag(name: .customLong("verify-only"), help: "Serve only the /verify gate for proxies (no distribution).") var verifyOnly = false
     @Option(name: .customLong("keys-url"), help: "Gate: URL of the published key set (default: HOME/published/keys.json).") var keysURL: String?
@@ -67,11 +68,15 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("webhook-timeout"), help: "Management: deadline of one webhook attempt (default 10s).") var webhookTimeout: String?
     @Option(name: .customLong("webhook-attempts"), help: "Management: attempts per webhook delivery, with exponential backoff (default 6).")
     var webhookAttempts: Int?
+    @Option(name: .customLong("webhook-claim-lease"),
+            help: "Management: how long another node waits before delivering the webhook events of a node that died (default 60s).")
+    var webhookClaimLease: String?
 
     /// Whether any management option was given.
     var managementOptionsGiven: Bool {
         catalog != nil || maxLifetime != nil || defaultLifetime != nil || nextUpdate != nil || rateLimit != nil || rateBurst != nil
             || !webhooks.isEmpty || webhookSecretFile != nil || webhookTimeout != nil || webhookAttempts != nil
+            || webhookClaimLease != nil || database.database != nil
     }
 
     func validate() throws {
@@ -83,14 +88,14 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--keys-url, --revocations-url, --cache-dir, --domain, --stale-grace and --accept-stale apply to --verify-only")
         }
         if verifyOnly || noManagement, managementOptionsGiven {
-            throw ValidationError("--catalog, --max-lifetime, --default-lifetime, --next-update, --rate-limit, --rate-burst "
-                                                 + "and --webhook* configure the management API: not with --verify-only or --no-management")
+            throw ValidationError("--database, --catalog, --max-lifetime, --default-lifetime, --next-update, --rate-limit, "
+                                  + "--rate-burst and --webhook* configure the management API: not with --verify-only or --no-management")
         }
         if !webhooks.isEmpty, webhookSecretFile == nil {
             throw ValidationError("--webhook needs --webhook-secret-file FILE (the HMAC key, mode 0600)")
         }
-        if webhooks.isEmpty, webhookSecretFile != nil || webhookTimeout != nil || webhookAttempts != nil {
-            throw ValidationError("--webhook-secret-file, --webhook-timeout and --webhook-attempts need --webhook URL")
+        if webhooks.isEmpty, webhookSecretFile != nil || webhookTimeout != nil || webhookAttempts != nil || webhookClaimLease != nil {
+            throw ValidationError("--webhook-secret-file, --webhook-timeout, --webhook-attempts and --webhook-claim-lease need --webhook URL")
         }
         for url in webhooks {
             do { try WebhookConfiguration.checkEndpoint(url) } catch { throw ValidationError("--webhook: \(error)") }
@@ -106,7 +111,9 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             _ = try TimeSpan(parsing: refreshInterval)
             if let staleGrace { _ = try TimeSpan(parsing: staleGrace) }
-            for span in [maxLifetime, defaultLifetime, nextUpdate, webhookTimeout] { if let span { _ = try TimeSpan(parsing: span) } }
+            for span in [maxLifetime, defaultLifetime, nextUpdate, webhookTimeout, webhookClaimLease] {
+                if let span { _ = try TimeSpan(parsing: span) }
+            }
         } catch {
             throw ValidationError("\(error)")
         }
@@ -146,7 +153,7 @@ struct ServeCommand: AsyncParsableCommand {
             if let keysURL, let revocationsURL { gate.source = .urls(keys: keysURL, revocations: revocationsURL) }
             configuration.mode = .gate(gate)
         } else if !noManagement {
-            try addManagement(to: &configuration, logger: logger)
+            try await addManagement(to: &configuration, logger: logger)
         }
 
         do { try await PATServer.run(configuration, logger: logger) } catch {
@@ -158,7 +165,7 @@ struct ServeCommand: AsyncParsableCommand {
 extension ServeCommand {
     /// Mounts the management API when the home can sign (a key in HOME/keys); without one it
     /// is left out with a notice, unless management options ask for it.
-    func addManagement(to configuration: inout PATServerConfiguration, logger: Logger) throws {
+    func addManagement(to configuration: inout PATServerConfiguration, logger: Logger) async throws {
         let home = configuration.home
         guard (try? home.keyStore.keySet().newest) != nil else {
             if managementOptionsGiven {
@@ -179,12 +186,15 @@ extension ServeCommand {
             var hooks = WebhookConfiguration(endpoints: webhooks, secret: try WebhookConfiguration.readSecret(webhookSecretFile))
             if let webhookTimeout { hooks.timeout = .seconds(try TimeSpan(parsing: webhookTimeout).seconds) }
             if let webhookAttempts { hooks.maxAttempts = webhookAttempts }
+            if let webhookClaimLease { hooks.claimLease = .seconds(try TimeSpan(parsing: webhookClaimLease).seconds) }
             settings.webhooks = hooks
         }
-        let management = try ManagementServer(home: home, configuration: settings, logger: logger)
+        let location = try database.location(home)
+        let store = try await database.open(home)
+        let management = try ManagementServer(home: home, configuration: settings, store: store, logger: logger)
         management.install(into: &configuration)
         logger.info("management API on \(ManagementRoutes.basePath)", metadata: [
-            "webhooks": "\(webhooks.count)", "rate_limit_per_minute": "\(perMinute)",
+            "webhooks": "\(webhooks.count)", "rate_limit_per_minute": "\(perMinute)", "registry": "\(location)",
         ])
     }
 }

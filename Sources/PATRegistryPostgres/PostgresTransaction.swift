@@ -1,0 +1,361 @@
+import Foundation
+import Logging
+import PATRegistry
+import PostgresNIO
+import Synchronization
+
+/// One PostgreSQL transaction (`PostgresRegistry` opened it on `connection`). Every identity
+/// column is `COLLATE "C"`: compared and ordered as bytes. Locks are described on
+/// `PostgresRegistry`.
+struct PostgresTransaction: RegistryTransaction {
+    let connection: PostgresConnection
+    let writing: Bool
+    let origin: String
+    let logger: Logger
+    /// Whether this transaction has already queued its change notification.
+    private let notified = NotifiedFlag()
+
+    init(connection: PostgresConnection, writing: Bool, origin: String, logger: Logger) {
+        self.connection = connection
+        self.writing = writing
+        self.origin = origin
+        self.logger = logger
+    }
+
+    final class NotifiedFlag: Sendable {
+        private let value = Mutex(false)
+        /// True the first time.
+        func set() -> Bool { value.withLock { old in defer { old = true }; return !old } }
+    }
+
+    private static let recordColumns = """
+        id, owner, domain, name, description, scopes, generation, floor, created_at, updated_at, expires_at, max_expires_at, \
+        last_rotated_at, revoked_at, revoked_by, lineage
+        """
+
+    @discardableResult
+    private func query(_ query: PostgresQuery) async throws -> PostgresRowSequence {
+        try await connection.query(query, logger: logger)
+    }
+
+    private func records(_ query: PostgresQuery) async throws -> [PATRecord] {
+        var out: [PATRecord] = []
+        let rows = try await self.query(query)
+        for try await row in rows {
+            out.append(try Self.record(row))
+        }
+        return out
+    }
+
+    private static func record(_ row: PostgresRow) throws -> PATRecord {
+        let (id, owner, domain, name, description, scopes, generation, floor, createdAt, updatedAt, expiresAt, maxExpiresAt,
+             lastRotatedAt, revokedAt, revokedBy, lineage) = try row.decode(
+            (String, String, String?, String, String?, String, Int64, Int64, Int64, Int64, Int64, Int64, Int64?, Int64?, String?,
+             String).self)
+        var principal: Principal? = nil
+        if let revokedBy {
+            do { principal = try JSONDecoder().decode(Principal.self, from: Data(revokedBy.utf8)) } catch {
+                throw RegistryError(.database, "PAT \(id) has an unreadable revoked_by in the registry (\(error))")
+            }
+        }
+        guard generation >= 1, floor >= 1 else { throw RegistryError(.database, "PAT \(id) has a generation or floor below 1") }
+        return try PATRow(id: id, owner: owner, domain: domain, name: name, description: description, scopes: scopes,
+                          generation: UInt64(generation), floor: UInt64(floor), createdAt: createdAt, updatedAt: updatedAt,
+                          expiresAt: expiresAt, maxExpiresAt: maxExpiresAt, lastRotatedAt: lastRotatedAt, revokedAt: revokedAt,
+                          revokedBy: principal, lineage: lineage).record()
+    }
+
+    // MARK: records
+
+    func record(id: String) async throws -> PATRecord? {
+        try await records(PostgresQuery(unsafeSQL: "SELECT \(Self.recordColumns) FROM patkit.pats WHERE id = $1", binds: binds(id))).first
+    }
+
+    func record(owner: String, name: String) async throws -> PATRecord? {
+        try await records(PostgresQuery(unsafeSQL: "SELECT \(Self.recordColumns) FROM patkit.pats WHERE owner = $1 AND name = $2",
+                                        binds: binds(owner, name))).first
+    }
+
+    func lockOwner(_ owner: String) async throws {
+        guard writing else { return }
+        try await query("SELECT pg_advisory_xact_lock(\(PostgresRegistry.lockNamespace), hashtext(\(owner)))")
+    }
+
+    func lockRecord(id: String) async throws -> PATRecord? {
+        guard writing else { return try await record(id: id) }
+        // Statement 1 waits for the owner; statement 2 reads the record as it is once the lock is
+        // held (READ COMMITTED: a new snapshot per statement).
+        let rows = try await query("""
+            SELECT pg_advisory_xact_lock(\(PostgresRegistry.lockNamespace), hashtext(owner)) FROM patkit.pats WHERE id = \(id)
+            """).collect()
+        guard !rows.isEmpty else { return nil }
+        return try await record(id: id)
+    }
+
+    func records(owner: String?, status: StatusFilter, now: Timestamp) async throws -> [PATRecord] {
+        var conditions: [String] = []
+        var bindings = PostgresBindings()
+        if let owner {
+            bindings.append(owner)
+            conditions.append("owner = $\(bindings.count)")
+        }
+        switch status {
+        case .all: break
+        case .revoked: conditions.append("floor > generation")
+        case .expired:
+            bindings.append(now.seconds)
+            conditions.append("floor <= generation AND expires_at <= $\(bindings.count)")
+        case .active:
+            bindings.append(now.seconds)
+            conditions.append("floor <= generation AND expires_at > $\(bindings.count)")
+        }
+        let filter = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
+        return try await records(PostgresQuery(unsafeSQL: "SELECT \(Self.recordColumns) FROM patkit.pats\(filter) ORDER BY owner, name, id",
+                                               binds: bindings))
+    }
+
+    func recordCount() async throws -> Int {
+        try await single("SELECT count(*) FROM patkit.pats", Int64.self).map(Int.init) ?? 0
+    }
+
+    func insert(_ record: PATRecord) async throws {
+        try record.checkInvariants()
+        if let existing = try await self.record(owner: record.owner, name: record.name) {
+            throw RegistryError(.conflict, "owner \(record.owner) already has a PAT named \"\(record.name)\" (id \(existing.id))")
+        }
+        if try await single("SELECT 1 FROM patkit.pats WHERE id = \(record.id) UNION ALL SELECT 1 FROM patkit.tombstones WHERE jti = \(record.id)",
+                            Int32.self) != nil {
+            throw RegistryError(.conflict, "a PAT with id \(record.id) already exists or existed")
+        }
+        let row = PATRow(record)
+        try await query(PostgresQuery(unsafeSQL: """
+            INSERT INTO patkit.pats (\(Self.recordColumns)) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+            """, binds: try rowBindings(row)))
+    }
+
+    func update(_ record: PATRecord) async throws {
+        try record.checkInvariants()
+        if let other = try await self.record(owner: record.owner, name: record.name), other.id != record.id {
+            throw RegistryError(.conflict, "owner \(record.owner) already has a PAT named \"\(record.name)\" (id \(other.id))")
+        }
+        let row = PATRow(record)
+        let updated = try await query(PostgresQuery(unsafeSQL: """
+            UPDATE patkit.pats SET owner = $2, domain = $3, name = $4, description = $5, scopes = $6, generation = $7, floor = $8,
+                created_at = $9, updated_at = $10, expires_at = $11, max_expires_at = $12, last_rotated_at = $13, revoked_at = $14,
+                revoked_by = $15, lineage = $16
+            WHERE id = $1 RETURNING id
+            """, binds: try rowBindings(row))).collect()
+        guard !updated.isEmpty else { throw RegistryError.notFound(record.id) }
+    }
+
+    func removeRecord(id: String) async throws {
+        let removed = try await query("DELETE FROM patkit.pats WHERE id = \(id) RETURNING id").collect()
+        guard !removed.isEmpty else { throw RegistryError.notFound(id) }
+    }
+
+    func supersededEntries() async throws -> [SupersededEntry] {
+        var entries: [SupersededEntry] = []
+        let rows = try await query("SELECT id, floor, max_expires_at FROM patkit.pats WHERE floor > 1")
+        for try await (id, floor, horizon) in rows.decode((String, Int64, Int64).self) {
+            entries.append(SupersededEntry(id: id, floor: UInt64(max(1, floor)), horizon: Timestamp(seconds: horizon)))
+        }
+        return entries
+    }
+
+    // MARK: tombstones
+
+    func tombstone(id: String) async throws -> Tombstone? {
+        try await tombstones("SELECT jti, owner, horizon, deleted_at FROM patkit.tombstones WHERE jti = \(id)").first
+    }
+
+    func insertTombstone(_ tombstone: Tombstone) async throws {
+        try await query("""
+            INSERT INTO patkit.tombstones (jti, owner, horizon, deleted_at)
+            VALUES (\(tombstone.id), \(tombstone.owner), \(tombstone.horizon.seconds), \(tombstone.deletedAt.seconds))
+            ON CONFLICT (jti) DO UPDATE SET horizon = GREATEST(patkit.tombstones.horizon, EXCLUDED.horizon)
+            """)
+    }
+
+    func tombstones() async throws -> [Tombstone] {
+        try await tombstones("SELECT jti, owner, horizon, deleted_at FROM patkit.tombstones ORDER BY jti")
+    }
+
+    private func tombstones(_ query: PostgresQuery) async throws -> [Tombstone] {
+        var out: [Tombstone] = []
+        for try await (id, owner, horizon, deletedAt) in try await self.query(query).decode((String, String, Int64, Int64).self) {
+            out.append(Tombstone(id: id, owner: owner, horizon: Timestamp(seconds: horizon), deletedAt: Timestamp(seconds: deletedAt)))
+        }
+        return out
+    }
+
+    func removeTombstones(horizonBefore cutoff: Timestamp) async throws -> Int {
+        try await count("WITH gone AS (DELETE FROM patkit.tombstones WHERE horizon < \(cutoff.seconds) RETURNING 1) SELECT count(*) FROM gone")
+    }
+
+    // MARK: owner revocations
+
+    func ownerRevocation(owner: String) async throws -> OwnerRevocation? {
+        try await ownerRevocations("""
+            SELECT owner, issued_before, horizon, revoked_at FROM patkit.owner_revocations WHERE owner = \(owner)
+            """).first
+    }
+
+    func saveOwnerRevocation(_ revocation: OwnerRevocation) async throws {
+        try await query("""
+            INSERT INTO patkit.owner_revocations (owner, issued_before, horizon, revoked_at)
+            VALUES (\(revocation.owner), \(revocation.issuedBefore.seconds), \(revocation.horizon.seconds), \(revocation.revokedAt.seconds))
+            ON CONFLICT (owner) DO UPDATE SET
+                issued_before = GREATEST(patkit.owner_revocations.issued_before, EXCLUDED.issued_before),
+                horizon = GREATEST(patkit.owner_revocations.horizon, EXCLUDED.horizon),
+                revoked_at = GREATEST(patkit.owner_revocations.revoked_at, EXCLUDED.revoked_at)
+            """)
+    }
+
+    func ownerRevocations() async throws -> [OwnerRevocation] {
+        try await ownerRevocations("SELECT owner, issued_before, horizon, revoked_at FROM patkit.owner_revocations ORDER BY owner")
+    }
+
+    private func ownerRevocations(_ query: PostgresQuery) async throws -> [OwnerRevocation] {
+        var out: [OwnerRevocation] = []
+        for try await (owner, before, horizon, revokedAt) in try await self.query(query).decode((String, Int64, Int64, Int64).self) {
+            out.append(OwnerRevocation(owner: owner, issuedBefore: Timestamp(seconds: before), horizon: Timestamp(seconds: horizon),
+                                       revokedAt: Timestamp(seconds: revokedAt)))
+        }
+        return out
+    }
+
+    func removeOwnerRevocations(horizonBefore cutoff: Timestamp) async throws -> Int {
+        try await count("""
+            WITH gone AS (DELETE FROM patkit.owner_revocations WHERE horizon < \(cutoff.seconds) RETURNING 1) SELECT count(*) FROM gone
+            """)
+    }
+
+    // MARK: publishing
+
+    func publishSequence() async throws -> UInt64 {
+        // In a write transaction the row lock makes this the only publisher until it ends.
+        let lock = writing ? " FOR UPDATE" : ""
+        let value = try await single(PostgresQuery(unsafeSQL: "SELECT value FROM patkit.meta WHERE key = 'publish_sequence'\(lock)"),
+                                     Int64.self) ?? 0
+        guard value >= 0 else { throw RegistryError(.database, "the stored publish_sequence \(value) is negative") }
+        return UInt64(value)
+    }
+
+    func setPublishSequence(_ sequence: UInt64) async throws {
+        guard sequence <= UInt64(Int64.max) else { throw RegistryError(.invalid, "publish_sequence \(sequence) is too large") }
+        try await query("UPDATE patkit.meta SET value = \(Int64(sequence)) WHERE key = 'publish_sequence'")
+    }
+
+    // MARK: outbox
+
+    func recordChange(_ event: ChangeEvent) async throws -> ChangeEvent {
+        // One round trip: the event, the outbox bound, the counter, and (once per transaction)
+        // the notification other nodes receive when this transaction commits.
+        let notify = notified.set() ? origin : nil
+        let rows = try await query("""
+            WITH added AS (
+                INSERT INTO patkit.outbox (delivery, name, payload, created_at)
+                VALUES (\(event.delivery), \(event.name), \(ByteBuffer(bytes: event.payload)), \(event.createdAt.seconds)) RETURNING id),
+            trimmed AS (DELETE FROM patkit.outbox WHERE id <= (SELECT id FROM added) - \(Int64(ChangeEvent.outboxCapacity)))
+            SELECT (SELECT id FROM added), nextval('patkit.change_counter'),
+                   CASE WHEN \(notify)::text IS NULL THEN NULL ELSE pg_notify(\(PostgresRegistry.channel), \(notify)::text)::text END
+            """).collect()
+        guard let row = rows.first else { throw RegistryError(.database, "recording the change returned nothing") }
+        let (id, _, _) = try row.decode((Int64, Int64, String?).self)
+        var stored = event
+        stored.id = id
+        return stored
+    }
+
+    func changeCounter() async throws -> UInt64 {
+        guard let row = try await query("SELECT last_value, is_called FROM patkit.change_counter").collect().first else { return 0 }
+        let (value, called) = try row.decode((Int64, Bool).self)
+        return called ? UInt64(max(0, value)) : 0
+    }
+
+    func events(after id: Int64, limit: Int) async throws -> [ChangeEvent] {
+        try await events("""
+            SELECT id, delivery, name, payload, created_at FROM patkit.outbox WHERE id > \(id) ORDER BY id LIMIT \(Int64(max(0, limit)))
+            """)
+    }
+
+    private func events(_ query: PostgresQuery) async throws -> [ChangeEvent] {
+        var out: [ChangeEvent] = []
+        for try await (id, delivery, name, payload, createdAt) in try await self.query(query)
+            .decode((Int64, String, String, ByteBuffer, Int64).self) {
+            out.append(ChangeEvent(id: id, delivery: delivery, name: name, payload: Array(payload.readableBytesView),
+                                   createdAt: Timestamp(seconds: createdAt)))
+        }
+        return out.sorted { $0.id < $1.id }
+    }
+
+    func removeEvents(_ ids: [Int64]) async throws {
+        guard !ids.isEmpty else { return }
+        try await query("DELETE FROM patkit.outbox WHERE id = ANY(\(ids))")
+    }
+
+    /// Milliseconds since 1970 by the database's clock: every node's leases use one clock.
+    private static let now = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+
+    func claimEvents(claimant: String, lease: Duration, limit: Int) async throws -> [ChangeEvent] {
+        try await events(PostgresQuery(unsafeSQL: """
+            UPDATE patkit.outbox SET claimed_by = $1, claimed_until = \(Self.now) + $2
+            WHERE id IN (SELECT id FROM patkit.outbox WHERE claimed_until IS NULL OR claimed_until < \(Self.now)
+                         ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
+            RETURNING id, delivery, name, payload, created_at
+            """, binds: binds(claimant, lease.milliseconds, Int64(max(0, limit)))))
+    }
+
+    func renewClaims(_ ids: [Int64], claimant: String, lease: Duration) async throws -> [Int64] {
+        guard !ids.isEmpty else { return [] }
+        var kept: [Int64] = []
+        let rows = try await query(PostgresQuery(unsafeSQL: """
+            UPDATE patkit.outbox SET claimed_until = \(Self.now) + $1 WHERE claimed_by = $2 AND id = ANY($3) RETURNING id
+            """, binds: binds(lease.milliseconds, claimant, ids)))
+        for try await id in rows.decode(Int64.self) { kept.append(id) }
+        return kept.sorted()
+    }
+
+    func releaseClaims(_ ids: [Int64], claimant: String) async throws {
+        guard !ids.isEmpty else { return }
+        try await query("UPDATE patkit.outbox SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = \(claimant) AND id = ANY(\(ids))")
+    }
+
+    // MARK: helpers
+
+    private func single<V: PostgresDecodable>(_ query: PostgresQuery, _ type: V.Type) async throws -> V? {
+        guard let row = try await self.query(query).collect().first else { return nil }
+        return try row.decode(V.self)
+    }
+
+    private func count(_ query: PostgresQuery) async throws -> Int {
+        Int(try await single(query, Int64.self) ?? 0)
+    }
+
+    private func binds(_ values: any PostgresDynamicTypeEncodable...) -> PostgresBindings {
+        var bindings = PostgresBindings()
+        for value in values { bindings.append(value) }
+        return bindings
+    }
+
+    private func rowBindings(_ row: PATRow) throws -> PostgresBindings {
+        var b = PostgresBindings()
+        b.append(row.id)
+        b.append(row.owner)
+        b.append(row.domain)
+        b.append(row.name)
+        b.append(row.description)
+        b.append(row.scopes)
+        b.append(Int64(row.generation))
+        b.append(Int64(row.floor))
+        b.append(row.createdAt)
+        b.append(row.updatedAt)
+        b.append(row.expiresAt)
+        b.append(row.maxExpiresAt)
+        b.append(row.lastRotatedAt)
+        b.append(row.revokedAt)
+        b.append(try row.revokedBy.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) })
+        b.append(row.lineage)
+        return b
+    }
+}
