@@ -40,9 +40,9 @@ struct DelegationServiceTests {
         return .token(try Validator(keys: t.keyStore.keySet(), policy: policy, clock: { clock.now }).validate(token))
     }
 
-    @Test("what a token mints is bounded by its domain, scopes and lifetime, and carries its lineage")
-    func bounds() async throws {
-        let t = try TestHome()
+    @Test("what a token mints is bounded by its domain, scopes and lifetime, and carries its lineage", arguments: RegistryBackend.allCases)
+    func bounds(_ backend: RegistryBackend) async throws {
+        let t = try await TestHome.make(backend)
         let clock = TestClock()
         let service = t.service(at: clock, catalog: try t.home.managementCatalog())
         let (team, teamCaller) = try await Self.holder(t, service, owner: "platform", name: "team",
@@ -74,9 +74,9 @@ struct DelegationServiceTests {
         #expect(dead?.kind == .callerRevoked, "\(String(describing: dead))")
     }
 
-    @Test("only the owner undoes its own revoke; an admin's or the operator's needs pats:admin")
-    func whoMayUndo() async throws {
-        let t = try TestHome()
+    @Test("only the owner undoes its own revoke; an admin's or the operator's needs pats:admin", arguments: RegistryBackend.allCases)
+    func whoMayUndo(_ backend: RegistryBackend) async throws {
+        let t = try await TestHome.make(backend)
         let clock = TestClock()
         let service = t.service(at: clock, catalog: try t.home.managementCatalog())
         let (_, frank) = try await Self.holder(t, service, owner: "frank", name: "manager",
@@ -93,9 +93,9 @@ struct DelegationServiceTests {
         #expect(back.record.revokedBy == nil && back.record.status(at: clock.now) == .active)
     }
 
-    @Test("every change records its event, naming the actor, in the same transaction")
-    func events() async throws {
-        let t = try TestHome()
+    @Test("every change records its event, naming the actor, in the same transaction", arguments: RegistryBackend.allCases)
+    func events(_ backend: RegistryBackend) async throws {
+        let t = try await TestHome.make(backend)
         let clock = TestClock()
         let service = t.service(at: clock, catalog: try t.home.managementCatalog())
         let (pat, caller) = try await Self.holder(t, service, owner: "ann", name: "a", scopes: ["pats:revoke", "clients:view"], clock: clock)

@@ -7,9 +7,9 @@ import Testing
 
 @Suite("the management service, as the operator", .timeLimit(.minutes(5)))
 struct OperatorTests {
-    @Test("create issues a verifiable token of generation 1 and stores everything but the token")
-    func createIssuesToken() async throws {
-        let t = try TestHome()
+    @Test("create issues a verifiable token of generation 1 and stores everything but the token", arguments: RegistryBackend.allCases)
+    func createIssuesToken(_ backend: RegistryBackend) async throws {
+        let t = try await TestHome.make(backend)
         let clock = TestClock()
         let issued = try await t.lifecycle(at: clock).create(owner: "alice", name: "ci", description: "CI deploys",
                                                        scopes: try scopes("clients:view", "channels:view:ch-1"),
@@ -30,17 +30,16 @@ struct OperatorTests {
         #expect(pat.allows(entity: "channels", operation: "view", id: "ch-1"))
         #expect(!pat.allows(entity: "channels", operation: "view", id: "ch-2"))
 
-        // The token (its signed payload) appears nowhere in the database files.
+        // The token (its signed payload) appears nowhere in the database (files or tables).
         let payload = try #require(issued.bearer.split(separator: ".").dropFirst(2).first)
-        for suffix in ["", "-wal", "-journal"] {
-            guard let data = FileManager.default.contents(atPath: t.registry.path + suffix) else { continue }
-            #expect(!String(decoding: data, as: UTF8.self).contains(payload.suffix(40)))
-        }
+        let stored = String(decoding: try await t.storedBytes(), as: UTF8.self)
+        #expect(stored.contains(issued.record.id), "the check reads what the registry holds")
+        #expect(!stored.contains(payload.suffix(40)))
     }
 
-    @Test("names are unique per owner among non-deleted PATs")
-    func nameUniquePerOwner() async throws {
-        let t = try TestHome()
+    @Test("names are unique per owner among non-deleted PATs", arguments: RegistryBackend.allCases)
+    func nameUniquePerOwner(_ backend: RegistryBackend) async throws {
+        let t = try await TestHome.make(backend)
         let clock = TestClock()
         let lifecycle = t.lifecycle(at: clock)
         let expiry = Expiry.after(TimeSpan(seconds: 3600))
@@ -59,9 +58,9 @@ struct OperatorTests {
         #expect(try await t.registry.read { tx in try await tx.recordCount() } == 3)
     }
 
-    @Test("revoke, scope changes, regenerate (also of revoked and expired PATs), delete")
-    func lifecycleSemantics() async throws {
-        let t = try TestHome()
+    @Test("revoke, scope changes, regenerate (also of revoked and expired PATs), delete", arguments: RegistryBackend.allCases)
+    func lifecycleSemantics(_ backend: RegistryBackend) async throws {
+        let t = try await TestHome.make(backend)
         let clock = TestClock()
         let lifecycle = t.lifecycle(at: clock)
         let created = try await lifecycle.create(owner: "alice", name: "ci", scopes: try scopes("clients:view"),
@@ -122,9 +121,9 @@ struct OperatorTests {
         #expect(missing?.reason.contains("no PAT with id no-such-pat-id-aaaaaaaaaa") == true)
     }
 
-    @Test("the maximum lifetime policy is enforced with a clear error")
-    func maxLifetime() async throws {
-        let t = try TestHome()
+    @Test("the maximum lifetime policy is enforced with a clear error", arguments: RegistryBackend.allCases)
+    func maxLifetime(_ backend: RegistryBackend) async throws {
+        let t = try await TestHome.make(backend)
         let clock = TestClock()
         let lifecycle = t.lifecycle(at: clock)
         let year = ManagementPolicy.defaultMaxLifetime.seconds
@@ -143,20 +142,19 @@ struct OperatorTests {
         _ = try await relaxed.create(owner: "a", name: "two-years", scopes: try scopes("clients:view"), expiry: .after(TimeSpan(seconds: 2 * year)))
     }
 
-    @Test("reopening the database keeps records and does not migrate twice")
-    func reopen() async throws {
-        let t = try TestHome()
+    @Test("reopening the database keeps records and does not migrate twice", arguments: RegistryBackend.allCases)
+    func reopen(_ backend: RegistryBackend) async throws {
+        let t = try await TestHome.make(backend)
         let clock = TestClock()
         let issued = try await t.lifecycle(at: clock).create(owner: "a", name: "n", scopes: try scopes("clients:view"),
                                                        expiry: .after(TimeSpan(seconds: 60)))
-        let reopened = try SQLiteRegistry(path: t.registry.path)
+        let reopened = try await t.reopen()
         #expect(try await reopened.get(id: issued.record.id) == issued.record)
     }
 
-    @Test("concurrent writers on separate connections lose nothing")
-    func concurrentWriters() async throws {
-        let t = try TestHome()
-        let path = t.registry.path
+    @Test("concurrent writers on separate connections lose nothing", arguments: RegistryBackend.allCases)
+    func concurrentWriters(_ backend: RegistryBackend) async throws {
+        let t = try await TestHome.make(backend)
         let keyStore = t.keyStore
         let clock = TestClock()
         let lifecycle = t.lifecycle(at: clock)
@@ -169,7 +167,7 @@ struct OperatorTests {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for worker in 0..<4 {
                 group.addTask {
-                    let own = OperatorOps(service: PATManagement(store: try SQLiteRegistry(path: path), keyStore: keyStore,
+                    let own = OperatorOps(service: PATManagement(store: try await t.reopen(), keyStore: keyStore,
                                                                  clock: { clock.now }))
                     for i in 0..<25 {
                         _ = try await own.create(owner: "worker\(worker)", name: "pat\(i)", scopes: try scopes("clients:view"),
@@ -178,7 +176,7 @@ struct OperatorTests {
                 }
             }
             group.addTask {
-                let own = OperatorOps(service: PATManagement(store: try SQLiteRegistry(path: path), keyStore: keyStore,
+                let own = OperatorOps(service: PATManagement(store: try await t.reopen(), keyStore: keyStore,
                                                              clock: { clock.now }))
                 for id in ids { _ = try await own.revoke(id: id) }
             }
@@ -194,9 +192,9 @@ struct OperatorTests {
 
 @Suite("Publisher", .timeLimit(.minutes(5)))
 struct PublisherTests {
-    @Test("published list refuses superseded, revoked and deleted PATs and accepts current ones")
-    func publishReflectsLifecycle() async throws {
-        let t = try TestHome()
+    @Test("published list refuses superseded, revoked and deleted PATs and accepts current ones", arguments: RegistryBackend.allCases)
+    func publishReflectsLifecycle(_ backend: RegistryBackend) async throws {
+        let t = try await TestHome.make(backend)
         let clock = TestClock()
         let lifecycle = t.lifecycle(at: clock)
         let day = Expiry.after(TimeSpan(seconds: 86_400))
@@ -219,9 +217,9 @@ struct PublisherTests {
         #expect(validator.revocations?.check(try PATClaims(json: Array(#"{"jti":"\#(c.record.id)","sub":"bob","gen":9,"iat":"2027-01-15T08:00:00Z","exp":"2027-01-16T08:00:00Z"}"#.utf8))) == .deleted)
     }
 
-    @Test("revoke-all refuses every earlier token of the owner, also unrecorded ones; new tokens in the same second work")
-    func revokeAll() async throws {
-        let t = try TestHome()
+    @Test("revoke-all refuses every earlier token of the owner, also unrecorded ones; new tokens in the same second work", arguments: RegistryBackend.allCases)
+    func revokeAll(_ backend: RegistryBackend) async throws {
+        let t = try await TestHome.make(backend)
         let clock = TestClock()
         let lifecycle = t.lifecycle(at: clock)
         let day = Expiry.after(TimeSpan(seconds: 86_400))
@@ -256,9 +254,9 @@ struct PublisherTests {
         #expect(rejection(validator, a1b.bearer) == nil)
     }
 
-    @Test("10,000 revoked PATs whose expiry passed are all pruned")
-    func tenThousandPruned() async throws {
-        let t = try TestHome()
+    @Test("10,000 revoked PATs whose expiry passed are all pruned", arguments: RegistryBackend.allCases)
+    func tenThousandPruned(_ backend: RegistryBackend) async throws {
+        let t = try await TestHome.make(backend)
         let clock = TestClock()
         let count = 10_000
         let expires = clock.now.adding(seconds: 86_400)
@@ -297,9 +295,9 @@ struct PublisherTests {
                 "revoked records stay listed; only their list entries go")
     }
 
-    @Test("an entry stays while a verifier's leeway could still accept its tokens")
-    func pruneRespectsLeeway() async throws {
-        let t = try TestHome()
+    @Test("an entry stays while a verifier's leeway could still accept its tokens", arguments: RegistryBackend.allCases)
+    func pruneRespectsLeeway(_ backend: RegistryBackend) async throws {
+        let t = try await TestHome.make(backend)
         let clock = TestClock()
         let lifecycle = t.lifecycle(at: clock)
         let issued = try await lifecycle.create(owner: "a", name: "n", scopes: try scopes("clients:view"), expiry: .after(TimeSpan(seconds: 100)))
@@ -310,9 +308,9 @@ struct PublisherTests {
         #expect(try await t.publisher(at: clock).publish().tokenEntries == 0)
     }
 
-    @Test("the sequence strictly increases and publishing twice without changes is harmless")
-    func sequenceAndRepublish() async throws {
-        let t = try TestHome()
+    @Test("the sequence strictly increases and publishing twice without changes is harmless", arguments: RegistryBackend.allCases)
+    func sequenceAndRepublish(_ backend: RegistryBackend) async throws {
+        let t = try await TestHome.make(backend)
         let clock = TestClock()
         let lifecycle = t.lifecycle(at: clock)
         let kept = try await lifecycle.create(owner: "a", name: "kept", scopes: try scopes("clients:view"), expiry: .after(TimeSpan(seconds: 3600)))
@@ -340,20 +338,20 @@ struct PublisherTests {
         #expect(keys == (try t.keyStore.keySet()))
     }
 
-    @Test("the sequence also stays above a list already in the output folder")
-    func sequenceAboveExistingFile() async throws {
-        let first = try TestHome()
+    @Test("the sequence also stays above a list already in the output folder", arguments: RegistryBackend.allCases)
+    func sequenceAboveExistingFile(_ backend: RegistryBackend) async throws {
+        let first = try await TestHome.make(backend)
         let clock = TestClock()
         let shared = first.home.path + "/shared-out"
         for _ in 0..<3 { try await first.publisher(at: clock, directory: shared).publish() }
-        let second = try TestHome()
+        let second = try await TestHome.make(backend)
         let result = try await second.publisher(at: clock, directory: shared).publish()
         #expect(result.sequence == 4)
     }
 
-    @Test("published keys list retired keys as retired; the list is signed by the newest active key")
-    func keysPublished() async throws {
-        let t = try TestHome()
+    @Test("published keys list retired keys as retired; the list is signed by the newest active key", arguments: RegistryBackend.allCases)
+    func keysPublished(_ backend: RegistryBackend) async throws {
+        let t = try await TestHome.make(backend)
         let clock = TestClock()
         let old = try t.keyStore.signingKey()
         let issuedOld = try await t.lifecycle(at: clock).create(owner: "a", name: "old", scopes: try scopes("clients:view"),
@@ -375,9 +373,9 @@ struct PublisherTests {
         #expect(rejection(validator, issuedNew.bearer) == nil)
     }
 
-    @Test("a crash between writing the new list and renaming it leaves the previous list intact")
-    func crashBeforeRename() async throws {
-        let t = try TestHome()
+    @Test("a crash between writing the new list and renaming it leaves the previous list intact", arguments: RegistryBackend.allCases)
+    func crashBeforeRename(_ backend: RegistryBackend) async throws {
+        let t = try await TestHome.make(backend)
         let pat = try await Prerequisite.patBinary.require()
         let clock = TestClock()
         let lifecycle = t.lifecycle(at: clock)
@@ -386,7 +384,7 @@ struct PublisherTests {
         let previous = try await t.publisher(at: clock).publish()
         _ = try await lifecycle.revoke(id: victim.record.id)
 
-        let crashed = try await run(pat, ["publish", "--home", t.home.path],
+        let crashed = try await run(pat, ["publish", "--home", t.home.path] + t.databaseArguments,
                               environment: ["PAT_NOW": clock.now.rfc3339, "PAT_TEST_CRASH_BEFORE_RENAME": "1"])
         #expect(crashed == 99)
         let bytes = try SecureFile.read(t.home.publishedRevocationsPath, maxBytes: RevocationList.defaultMaxBytes)
@@ -398,7 +396,7 @@ struct PublisherTests {
         #expect(leftovers.count == 1, "the crash happened after the temporary file was written")
         #expect(rejection(try t.validator(at: clock), victim.bearer) == nil, "the old list does not know the revoke yet")
 
-        let recovered = try await run(pat, ["publish", "--home", t.home.path], environment: ["PAT_NOW": clock.now.rfc3339])
+        let recovered = try await run(pat, ["publish", "--home", t.home.path] + t.databaseArguments, environment: ["PAT_NOW": clock.now.rfc3339])
         #expect(recovered == 0)
         let after = try t.validator(at: clock)
         #expect(try #require(after.revocations).sequence == previous.sequence + 2, "the crashed run's sequence is not reused")

@@ -22,7 +22,7 @@ struct RecordTests {
     }
 }
 
-@Suite("the SQLite store", .timeLimit(.minutes(5)))
+@Suite("the registry store, SQLite and PostgreSQL", .timeLimit(.minutes(5)))
 struct StoreTests {
     static func record(owner: String, name: String, at t0: Timestamp = TestClock.start) throws -> PATRecord {
         PATRecord(id: PATClaims.newID(), owner: owner, name: name, scopes: try scopes("clients:view"),
@@ -30,9 +30,9 @@ struct StoreTests {
     }
 
     /// H1 at the store: two owners that Swift's `==` calls equal are two owners here.
-    @Test("owners and names compare as bytes: \\u00e9ve and e\\u0301ve are two owners")
-    func identitiesAreBytes() async throws {
-        let t = try TestHome()
+    @Test("owners and names compare as bytes: \\u00e9ve and e\\u0301ve are two owners", arguments: RegistryBackend.allCases)
+    func identitiesAreBytes(_ backend: RegistryBackend) async throws {
+        let t = try await TestHome.make(backend)
         let nfc = "\u{e9}ve", nfd = "e\u{301}ve"
         #expect(nfc == nfd, "Swift's String == is canonical equivalence: the premise of the attack")
         let victim = try Self.record(owner: nfc, name: "deploy")
@@ -59,9 +59,9 @@ struct StoreTests {
         }
     }
 
-    @Test("a transaction that throws leaves nothing behind; a later one works")
-    func rollback() async throws {
-        let t = try TestHome()
+    @Test("a transaction that throws leaves nothing behind; a later one works", arguments: RegistryBackend.allCases)
+    func rollback(_ backend: RegistryBackend) async throws {
+        let t = try await TestHome.make(backend)
         struct Boom: Error {}
         let doomed = try Self.record(owner: "a", name: "doomed")
         await #expect(throws: Boom.self) {
@@ -76,9 +76,9 @@ struct StoreTests {
         #expect(try await t.registry.get(id: kept.id) == kept)
     }
 
-    @Test("records keep their lineage and who revoked them")
-    func lineageAndRevoker() async throws {
-        let t = try TestHome()
+    @Test("records keep their lineage and who revoked them", arguments: RegistryBackend.allCases)
+    func lineageAndRevoker(_ backend: RegistryBackend) async throws {
+        let t = try await TestHome.make(backend)
         var record = try Self.record(owner: "alice", name: "ci")
         record.lineage = [PATRecord.Ancestor(id: PATClaims.newID(), generation: 3), PATRecord.Ancestor(id: PATClaims.newID(), generation: 1)]
         record.floor = 2
@@ -87,13 +87,13 @@ struct StoreTests {
         let stored = record
         try await t.registry.write { tx in try await tx.insert(stored) }
         #expect(try await t.registry.get(id: record.id) == record)
-        let reopened = try SQLiteRegistry(path: t.registry.path)
+        let reopened = try await t.reopen()
         #expect(try await reopened.get(id: record.id) == record)
     }
 
-    @Test("every recorded change raises the counter and lands in the outbox, bounded")
-    func outboxAndChangeCounter() async throws {
-        let t = try TestHome()
+    @Test("every recorded change raises the counter and lands in the outbox, bounded", arguments: RegistryBackend.allCases)
+    func outboxAndChangeCounter(_ backend: RegistryBackend) async throws {
+        let t = try await TestHome.make(backend)
         #expect(try await t.registry.changeCounter() == 0)
         @Sendable func event(_ n: Int) -> ChangeEvent {
             ChangeEvent(delivery: "d\(n)", name: "personalAccessToken.created", payload: Array("{\"n\":\(n)}".utf8),
@@ -104,7 +104,7 @@ struct StoreTests {
         #expect(first.id > 0 && second.id > first.id)
         #expect(try await t.registry.changeCounter() == 2)
         // Another connection (another process) sees the counter move.
-        let other = try SQLiteRegistry(path: t.registry.path)
+        let other = try await t.reopen()
         #expect(try await other.changeCounter() == 2)
         let pending = try await other.read { tx in try await tx.events(after: 0, limit: 10) }
         #expect(pending.map(\.delivery) == ["d1", "d2"])

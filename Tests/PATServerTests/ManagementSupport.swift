@@ -8,6 +8,8 @@ import PATHummingbird
 import PATKit
 import PATManagement
 import PATRegistry
+import PATRegistryPostgres
+import PATRegistryTestSupport
 import PATServer
 import PATStore
 import ServiceLifecycle
@@ -89,10 +91,13 @@ final class LogSink: Sendable {
 
 /// A registry whose writes can be made to fail, as a full disk or a broken database would.
 final class FlakyStore: PATRegistryStore {
-    let inner: SQLiteRegistry
+    let inner: any PATRegistryStore
     let failWrites = Atomic<Bool>(false)
 
-    init(_ inner: SQLiteRegistry) { self.inner = inner }
+    init(_ inner: any PATRegistryStore) { self.inner = inner }
+
+    func externalChanges() -> AsyncStream<Void> { inner.externalChanges() }
+    func close() async { await inner.close() }
 
     static let internalDetail = "/srv/secret-volume/pat.db: disk I/O error (SQLITE_IOERR)"
 
@@ -111,14 +116,24 @@ final class FlakyStore: PATRegistryStore {
 struct ManagementHome {
     let dir: TempDir
     let store: FlakyStore
+    /// Where the registry is: HOME/pat.db, or a fresh PostgreSQL database.
+    let database: RegistryDatabase
     /// The management service as the CLI uses it (no publishing: the server publishes).
     let service: PATManagement
     let adminToken: String
 
-    init() async throws {
+    init(_ backend: RegistryBackend = .sqlite) async throws {
         dir = try TempDir("patmgmt")
         try dir.home.keyStore.generate()
-        store = FlakyStore(try SQLiteRegistry(home: dir.home))
+        switch backend {
+        case .sqlite:
+            store = FlakyStore(try SQLiteRegistry(home: dir.home))
+            database = .sqlite(path: SQLiteRegistry.defaultPath(in: dir.home))
+        case .postgres:
+            let configuration = try await PostgresTestDatabase.create()
+            store = FlakyStore(try await PostgresRegistry.open(configuration, logger: quietRegistryLogger))
+            database = .postgres(configuration)
+        }
         service = PATManagement(store: store, keyStore: dir.home.keyStore,
                                 policy: ManagementPolicy(catalog: try dir.home.catalog(named: "management")))
         adminToken = try await service.create(CreateRequest(owner: "admin", name: "bootstrap", scopes: [try Scope(parsing: "pats:admin")],
@@ -128,6 +143,17 @@ struct ManagementHome {
     }
 
     var home: PATHome { dir.home }
+
+    /// Another store on the same database (another process, another issuer node).
+    func reopen() async throws -> any PATRegistryStore {
+        try await database.open(home: home, logger: quietRegistryLogger)
+    }
+
+    /// `--database URL` for `pat` (nothing for HOME/pat.db).
+    var databaseArguments: [String] {
+        if case .postgres(let configuration) = database { return ["--database", configuration.testURL] }
+        return []
+    }
 
     /// A PAT of `owner` made directly in the registry (as the CLI would), returned with its token.
     func issue(owner: String, name: String, scopes: [String], seconds: Int64 = 86_400, domain: String? = nil) async throws -> IssuedPAT {

@@ -105,19 +105,17 @@ extension Prerequisite {
         return FileManager.default.fileExists(atPath: directory.appendingPathComponent("v4.json").path) ? directory.path : nil
     }
 
-    /// PostgreSQL's server programs (`initdb`, `pg_ctl`): the folder holding them, from
-    /// `$PATKIT_PG_BIN`, the PATH, or /usr/lib/postgresql/*/bin.
+    /// A PostgreSQL server the tests may create databases on: `$PATKIT_POSTGRES_URL`
+    /// (`postgres://USER:PASSWORD@HOST:PORT/DATABASE`; each test creates and uses its own
+    /// database `patkit_t_…` there). The PostgreSQL half of every parameterised registry test and
+    /// the multi-node tests need it.
     public static let postgresServer = Prerequisite(
-        name: "PostgreSQL's server programs (initdb, pg_ctl)",
-        hint: "apt-get install postgresql (Debian), or set PATKIT_PG_BIN to the folder holding initdb and pg_ctl"
+        name: "a PostgreSQL server (PATKIT_POSTGRES_URL)",
+        hint: "start a throw-away one on loopback and enable the PostgreSQL tests with "
+            + "`export PATKIT_POSTGRES_URL=$(scripts/postgres-test-server.sh start)` (needs PostgreSQL's server programs: "
+            + "apt-get install postgresql), or set PATKIT_POSTGRES_URL to a server where the user may create databases"
     ) {
-        let fm = FileManager.default
-        var folders: [String] = []
-        if let bin = ProcessInfo.processInfo.environment["PATKIT_PG_BIN"] { folders.append(bin) }
-        folders += (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init)
-        if let versions = try? fm.contentsOfDirectory(atPath: "/usr/lib/postgresql") {
-            folders += versions.sorted().reversed().map { "/usr/lib/postgresql/\($0)/bin" }
-        }
-        return folders.first { fm.isExecutableFile(atPath: $0 + "/initdb") && fm.isExecutableFile(atPath: $0 + "/pg_ctl") }
+        guard let url = ProcessInfo.processInfo.environment["PATKIT_POSTGRES_URL"], !url.isEmpty else { return nil }
+        return url
     }
 }
