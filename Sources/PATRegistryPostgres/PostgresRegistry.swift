@@ -166,22 +166,23 @@ public final class PostgresRegistry: PATRegistryStore {
                 }
             }
             group.addTask {
-                try await Task.sleep(for: configuration.acquireTimeout)
+                // Cancelled (the work finished, or the caller was cancelled): no verdict.
+                do { try await Task.sleep(for: configuration.acquireTimeout) } catch { return nil }
                 guard held.wasAcquired else {
                     throw RegistryError(.unavailable, "no connection to the registry database \(configuration.description) within "
                                         + "\(configuration.acquireTimeout) (is the server up and reachable? are all "
                                         + "\(configuration.poolSize) connections busy?)")
                 }
-                try await Task.sleep(for: configuration.transactionTimeout - configuration.acquireTimeout)
+                do { try await Task.sleep(for: configuration.transactionTimeout - configuration.acquireTimeout) } catch { return nil }
                 held.closeConnection()
                 throw RegistryError(.unavailable, "a registry transaction on \(configuration.description) took longer than "
                                     + "\(configuration.transactionTimeout); its connection was closed and nothing was changed")
             }
             defer { group.cancelAll() }
-            guard let first = try await group.next(), let value = first else {
-                throw RegistryError(.unavailable, "the registry transaction on \(configuration.description) was cancelled")
+            while let result = try await group.next() {
+                if let value = result { return value }
             }
-            return value
+            throw CancellationError()
         }
     }
 
@@ -268,20 +269,24 @@ public final class PostgresRegistry: PATRegistryStore {
             do {
                 let connection = try await PostgresConnection.connect(configuration: configuration, id: connectionID, logger: logger)
                 connectionID += 1
-                try await withTaskCancellationHandler {
-                    try await connection.listen(on: channel) { notifications in
-                        if failing { logger.notice("listening for registry changes again", metadata: ["database": "\(description)"]) }
-                        failing = false
-                        backoff = .milliseconds(100)
-                        feed.broadcast() // changes may have been made before the listener was up
-                        for try await notification in notifications where notification.payload != origin {
-                            feed.broadcast()
+                // Whatever ends the listening (cancellation, a lost connection), the connection is closed.
+                let outcome = await withTaskCancellationHandler {
+                    await Result(catching: {
+                        try await connection.listen(on: channel) { notifications in
+                            if failing { logger.notice("listening for registry changes again", metadata: ["database": "\(description)"]) }
+                            failing = false
+                            backoff = .milliseconds(100)
+                            feed.broadcast() // changes may have been made before the listener was up
+                            for try await notification in notifications where notification.payload != origin {
+                                feed.broadcast()
+                            }
                         }
-                    }
+                    })
                 } onCancel: {
                     _ = connection.close() as EventLoopFuture<Void>
                 }
                 try? await connection.close()
+                try outcome.get()
             } catch {
                 if !failing && !Task.isCancelled {
                     logger.warning("lost the registry's change notifications; re-connecting", metadata: [
@@ -345,5 +350,12 @@ public final class PostgresRegistry: PATRegistryStore {
          ("lock_timeout", "\(c.lockTimeout.milliseconds)"),
          // A node that dies mid-transaction must not hold its locks for long.
          ("idle_in_transaction_session_timeout", "\(c.transactionTimeout.milliseconds)")]
+    }
+}
+
+extension Result where Failure == any Error {
+    /// The outcome of `body`, thrown or returned.
+    init(catching body: () async throws -> Success) async {
+        do { self = .success(try await body()) } catch { self = .failure(error) }
     }
 }

@@ -118,34 +118,44 @@ struct PostgresTransaction: RegistryTransaction {
         try await single("SELECT count(*) FROM patkit.pats", Int64.self).map(Int.init) ?? 0
     }
 
+    /// One statement: the constraints catch a taken id or name (the service checked the name under
+    /// the owner's lock already), the `NOT EXISTS` a deleted PAT's id.
     func insert(_ record: PATRecord) async throws {
         try record.checkInvariants()
-        if let existing = try await self.record(owner: record.owner, name: record.name) {
-            throw RegistryError(.conflict, "owner \(record.owner) already has a PAT named \"\(record.name)\" (id \(existing.id))")
-        }
-        if try await single("SELECT 1 FROM patkit.pats WHERE id = \(record.id) UNION ALL SELECT 1 FROM patkit.tombstones WHERE jti = \(record.id)",
-                            Int32.self) != nil {
-            throw RegistryError(.conflict, "a PAT with id \(record.id) already exists or existed")
-        }
         let row = PATRow(record)
-        try await query(PostgresQuery(unsafeSQL: """
-            INSERT INTO patkit.pats (\(Self.recordColumns)) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-            """, binds: try rowBindings(row)))
+        let inserted = try await constrained(record) {
+            try await query(PostgresQuery(unsafeSQL: """
+                INSERT INTO patkit.pats (\(Self.recordColumns))
+                SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16
+                WHERE NOT EXISTS (SELECT 1 FROM patkit.tombstones WHERE jti = $1)
+                RETURNING id
+                """, binds: try rowBindings(row))).collect()
+        }
+        guard !inserted.isEmpty else { throw RegistryError(.conflict, "a PAT with id \(record.id) already exists or existed") }
     }
 
     func update(_ record: PATRecord) async throws {
         try record.checkInvariants()
-        if let other = try await self.record(owner: record.owner, name: record.name), other.id != record.id {
-            throw RegistryError(.conflict, "owner \(record.owner) already has a PAT named \"\(record.name)\" (id \(other.id))")
-        }
         let row = PATRow(record)
-        let updated = try await query(PostgresQuery(unsafeSQL: """
-            UPDATE patkit.pats SET owner = $2, domain = $3, name = $4, description = $5, scopes = $6, generation = $7, floor = $8,
-                created_at = $9, updated_at = $10, expires_at = $11, max_expires_at = $12, last_rotated_at = $13, revoked_at = $14,
-                revoked_by = $15, lineage = $16
-            WHERE id = $1 RETURNING id
-            """, binds: try rowBindings(row))).collect()
+        let updated = try await constrained(record) {
+            try await query(PostgresQuery(unsafeSQL: """
+                UPDATE patkit.pats SET owner = $2, domain = $3, name = $4, description = $5, scopes = $6, generation = $7, floor = $8,
+                    created_at = $9, updated_at = $10, expires_at = $11, max_expires_at = $12, last_rotated_at = $13, revoked_at = $14,
+                    revoked_by = $15, lineage = $16
+                WHERE id = $1 RETURNING id
+                """, binds: try rowBindings(row))).collect()
+        }
         guard !updated.isEmpty else { throw RegistryError.notFound(record.id) }
+    }
+
+    /// Runs a write of `record`; a unique violation becomes the conflict it means.
+    private func constrained<T>(_ record: PATRecord, _ body: () async throws -> T) async throws -> T {
+        do { return try await body() } catch let error as PSQLError where PostgresErrors.sqlState(error) == "23505" {
+            if error.serverInfo?[.constraintName] == "pats_owner_name_key" {
+                throw RegistryError(.conflict, "owner \(record.owner) already has a PAT named \"\(record.name)\"")
+            }
+            throw RegistryError(.conflict, "a PAT with id \(record.id) already exists or existed")
+        }
     }
 
     func removeRecord(id: String) async throws {
@@ -153,11 +163,24 @@ struct PostgresTransaction: RegistryTransaction {
         guard !removed.isEmpty else { throw RegistryError.notFound(id) }
     }
 
+    /// One row of three arrays rather than a row per entry: at 1,000,000 entries, decoding a
+    /// million rows cost about 1 s of a publish, the arrays about a tenth of that (measured:
+    /// perf, `scripts/multinode-bench.py publish`).
     func supersededEntries() async throws -> [SupersededEntry] {
+        let rows = try await query("""
+            SELECT array_agg(id), array_agg(floor), array_agg(max_expires_at) FROM patkit.pats WHERE floor > 1
+            """).collect()
+        guard let row = rows.first else { return [] }
+        let (ids, floors, horizons) = try row.decode(([String]?, [Int64]?, [Int64]?).self)
+        guard let ids, let floors, let horizons else { return [] }
+        guard floors.count == ids.count, horizons.count == ids.count else {
+            throw RegistryError(.database, "the registry returned revoked PATs of unequal lengths")
+        }
         var entries: [SupersededEntry] = []
-        let rows = try await query("SELECT id, floor, max_expires_at FROM patkit.pats WHERE floor > 1")
-        for try await (id, floor, horizon) in rows.decode((String, Int64, Int64).self) {
-            entries.append(SupersededEntry(id: id, floor: UInt64(max(1, floor)), horizon: Timestamp(seconds: horizon)))
+        entries.reserveCapacity(ids.count)
+        for index in ids.indices {
+            guard floors[index] >= 1 else { throw RegistryError(.database, "PAT \(ids[index]) has a floor below 1") }
+            entries.append(SupersededEntry(id: ids[index], floor: UInt64(floors[index]), horizon: Timestamp(seconds: horizons[index])))
         }
         return entries
     }

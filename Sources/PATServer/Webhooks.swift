@@ -206,8 +206,10 @@ public final class WebhookDispatcher: Service, Sendable {
         }
         let held = outstanding.withLock { Array($0.keys) }
         if !held.isEmpty {
-            let claimant = self.claimant
-            do { try await store.write { tx in try await tx.releaseClaims(held, claimant: claimant) } } catch {
+            // Cleanup the stop must not cancel: a task of its own, outside this (cancelled) one.
+            let claimant = self.claimant, store = self.store
+            let released = await Task { try await store.write { tx in try await tx.releaseClaims(held, claimant: claimant) } }.result
+            if case .failure(let error) = released {
                 logger.warning("cannot give back the claimed webhook events; another node takes them when the lease runs out",
                                metadata: ["error": "\(error)"])
             }

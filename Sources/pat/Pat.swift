@@ -16,8 +16,10 @@ struct Pat: AsyncParsableCommand {
         abstract: "Issue, manage and verify offline-checkable personal access tokens (PASETO v4.public).",
         discussion: """
             State lives in the PATKit home: --home, else $PAT_HOME, else the current directory.
-            Registry-backed commands (create, list, show, scope, revoke, regenerate, delete, publish) \
-            record PATs in HOME/pat.db; verifiers learn of changes from `pat publish`.
+            Registry-backed commands (create, list, show, scope, revoke, regenerate, delete, publish, serve) \
+            record PATs in HOME/pat.db, or in the registry --database (else $PAT_DATABASE_URL) names: a \
+            postgres:// URL (several pat serve nodes on one PostgreSQL) or an SQLite file; verifiers learn of \
+            changes from `pat publish` or a running `pat serve`.
             Exit status: 0 success, 1 failure (e.g. an invalid token), 2 usage error.
             Testing aid: PAT_NOW=YYYY-MM-DDTHH:MM:SSZ makes issue, create, scope, revoke, regenerate, delete, \
             list, show, publish and verify take that instant as the current time.

@@ -23,12 +23,16 @@ struct ServeCommand: AsyncParsableCommand {
 
             Management API (default mode, when HOME/keys has a signing key; --no-management turns it off): \
             /v3/personal-access-tokens creates, lists, shows, re-scopes, revokes, regenerates and deletes PATs \
-            recorded in HOME/pat.db, authenticated by a PAT carrying pats:* scopes (pats:create, pats:list, \
+            recorded in the registry (HOME/pat.db, or --database / $PAT_DATABASE_URL: a postgres:// URL lets several \
+            pat serve nodes share one PostgreSQL database), authenticated by a PAT carrying pats:* scopes (pats:create, pats:list, \
             pats:read, pats:update, pats:revoke, pats:regenerate, pats:delete; pats:admin for every owner). \
             Bootstrap: `pat create --owner admin --name bootstrap --scope pats:admin --catalog management \
             --expires-in 30d`. The server republishes HOME/published after every change and every half \
             --next-update. --webhook URL (repeatable) with --webhook-secret-file FILE (mode 0600) sends \
-            personalAccessToken.* events signed with HMAC-SHA-256 (X-PAT-Signature: sha256=<hex>).
+            personalAccessToken.* events signed with HMAC-SHA-256 (X-PAT-Signature: sha256=<hex>); with several \
+            nodes each event is delivered by one node (claimed for --webhook-claim-lease, renewed while delivering). \
+            Changes made by the CLI or by other nodes are published (and their events delivered) as soon as the \
+            registry announces them. When the registry's database is unavailable the API answers 503 with Retry-After.
 
             Logs go to standard error. SIGINT or SIGTERM stops the server gracefully.
             """)
