@@ -94,13 +94,16 @@ public struct Publisher: Sendable {
             var pruned = try await tx.removeTombstones(horizonBefore: cutoff)
             pruned += try await tx.removeOwnerRevocations(horizonBefore: cutoff)
             var builder = RevocationList.Builder()
-            for entry in try await tx.supersededEntries() {
+            let superseded = try await tx.supersededEntries(), deleted = try await tx.tombstones()
+            let owners = try await tx.ownerRevocations()
+            builder.reserveCapacity(tokens: superseded.count + deleted.count, owners: owners.count)
+            for entry in superseded {
                 builder.revoke(id: entry.id, below: entry.floor, horizon: entry.horizon)
             }
-            for tombstone in try await tx.tombstones() {
+            for tombstone in deleted {
                 builder.delete(id: tombstone.id, horizon: tombstone.horizon)
             }
-            for revocation in try await tx.ownerRevocations() {
+            for revocation in owners {
                 builder.revokeAll(subject: revocation.owner, issuedBefore: revocation.issuedBefore, horizon: revocation.horizon)
             }
             pruned += builder.prune(now: now, leeway: leeway)

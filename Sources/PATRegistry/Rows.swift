@@ -96,19 +96,6 @@ package struct PATRow: Codable, FetchableRecord, PersistableRecord {
     }
 }
 
-/// The three columns of `pats` a revocation-list entry needs.
-struct SupersededRow: Decodable, FetchableRecord {
-    var id: String
-    var floor: UInt64
-    var maxExpiresAt: Int64
-
-    enum CodingKeys: String, CodingKey { case id, floor, maxExpiresAt = "max_expires_at" }
-
-    func entry() throws -> SupersededEntry {
-        SupersededEntry(id: id, floor: floor, horizon: Timestamp(seconds: maxExpiresAt))
-    }
-}
-
 /// A row of `tombstones`.
 struct TombstoneRow: Codable, FetchableRecord, PersistableRecord {
     static let databaseTableName = "tombstones"
