@@ -40,6 +40,10 @@ package enum PostgresTestDatabase {
         }
         var configuration = server
         configuration.database = name
+        // The whole suite runs in parallel on a small machine: a transaction may wait for a pooled
+        // connection far longer than a production default allows (tests of an unreachable database
+        // set their own bound).
+        configuration.acquireTimeout = .seconds(30)
         return configuration
     }
 

@@ -122,7 +122,8 @@ struct ManagementHome {
     let service: PATManagement
     let adminToken: String
 
-    init(_ backend: RegistryBackend = .sqlite) async throws {
+    /// - Parameter database: for PostgreSQL, the database to use (default: a new one).
+    init(_ backend: RegistryBackend = .sqlite, database given: PostgresConfiguration? = nil) async throws {
         dir = try TempDir("patmgmt")
         try dir.home.keyStore.generate()
         switch backend {
@@ -130,7 +131,8 @@ struct ManagementHome {
             store = FlakyStore(try SQLiteRegistry(home: dir.home))
             database = .sqlite(path: SQLiteRegistry.defaultPath(in: dir.home))
         case .postgres:
-            let configuration = try await PostgresTestDatabase.create()
+            let configuration: PostgresConfiguration
+            if let given { configuration = given } else { configuration = try await PostgresTestDatabase.create() }
             store = FlakyStore(try await PostgresRegistry.open(configuration, logger: quietRegistryLogger))
             database = .postgres(configuration)
         }

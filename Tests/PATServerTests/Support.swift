@@ -157,13 +157,16 @@ func withPATServer<T: Sendable>(_ configuration: PATServerConfiguration,
 }
 
 /// Runs `pat ARGS --listen 127.0.0.1:0` for `body` with the port it bound (read from its own
-/// log line, so no port race), then sends it `signal` (default SIGTERM). The child must exit
+/// log line, so no port race), then sends it `signal` (default SIGTERM; nil when `body` stopped it). The child must exit
 /// within the `ChildProcess` bounds, else it is killed and the test fails.
-func withPatServe<T: Sendable>(_ arguments: [String], stopWith signal: Int32 = SIGTERM,
+func withPatServe<T: Sendable>(_ arguments: [String], environment: [String: String]? = nil, stopWith signal: Int32? = SIGTERM,
+                               timeLimit: Duration = ChildProcess.defaultTimeLimit,
                                sourceLocation: SourceLocation = #_sourceLocation,
                                _ body: @escaping @Sendable (Int, RunningChild) async throws -> T) async throws -> (T, ProcessResult) {
     let binary = try await Prerequisite.patBinary.require(sourceLocation: sourceLocation)
-    return try await ChildProcess.withRunning(binary, arguments + ["--listen", "127.0.0.1:0"], sourceLocation: sourceLocation) { child in
+    let environment = environment.map { ProcessInfo.processInfo.environment.merging($0) { $1 } }
+    return try await ChildProcess.withRunning(binary, arguments + ["--listen", "127.0.0.1:0"], environment: environment,
+                                              timeLimit: timeLimit, sourceLocation: sourceLocation) { child in
         let marker = "started and listening on 127.0.0.1:"
         let line = try await awaitEvent("pat serve logs the port it listens on", sourceLocation: sourceLocation) {
             await child.stderrLine(containing: marker)
@@ -172,7 +175,7 @@ func withPatServe<T: Sendable>(_ arguments: [String], stopWith signal: Int32 = S
             throw TestFailure("pat serve ended before listening:\n\(child.stderr.suffix(3000))")
         }
         let value = try await body(port, child)
-        try child.signal(signal)
+        if let signal { try child.signal(signal) } // nil: the body stopped it (e.g. SIGKILL)
         return value
     }
 }

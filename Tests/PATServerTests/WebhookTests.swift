@@ -3,6 +3,7 @@ import Hummingbird
 import PATKit
 import PATManagement
 import PATRegistry
+import PATRegistryTestSupport
 import PATServer
 import PATStore
 import PATTestSupport
@@ -23,8 +24,9 @@ struct WebhookTests {
         }
     }
 
-    @Test func eventsAreSignedAndCarryTheRecordNeverTheToken() async throws {
-        let home = try await ManagementHome()
+    @Test(arguments: RegistryBackend.allCases)
+    func eventsAreSignedAndCarryTheRecordNeverTheToken(_ backend: RegistryBackend) async throws {
+        let home = try await ManagementHome(backend)
         let secret = Digest.randomBytes(32)
         let receiver = HookReceiver()
         try await Self.withReceiver(receiver) { hook in
@@ -78,8 +80,9 @@ struct WebhookTests {
         }
     }
 
-    @Test func failedDeliveriesAreRetriedWithBackoff() async throws {
-        let home = try await ManagementHome()
+    @Test(arguments: RegistryBackend.allCases)
+    func failedDeliveriesAreRetriedWithBackoff(_ backend: RegistryBackend) async throws {
+        let home = try await ManagementHome(backend)
         let receiver = HookReceiver(failing: [500, 503])
         try await Self.withReceiver(receiver) { hook in
             let configure: (inout ManagementConfiguration) -> Void = {
@@ -104,8 +107,9 @@ struct WebhookTests {
         }
     }
 
-    @Test func aRefusingEndpointIsNotRetried() async throws {
-        let home = try await ManagementHome()
+    @Test(arguments: RegistryBackend.allCases)
+    func aRefusingEndpointIsNotRetried(_ backend: RegistryBackend) async throws {
+        let home = try await ManagementHome(backend)
         let receiver = HookReceiver(failing: [400])
         try await Self.withReceiver(receiver) { hook in
             let configure: (inout ManagementConfiguration) -> Void = {
@@ -121,8 +125,9 @@ struct WebhookTests {
         }
     }
 
-    @Test func aHangingEndpointDoesNotSlowTheAPIOrOtherEndpoints() async throws {
-        let home = try await ManagementHome()
+    @Test(arguments: RegistryBackend.allCases)
+    func aHangingEndpointDoesNotSlowTheAPIOrOtherEndpoints(_ backend: RegistryBackend) async throws {
+        let home = try await ManagementHome(backend)
         let silent = try SilentListener()
         let receiver = HookReceiver()
         try await Self.withReceiver(receiver) { hook in
@@ -148,8 +153,9 @@ struct WebhookTests {
         }
     }
 
-    @Test func aFullQueueDropsTheOldest() async throws {
-        let home = try await ManagementHome()
+    @Test(arguments: RegistryBackend.allCases)
+    func aFullQueueDropsTheOldest(_ backend: RegistryBackend) async throws {
+        let home = try await ManagementHome(backend)
         let logs = LogSink()
         let silent = try SilentListener()
         let store = home.store
@@ -180,8 +186,9 @@ struct WebhookTests {
 
     /// Rule 8 and the outbox: a change made by the CLI — another process, no server involved —
     /// is delivered by the next `pat serve`, naming the actor `cli`; once delivered it leaves the outbox.
-    @Test func changesMadeByTheCLIAreDeliveredNamingTheActor() async throws {
-        let home = try await ManagementHome()
+    @Test(arguments: RegistryBackend.allCases)
+    func changesMadeByTheCLIAreDeliveredNamingTheActor(_ backend: RegistryBackend) async throws {
+        let home = try await ManagementHome(backend)
         let receiver = HookReceiver()
         let doomed = try await home.issue(owner: "ivan", name: "cli-made", scopes: ["clients:view"])
         _ = try await home.service.revoke(id: doomed.record.id, by: .localOperator)
@@ -204,6 +211,39 @@ struct WebhookTests {
                 #expect(try await home.store.read { tx in try await tx.events(after: 0, limit: 10) }.isEmpty,
                         "delivered events leave the outbox")
             }
+        }
+    }
+
+    /// A node that stops (deploy, restart) gives its claims back: the next dispatcher — after
+    /// the restart, or on another node — delivers them at once, not after the lease.
+    @Test(arguments: RegistryBackend.allCases)
+    func aStoppedDispatcherHandsItsEventsOver(_ backend: RegistryBackend) async throws {
+        let home = try await ManagementHome(backend)
+        for index in 1...3 { _ = try await home.issue(owner: "owner", name: "pat-\(index)", scopes: ["clients:view"]) }
+        let silent = try SilentListener()
+        let first = WebhookDispatcher(
+            configuration: WebhookConfiguration(endpoints: ["http://127.0.0.1:\(silent.port)/hook"],
+                                                secret: Array("a-shared-secret-of-some-length".utf8), timeout: .seconds(60),
+                                                claimLease: .seconds(600)),
+            store: home.store, logger: quietLogger())
+        let running = Task { try await first.run() }
+        let ids = try await home.store.read { tx in try await tx.events(after: 0, limit: 100) }.map(\.id)
+        try await awaitEvent("the first dispatcher claims the events") { try await first.waitUntilRead(through: ids.last ?? 0) }
+        running.cancel()
+        _ = try await withTimeLimit(.seconds(60), "the first dispatcher to stop") { await running.result }
+
+        let receiver = HookReceiver()
+        try await Self.withReceiver(receiver) { hook in
+            let second = WebhookDispatcher(configuration: WebhookConfiguration(endpoints: [hook], secret: Array("a-shared-secret-of-some-length".utf8)),
+                                           store: try await home.reopen(), logger: quietLogger())
+            let next = Task { try await second.run() }
+            defer { next.cancel() }
+            try await awaitEvent("the next dispatcher delivers the three events well before the first one's 600 s lease ends") {
+                try await second.waitUntilSettled(3)
+            }
+            #expect(receiver.hooks.count == 3)
+            next.cancel()
+            _ = try await withTimeLimit(.seconds(60), "the second dispatcher to stop") { await next.result }
         }
     }
 
