@@ -6,7 +6,7 @@ import Synchronization
 ///
 /// The Republisher publishes through it: every committed change asks for a list holding it, and
 /// one publish that starts after the change holds every change committed before it.
-final class CoalescedRuns<Value: Sendable>: Sendable {
+package final class CoalescedRuns<Value: Sendable>: Sendable {
     private enum Turn: Sendable {
         case done(Result<Value, any Error>)
         case run
@@ -24,7 +24,9 @@ final class CoalescedRuns<Value: Sendable>: Sendable {
     private let state = Mutex(State())
 
     /// The outcome of one run of `operation` that began after this call.
-    func run(_ operation: () async throws -> Value) async throws -> Value {
+    package init() {}
+
+    package func run(_ operation: () async throws -> Value) async throws -> Value {
         let turn = await withCheckedContinuation { (continuation: CheckedContinuation<Turn, Never>) in
             let runNow = state.withLock { s -> Bool in
                 s.lastTicket += 1

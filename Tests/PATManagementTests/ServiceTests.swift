@@ -37,6 +37,23 @@ struct OperatorTests {
         #expect(!stored.contains(payload.suffix(40)))
     }
 
+    /// PostgreSQL text cannot hold U+0000: refused by the service, on every back end alike,
+    /// instead of stored by one and an internal error on the other.
+    @Test("a description holding U+0000 is refused naming the field, on both back ends", arguments: RegistryBackend.allCases)
+    func nulInDescription(_ backend: RegistryBackend) async throws {
+        let t = try await TestHome.make(backend)
+        let clock = TestClock()
+        let error = await managementError {
+            _ = try await t.lifecycle(at: clock).create(owner: "alice", name: "ci", description: "before\u{0}after",
+                                                        scopes: try scopes("clients:view"), expiry: .after(TimeSpan(seconds: 60)))
+        }
+        #expect(error?.kind == .invalidInput && error?.field == "description")
+        #expect(try await t.registry.read { tx in try await tx.recordCount() } == 0)
+        let stored = try await t.lifecycle(at: clock).create(owner: "alice", name: "ci", description: "tab\tand\u{1b}[31m kept",
+                                                             scopes: try scopes("clients:view"), expiry: .after(TimeSpan(seconds: 60)))
+        #expect(try await t.registry.get(id: stored.record.id)?.description == "tab\tand\u{1b}[31m kept", "other controls are stored as given")
+    }
+
     @Test("names are unique per owner among non-deleted PATs", arguments: RegistryBackend.allCases)
     func nameUniquePerOwner(_ backend: RegistryBackend) async throws {
         let t = try await TestHome.make(backend)

@@ -26,13 +26,7 @@ struct MultiNodeServerTests {
 
         init(beside home: ManagementHome) async throws {
             dir = try TempDir("patnode")
-            try SecureFile.createDirectory(dir.home.keysDirectory, mode: 0o700)
-            for name in try FileManager.default.contentsOfDirectory(atPath: home.home.keysDirectory) {
-                let from = home.home.keysDirectory + "/" + name
-                let mode: mode_t = name.hasSuffix(".secret") ? 0o600 : 0o644
-                try SecureFile.writeAtomically(dir.home.keysDirectory + "/" + name, try SecureFile.read(from, maxBytes: 1 << 20),
-                                               mode: mode)
-            }
+            try dir.copyKeys(from: home.home)
             store = try await home.reopen()
         }
 

@@ -33,12 +33,7 @@ struct ServeNodesTests {
             database = try await PostgresTestDatabase.create()
             let a = try TempDir("patnode-a"), b = try TempDir("patnode-b")
             try a.home.keyStore.generate()
-            try SecureFile.createDirectory(b.home.keysDirectory, mode: 0o700)
-            for name in try FileManager.default.contentsOfDirectory(atPath: a.home.keysDirectory) {
-                try SecureFile.writeAtomically(b.home.keysDirectory + "/" + name,
-                                               try SecureFile.read(a.home.keysDirectory + "/" + name, maxBytes: 1 << 20),
-                                               mode: name.hasSuffix(".secret") ? 0o600 : 0o644)
-            }
+            try b.copyKeys(from: a.home)
             homes = [a, b]
             let store = try await PostgresRegistry.open(database, logger: quietRegistryLogger)
             let service = PATManagement(store: store, keyStore: a.home.keyStore,
@@ -237,8 +232,9 @@ struct ServeNodesTests {
                     let nodes = ["http://127.0.0.1:\(portA)", nodeB]
                     // Traffic through both nodes; node A is killed once it acknowledged 120 changes.
                     _ = try await Self.concurrently(Array(0..<400), width: 24) { index -> Bool in
-                        let node = index % 2
-                        if node == 0, acknowledged.count(node: 0) >= 120 { acknowledged.killOnce { try? childA.signal(SIGKILL) } }
+                        if acknowledged.count(node: 0) >= 120 { acknowledged.killOnce { try? childA.signal(SIGKILL) } }
+                        // Once node A is dead, its share goes to node B (as a load balancer would send it).
+                        let node = index % 2 == 0 && !acknowledged.killed ? 0 : 1
                         let earlier = index >= 40 ? acknowledged.created(at: index - 40) : nil
                         do {
                             if let earlier, index % 5 == 0 {
@@ -326,6 +322,7 @@ final class AcknowledgedChanges: Sendable {
     }
 
     func created(at index: Int) -> (id: String, token: String)? { state.withLock { $0.created[index] } }
+    var killed: Bool { state.withLock { $0.killed } }
     func count(node: Int) -> Int { state.withLock { $0.perNode[node] } }
     var createdIDs: [String] { state.withLock { $0.created.values.map(\.id) } }
     var revokedIDs: [String] { state.withLock { Array($0.revoked.keys) } }

@@ -61,6 +61,16 @@ final class TempDir: @unchecked Sendable {
 
     var home: PATHome { PATHome(path: path) }
 
+    /// Copies the keys of `other` into this home (another node of the same issuer).
+    func copyKeys(from other: PATHome) throws {
+        try SecureFile.createDirectory(home.keysDirectory, mode: 0o700)
+        for name in try FileManager.default.contentsOfDirectory(atPath: other.keysDirectory) {
+            try SecureFile.writeAtomically(home.keysDirectory + "/" + name,
+                                           try SecureFile.read(other.keysDirectory + "/" + name, maxBytes: 1 << 20),
+                                           mode: name.hasSuffix(".secret") ? 0o600 : 0o644)
+        }
+    }
+
     /// Publishes keys and a list into HOME/published as `pat publish` does (atomic writes).
     func publish(keys: KeySet? = nil, list: [UInt8]? = nil) throws {
         try SecureFile.createDirectory(home.publishedDirectory)
