@@ -6,7 +6,7 @@
 #   scripts/fuzz.sh --make-corpus                      regenerate the committed seed corpora (Fuzz/corpus)
 #   scripts/fuzz.sh --list                             list the targets
 #
-# Targets (Fuzz/Targets/<target>.swift): token footer claims json paserk scope revocation keyset time.
+# Targets (Fuzz/Targets/<target>.swift): token footer claims json paserk scope revocation keyset signedkeyset time.
 # Each is built with swiftc, not SwiftPM: Sources/PATKit/*.swift + Fuzz/Common.swift + the target
 # file as one module named PATKit (so targets reach internal API), -sanitize=fuzzer,address -O -g,
 # into .build-fuzz/bin/<target> (rebuilt only when an input changes). It then runs for the given time
@@ -20,7 +20,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-ALL_TARGETS=(token footer claims json paserk scope revocation keyset time)
+ALL_TARGETS=(token footer claims json paserk scope revocation keyset signedkeyset time)
 OUT=.build-fuzz
 SWIFTC=${SWIFTC:-swiftc}
 
@@ -32,7 +32,7 @@ max_len() {
         paserk) echo 512 ;;
         scope) echo 4096 ;;
         revocation) echo 1048576 ;;
-        keyset) echo 270000 ;;
+        keyset|signedkeyset) echo 400000 ;;
         time) echo 64 ;;
         *) echo 4096 ;;
     esac

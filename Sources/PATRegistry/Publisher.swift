@@ -22,17 +22,28 @@ public struct PublishResult: Sendable {
     public let keysPath: String
     /// The signed list as written.
     public let bytes: [UInt8]
+    /// The signed key set published beside it (re-signed now with an online anchor, or the
+    /// offline-signed set already there).
+    public let keySet: SignedKeySet
+    /// True when the key set was signed by this run (online anchor).
+    public let keySetSignedNow: Bool
+    /// The online trust anchor this run created for a home that had none.
+    public let createdAnchor: KeyID?
+    /// Something the operator should act on about the key set (offline anchor), or nil.
+    public let keySetWarning: String?
 }
 
 /// Publishes what verifiers fetch: the signed revocation list built from the registry and
 /// the public key set.
 ///
 /// Each run, under an exclusive lock on `DIR/.lock`: reads the registry in one transaction
-/// that also prunes entries past their horizon and takes the next sequence number (strictly
-/// increasing, also above the sequence of the list already in `DIR`); signs with the keystore's
-/// signing key; writes `DIR/keys.json`, then `DIR/revocations.bin`, each atomically (temporary
-/// file, fsync, rename). A crash leaves the previous files intact; running it twice without
-/// changes only publishes the same entries under a new sequence.
+/// that also prunes entries more than `leeway` past their horizon and takes the next sequence
+/// number (strictly increasing, also above the sequence of the list already in `DIR` when that
+/// list verifies with the keystore's keys — a planted or garbled file is ignored); signs with
+/// the keystore's signing key, writing `leeway` into the list as its prune margin; writes the
+/// signed key set `DIR/keys.json` (see `KeyStore.publishableKeySet`), then `DIR/revocations.bin`,
+/// each atomically (temporary file, fsync, rename). A crash leaves the previous files intact;
+/// running it twice without changes only publishes the same entries under a new sequence.
 public struct Publisher: Sendable {
     public let store: any PATRegistryStore
     public let keyStore: KeyStore
@@ -41,7 +52,8 @@ public struct Publisher: Sendable {
     /// How long until verifiers should fetch a new list (default 1 hour).
     public var nextUpdateInterval: TimeSpan
     /// Entries stay until their horizon is this many seconds in the past, so that a verifier
-    /// whose clock-skew leeway still accepts a token also still refuses it.
+    /// whose clock-skew leeway still accepts a token also still refuses it. Written into the
+    /// list as its prune margin: verifiers refuse the list when their leeway is larger.
     public var leeway: Int64
     public var clock: @Sendable () -> Timestamp
     /// Test seam: end the process with status 99 once the new list's temporary file is written
@@ -68,7 +80,7 @@ public struct Publisher: Sendable {
 
     @discardableResult
     public func publish() throws -> PublishResult {
-        try SecureFile.createDirectory(outputDirectory, mode: 0o755)
+        try SecureFile.createDirectory(outputDirectory, mode: 0o700)
         return try FileLock(path: outputDirectory + "/.lock").withLock { try publishLocked() }
     }
 
@@ -77,7 +89,9 @@ public struct Publisher: Sendable {
         let now = clock()
         let key = try keyStore.signingKey()
         let keys = try keyStore.keySet()
-        let previous = Publisher.sequence(ofListAt: revocationsPath)
+        let previous = Publisher.verifiedSequence(ofListAt: revocationsPath, keys: keys)
+        let keySet = try keyStore.publishableKeySet(publishedPath: keysPath, listSigner: key.id, now: now,
+                                                    validity: nextUpdateInterval)
 
         struct Snapshot: Sendable {
             var builder: RevocationList.Builder
@@ -98,41 +112,37 @@ public struct Publisher: Sendable {
             for revocation in try tx.ownerRevocations() {
                 builder.revokeAll(subject: revocation.owner, issuedBefore: revocation.issuedBefore, horizon: revocation.horizon)
             }
-            pruned += builder.prune(now: now, leeway: leeway)
+            pruned += builder.prune(now: now, margin: leeway)
             let stored = try tx.publishSequence()
-            let sequence = max(stored, previous ?? 0) + 1
+            let sequence = try SignedDocument.nextSequence(after: max(stored, previous ?? 0), "revocation list")
             try tx.setPublishSequence(sequence)
             return Snapshot(builder: builder, sequence: sequence, pruned: pruned)
         }
 
         let nextUpdate = now.adding(seconds: nextUpdateInterval.seconds)
-        let bytes = try snapshot.builder.sign(with: key, sequence: snapshot.sequence, issuedAt: now, nextUpdate: nextUpdate)
-        // Never publish a list that verifiers holding this key set would refuse.
-        let list = try RevocationList(verifying: bytes, keys: keys)
+        let bytes = try snapshot.builder.sign(with: key, sequence: snapshot.sequence, issuedAt: now, nextUpdate: nextUpdate,
+                                              pruneMargin: leeway)
+        // Never publish a list that verifiers holding the published key set would refuse.
+        let list = try RevocationList(verifying: bytes, keys: keySet.keySet.keys)
 
-        try SecureFile.writeAtomically(keysPath, keys.encoded(), mode: 0o644)
+        if keySet.signedNow { try SecureFile.writeAtomically(keysPath, keySet.keySet.bytes, mode: 0o644) }
         let crash = crashBeforeRename
         try SecureFile.writeAtomically(revocationsPath, bytes, mode: 0o644, beforeRename: { if crash { _exit(99) } })
         return PublishResult(sequence: list.sequence, issuedAt: list.issuedAt, nextUpdate: list.nextUpdate, signer: list.signer,
                              tokenEntries: list.tokenEntryCount, ownerEntries: list.ownerEntryCount, pruned: snapshot.pruned,
-                             revocationsPath: revocationsPath, keysPath: keysPath, bytes: bytes)
+                             revocationsPath: revocationsPath, keysPath: keysPath, bytes: bytes,
+                             keySet: keySet.keySet, keySetSignedNow: keySet.signedNow, createdAnchor: keySet.createdAnchor,
+                             keySetWarning: keySet.warning)
     }
 
-    /// The sequence in the header of the list at `path` (signature not checked: it only keeps
-    /// the next sequence above it); nil when there is no readable list.
-    public static func sequence(ofListAt path: String) -> UInt64? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var header = [UInt8](repeating: 0, count: RevocationList.maxHeaderBytes)
-        var total = 0
-        while total < header.count {
-            let n = header.withUnsafeMutableBytes { buf in read(fd, buf.baseAddress.map { $0 + total }, buf.count - total) }
-            if n < 0, errno == EINTR { continue }
-            if n <= 0 { break }
-            total += n
-        }
-        return RevocationList.unverifiedSequence(header: Array(header.prefix(total)))
+    /// The sequence of the list at `path` when it verifies with one of `keys`' keys, retired
+    /// ones included (a list signed before a rotation still counts); nil when there is no list
+    /// or it does not verify. An unverified header is never trusted: a planted file with a huge
+    /// sequence must neither crash nor wedge publishing.
+    public static func verifiedSequence(ofListAt path: String, keys: KeySet) -> UInt64? {
+        guard SecureFile.exists(path), let bytes = try? SecureFile.read(path, maxBytes: RevocationList.defaultMaxBytes) else { return nil }
+        let everyKey = KeySet(keys: keys.entries.map(\.key))
+        return (try? RevocationList(verifying: bytes, keys: everyKey))?.sequence
     }
 
     /// Removes `revocations.bin.tmp-*` and `keys.json.tmp-*` left by a crashed run. Called

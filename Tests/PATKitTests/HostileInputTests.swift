@@ -534,10 +534,15 @@ struct HostileInputTests {
         ListCase(label: "signed by an unknown key") { try Hostile.list(signer: Hostile.stranger) },
         ListCase(label: "signed by the retired key") { try Hostile.list(signer: Hostile.retired) },
         ListCase(label: "empty") { [] },
-        ListCase(label: "magic only") { Array("PATKRL01".utf8) },
-        ListCase(label: "another magic (PATKRL02)") {
+        ListCase(label: "magic only") { Array("PATKRL02".utf8) },
+        ListCase(label: "another magic (PATKRL03)") {
             var b = try Hostile.list()
-            b[7] = UInt8(ascii: "2")
+            b[7] = UInt8(ascii: "3")
+            return b
+        },
+        ListCase(label: "the version 1 magic (PATKRL01)") {
+            var b = try Hostile.list()
+            b[7] = UInt8(ascii: "1")
             return b
         },
         ListCase(label: "truncated by one byte") { Array(try Hostile.list().dropLast()) },
@@ -552,8 +557,8 @@ struct HostileInputTests {
             b[8 + 1 + 51] ^= 1 // the sequence
             return b
         },
-        ListCase(label: "kid length 255 over garbage") { Array("PATKRL01".utf8) + [255] + [UInt8](repeating: 0x41, count: 300) },
-        ListCase(label: "kid not UTF-8") { Array("PATKRL01".utf8) + [4, 0xFF, 0xFE, 0xFD, 0xFC] + [UInt8](repeating: 0, count: 100) },
+        ListCase(label: "kid length 255 over garbage") { Array("PATKRL02".utf8) + [255] + [UInt8](repeating: 0x41, count: 300) },
+        ListCase(label: "kid not UTF-8") { Array("PATKRL02".utf8) + [4, 0xFF, 0xFE, 0xFD, 0xFC] + [UInt8](repeating: 0, count: 100) },
         ListCase(label: "header claiming 2^32−1 + 2^32−1 entries") {
             var b = try Hostile.list()
             let counts = 8 + 1 + 51 + 24

@@ -34,10 +34,14 @@ final class TestHome {
     /// A validator holding the published key set and list, at the clock's time.
     func validator(at clock: TestClock, directory: String? = nil) throws -> Validator {
         let dir = directory ?? home.publishedDirectory
-        let keys = try KeySet(json: SecureFile.read(dir + "/keys.json", maxBytes: KeySet.maxDocumentBytes))
+        let anchors = try #require(try keyStore.trustAnchors(), "publishing creates the home's trust anchor")
+        let keySet = try SignedKeySet(verifying: SecureFile.read(dir + "/keys.json", maxBytes: SignedKeySet.maxDocumentBytes),
+                                      anchors: anchors)
         let list = try RevocationList(verifying: SecureFile.read(dir + "/revocations.bin", maxBytes: RevocationList.defaultMaxBytes),
-                                      keys: keys)
-        return Validator(keys: keys, revocations: list, clock: { clock.now })
+                                      keys: keySet.keys)
+        let validator = Validator(keys: KeySet(), clock: { clock.now })
+        try validator.install(keySet, revocations: list)
+        return validator
     }
 }
 

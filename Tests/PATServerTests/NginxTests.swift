@@ -134,13 +134,13 @@ struct NginxTests {
         let binary = try #require(nginxBinary)
         let dir = try TempDir()
         let issuing = try Issuing()
-        try dir.publish(keys: issuing.keySet, list: try issuing.list(sequence: 1))
+        try dir.publish(keys: try issuing.signedKeys(), list: try issuing.list(sequence: 1))
         let valid = try issuing.token(subject: "carol", scopes: ["channels:publish:ch-1"])
         let doomedID = PATClaims.newID()
         let doomed = try issuing.token(id: doomedID, subject: "dave", scopes: ["channels:publish:ch-1"])
 
         let interval: Duration = .seconds(1)
-        let gate = PATServerConfiguration(home: dir.home, mode: .gate(GateConfiguration(refreshInterval: interval)))
+        let gate = PATServerConfiguration(home: dir.home, mode: .gate(GateConfiguration(trustAnchors: issuing.anchors, refreshInterval: interval)))
         try await withPATServer(gate) { gatePort, _ in
             let nginx = try Nginx(binary: binary, gatePort: gatePort)
             defer { nginx.stop() }

@@ -45,7 +45,8 @@ struct ServeCommandTests {
         let binary = try #require(patBinary)
         let dir = try TempDir()
         let issuing = try Issuing()
-        try dir.publish(keys: issuing.keySet, list: try issuing.list(sequence: 1))
+        try dir.publish(keys: try issuing.signedKeys(), list: try issuing.list(sequence: 1))
+        try dir.pin(issuing.anchors)
         for (signal, mode) in [(SIGTERM, [String]()), (SIGINT, ["--verify-only", "--refresh-interval", "1s"])] {
             let port = try freeLoopbackPort()
             let process = Process()

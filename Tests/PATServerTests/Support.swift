@@ -13,17 +13,34 @@ import ServiceLifecycle
 import Synchronization
 import Testing
 
-/// Keys, tokens and signed lists made in-process with PATKit.
+/// Keys, tokens, signed key sets and signed lists made in-process with PATKit.
 struct Issuing {
     let key: SecretKey
     let issuer: Issuer
+    /// The trust anchor that signs this issuer's key sets.
+    let anchor: SecretKey
+    /// Pins `anchor`.
+    let anchors: TrustAnchors
+    /// Fixed, so that re-signing the same set under the same sequence gives the same bytes.
+    let created: Timestamp
 
     init() throws {
         key = try SecretKey.generate()
         issuer = Issuer(key: key)
+        anchor = try SecretKey.generate()
+        anchors = try TrustAnchors([anchor.publicKey])
+        created = Timestamp.now().adding(seconds: -5)
     }
 
     var keySet: KeySet { KeySet(keys: [key.publicKey]) }
+
+    /// The key set (default: this issuer's key) signed by the anchor, valid for a day.
+    func signedKeys(_ keys: KeySet? = nil, sequence: UInt64 = 1, issuedAt: Timestamp? = nil,
+                    nextUpdate: Timestamp? = nil, by signer: SecretKey? = nil) throws -> [UInt8] {
+        let issued = issuedAt ?? created
+        return try SignedKeySet.sign(keys ?? keySet, with: signer ?? anchor, sequence: sequence, issuedAt: issued,
+                                     nextUpdate: nextUpdate ?? issued.adding(seconds: 86_400))
+    }
 
     /// A token valid now for an hour.
     func token(id: String = PATClaims.newID(), subject: String = "alice", generation: UInt64 = 1,
@@ -57,11 +74,18 @@ final class TempDir: @unchecked Sendable {
 
     var home: PATHome { PATHome(path: path) }
 
-    /// Publishes keys and a list into HOME/published as `pat publish` does (atomic writes).
-    func publish(keys: KeySet? = nil, list: [UInt8]? = nil) throws {
+    /// Publishes a (signed) key set document and a list into HOME/published as `pat publish`
+    /// does (atomic writes).
+    func publish(keys: [UInt8]? = nil, list: [UInt8]? = nil) throws {
         try SecureFile.createDirectory(home.publishedDirectory)
-        if let keys { try SecureFile.writeAtomically(home.publishedKeysPath, keys.encoded()) }
+        if let keys { try SecureFile.writeAtomically(home.publishedKeysPath, keys) }
         if let list { try SecureFile.writeAtomically(home.publishedRevocationsPath, list) }
+    }
+
+    /// Writes HOME/keys/anchors, as the issuer's keystore would: the gate's default anchors.
+    func pin(_ anchors: TrustAnchors) throws {
+        try SecureFile.createDirectory(home.keysDirectory, mode: 0o700)
+        try SecureFile.writeAtomically(home.keyStore.anchorsPath, Array(anchors.text.utf8))
     }
 }
 
