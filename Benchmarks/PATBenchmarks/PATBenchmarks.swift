@@ -24,8 +24,10 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("validate.revocations_1M") { benchmark in
         runValidate(benchmark, MillionFixture.shared.validator, Fixture.shared.token)
     }
-    Benchmark("validate.cached", configuration: .init(metrics: timing + [.custom("cache_bytes_per_entry", useScalingFactor: false)],
-                                                      scalingFactor: .kilo)) { benchmark in
+    let cacheMetrics: [BenchmarkMetric] = ["cache_bytes_per_entry", "cache_charged_per_entry",
+                                           "cache_bytes_per_entry_100_scopes", "cache_charged_per_entry_100_scopes"]
+        .map { .custom($0, useScalingFactor: false) }
+    Benchmark("validate.cached", configuration: .init(metrics: timing + cacheMetrics, scalingFactor: .kilo)) { benchmark in
         runCached(benchmark, Fixture.shared)
     }
     Benchmark("authorize.20_scopes", configuration: .init(metrics: timing, scalingFactor: .kilo)) { benchmark in
@@ -47,8 +49,18 @@ let benchmarks: @Sendable () -> Void = {
     } setup: {
         Fixture.shared.writeListFile(entries: 1_000_000)
     }
+    // The same two-thread shape twice, interleaved: bare libsodium on every core, then
+    // validations on every core. Their ratios to the one-core figures are compared.
+    Benchmark("baseline.libsodium_verify_all_cores", configuration: .init(metrics: timing, scalingFactor: .kilo, maxDuration: .seconds(5))) { benchmark in
+        runBaselineAllCores(benchmark, Fixture.shared)
+    }
     Benchmark("validate.fresh_all_cores", configuration: .init(metrics: timing, scalingFactor: .kilo, maxDuration: .seconds(5))) { benchmark in
         runAllCores(benchmark, Fixture.shared)
+    }
+    // Cached validations on every core, each thread with its own tokens: what is left is the
+    // shared state every call reads (the validator's snapshot), so contention there shows.
+    Benchmark("validate.cached_all_cores", configuration: .init(metrics: timing, scalingFactor: .mega, maxDuration: .seconds(5))) { benchmark in
+        runCachedAllCores(benchmark, Fixture.shared)
     }
 }
 
@@ -80,7 +92,12 @@ func runValidate(_ benchmark: Benchmark, _ validator: Validator, _ token: String
 func runCached(_ benchmark: Benchmark, _ f: Fixture) {
     let validator = f.cachingValidator
     _ = try? validator.validate(f.token) // warm
-    benchmark.measurement(.custom("cache_bytes_per_entry", useScalingFactor: false), f.cacheBytesPerEntry)
+    // Memory per cached token, measured (resident set growth) and as the cache charges it
+    // against `cacheMaxBytes`: the charge must not be below the measurement.
+    benchmark.measurement(.custom("cache_bytes_per_entry", useScalingFactor: false), f.cacheBytesPerEntry.measured)
+    benchmark.measurement(.custom("cache_charged_per_entry", useScalingFactor: false), f.cacheBytesPerEntry.charged)
+    benchmark.measurement(.custom("cache_bytes_per_entry_100_scopes", useScalingFactor: false), f.wideCacheBytesPerEntry.measured)
+    benchmark.measurement(.custom("cache_charged_per_entry_100_scopes", useScalingFactor: false), f.wideCacheBytesPerEntry.charged)
     benchmark.startMeasurement()
     for _ in benchmark.scaledIterations {
         blackHole(try? validator.validate(f.token))
@@ -142,6 +159,39 @@ func runAllCores(_ benchmark: Benchmark, _ f: Fixture) {
     benchmark.stopMeasurement()
 }
 
+func runCachedAllCores(_ benchmark: Benchmark, _ f: Fixture) {
+    let validator = f.cachingValidator
+    let cores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    let tokens = f.threadTokens
+    for list in tokens { for t in list { _ = try? validator.validate(t) } } // warm
+    let perCore = benchmark.configuration.scalingFactor.rawValue / cores
+    benchmark.startMeasurement()
+    DispatchQueue.concurrentPerform(iterations: cores) { core in
+        let mine = tokens[core % tokens.count]
+        for i in 0..<perCore { blackHole(try? validator.validate(mine[i & 63])) }
+    }
+    benchmark.stopMeasurement()
+}
+
+/// Bare `crypto_sign_verify_detached` on every core at once: the ceiling for `runAllCores`.
+func runBaselineAllCores(_ benchmark: Benchmark, _ f: Fixture) {
+    let cores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    let perCore = benchmark.configuration.scalingFactor.rawValue / cores
+    let message = f.pae, signature = f.signature, key = f.publicKey.bytes
+    benchmark.startMeasurement()
+    DispatchQueue.concurrentPerform(iterations: cores) { _ in
+        message.withUnsafeBufferPointer { m in
+            signature.withUnsafeBufferPointer { s in
+                key.withUnsafeBufferPointer { k in
+                    guard let mp = m.baseAddress, let sp = s.baseAddress, let kp = k.baseAddress else { return }
+                    for _ in 0..<perCore { blackHole(crypto_sign_verify_detached(sp, mp, UInt64(m.count), kp)) }
+                }
+            }
+        }
+    }
+    benchmark.stopMeasurement()
+}
+
 // MARK: - fixture (built once, outside the measurements)
 
 /// A validator holding a revocation list of 1,000,000 entries (built only where used).
@@ -177,7 +227,10 @@ final class Fixture: Sendable {
     let freshValidator: Validator
     let cachingValidator: Validator
     let twentyScopePAT: VerifiedPAT
-    let cacheBytesPerEntry: Int
+    let cacheBytesPerEntry: (measured: Int, charged: Int)
+    let wideCacheBytesPerEntry: (measured: Int, charged: Int)
+    /// 64 distinct tokens for each of up to 8 threads.
+    let threadTokens: [[String]]
 
     init() {
         do {
@@ -211,6 +264,18 @@ final class Fixture: Sendable {
             let wideToken = try Issuer(key: secretKey).issue(wide)
             twentyScopePAT = try freshValidator.validate(wideToken)
             cacheBytesPerEntry = try Fixture.measureCacheEntryBytes(secretKey: secretKey, keySet: keySet, list: small, template: claims)
+            var hundred = claims
+            hundred.scopes = try ScopeSet(parsing: (0..<100).map { "clients:view:c-\($0)" })
+            let issuer = Issuer(key: secretKey)
+            let template = claims
+            threadTokens = try (0..<8).map { _ in
+                try (0..<64).map { _ in
+                    var c = template
+                    c.id = PATClaims.newID()
+                    return try issuer.issue(c)
+                }
+            }
+            wideCacheBytesPerEntry = try Fixture.measureCacheEntryBytes(secretKey: secretKey, keySet: keySet, list: small, template: hundred)
         } catch {
             warn("benchmark fixture failed: \(error)\n")
             exit(1)
@@ -240,7 +305,8 @@ final class Fixture: Sendable {
     /// Memory the cache holds per entry: growth of the resident set while a fresh cache
     /// fills with 20,000 distinct tokens (the token strings are counted back in, since the
     /// test also holds them).
-    static func measureCacheEntryBytes(secretKey: SecretKey, keySet: KeySet, list: RevocationList, template: PATClaims) throws -> Int {
+    static func measureCacheEntryBytes(secretKey: SecretKey, keySet: KeySet, list: RevocationList,
+                                       template: PATClaims) throws -> (measured: Int, charged: Int) {
         let count = 20_000
         let issuer = Issuer(key: secretKey)
         var tokens: [String] = []
@@ -250,12 +316,15 @@ final class Fixture: Sendable {
             c.id = PATClaims.newID()
             tokens.append(try issuer.issue(c))
         }
-        let validator = Validator(keys: keySet, revocations: list)
+        var policy = Validator.Policy()
+        policy.cacheMaxBytes = 1 << 30 // room for all of them: this measures, it does not evict
+        let validator = Validator(keys: keySet, revocations: list, policy: policy)
         let before = residentBytes()
         for t in tokens { _ = try validator.validate(t) }
         let after = residentBytes()
         let tokenBytes = tokens.reduce(0) { $0 + $1.utf8.count + 32 }
-        return (after - before + tokenBytes) / count
+        guard validator.cachedTokenCount == count else { throw PATKitError.invalidArgument("only \(validator.cachedTokenCount) cached") }
+        return ((after - before + tokenBytes) / count, validator.cachedBytes / count)
     }
 }
 
