@@ -185,7 +185,15 @@ import Testing
         policy.cacheCapacity = 1600 // 100 a shard
         let validator = Validator(keys: KeySet(keys: [key.publicKey]), revocations: try list(sequence: 1), policy: policy, clock: { Fixture.now })
         let issuer = Issuer(key: key)
-        for _ in 0..<1600 { _ = try validator.validate(try issuer.issue(Fixture.claims())) }
+        // Claims of a length where message ‖ signature leaves 1 byte in the last base64 group:
+        // the token's last signature character then carries only 2 random bits (the old shard
+        // index read it, and so used 2 shards of 16).
+        let subject = try #require((1...3).map { String(repeating: "u", count: $0) }.first { subject in
+            guard let token = try? issuer.issue(Fixture.claims(subject: subject)),
+                  let parts = try? PASETOv4Public.parse(token) else { return false }
+            return (parts.messageBytes.count + 64) % 3 == 1
+        })
+        for _ in 0..<1600 { _ = try validator.validate(try issuer.issue(Fixture.claims(subject: subject))) }
         // Random spread over 16 shards of 100 keeps about 1540; two shards (the old bug) kept 200.
         #expect(validator.cachedTokenCount > 1300, "\(validator.cachedTokenCount) of 1600 cached")
     }
