@@ -25,6 +25,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/adam-fowler/compress-nio", from: "1.5.0"),
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+        // Tests only: child processes awaited off the cooperative pool, killed on a time limit.
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.5.0"),
     ],
     targets: [
         // libsodium, found through pkg-config; Debian/Ubuntu: libsodium-dev.
@@ -90,9 +93,17 @@ let package = Package(
             path: "Benchmarks/PATBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
-        // Shared by the test targets: the package root and the `pat` binary built with the tests.
-        .target(name: "PATTestSupport", path: "Tests/PATTestSupport"),
-        .testTarget(name: "PATKitTests", dependencies: ["PATKit", "PATStore"]),
+        // Shared by the test targets: paths, prerequisites (fail in CI, skip elsewhere), child
+        // processes with time limits, bounded waits for events.
+        .target(
+            name: "PATTestSupport",
+            dependencies: [
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            path: "Tests/PATTestSupport"
+        ),
+        .testTarget(name: "PATKitTests", dependencies: ["PATKit", "PATStore", "PATTestSupport"]),
         .testTarget(name: "PATCLITests", dependencies: ["PATKit", "PATStore", "PATTestSupport", "pat"]),
         .testTarget(name: "PATRegistryTests", dependencies: ["PATRegistry", "PATTestSupport"]),
         .testTarget(
@@ -100,6 +111,7 @@ let package = Package(
             dependencies: [
                 "PATServer", "PATEdge", "PATHummingbird", "PATStore", "PATRegistry", "PATTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -16,8 +16,10 @@
 #
 # Reproduce a finding:  .build-fuzz/bin/<target> .build-fuzz/crashes/<target>-crash-<sha1>
 # FUZZ_SEED=N fixes libFuzzer's seed (CI uses it, so a CI run repeats a run made here).
-# Exit status: 0 when every target ran clean, 1 when any found something, 2 on usage or build errors.
-set -uo pipefail
+# Exit status: 0 when every target ran clean, 1 when any found something, 2 on usage, build or setup
+# errors (e.g. a seed corpus that cannot be copied). ASan runs with this script's options
+# (leak detection on); an inherited ASAN_OPTIONS is ignored so it cannot turn checks off.
+set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ALL_TARGETS=(token footer claims json paserk scope revocation keyset signedkeyset time)
@@ -89,16 +91,18 @@ run() {
     local corpus="Fuzz/corpus/$target" work log
     mkdir -p "$OUT/crashes" "$OUT/work" "$OUT/logs"
     work=$(mktemp -d "$OUT/work/$target.XXXXXX")
-    [[ -d $corpus ]] && cp -R "$corpus/." "$work/"
+    # Fuzzing from nothing would pass while testing little: a missing or uncopyable corpus is an error.
+    [[ -d $corpus ]] || die "no seed corpus at $corpus"
+    cp -R "$corpus/." "$work/" || die "cannot copy the seed corpus $corpus to $work"
     log="$OUT/logs/$target.log"
     local dict=()
     [[ -f Fuzz/dict/$target.dict ]] && dict=(-dict="Fuzz/dict/$target.dict")
     local before
-    before=$(ls "$OUT/crashes" | grep "^$target-" | sort)
+    before=$(ls "$OUT/crashes" | grep "^$target-" | sort || true)
     echo "==> fuzzing $target for ${seconds} s (max_len $(max_len "$target"), corpus $(ls "$work" | wc -l) seeds)"
     local status=0 started=$SECONDS
     # The Swift runtime's own backtracer would intercept the abort of a violated invariant.
-    SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:symbolize=1} \
+    SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=1:symbolize=1 \
     "$OUT/bin/$target" "$work" "${dict[@]}" \
         -max_total_time="$seconds" -max_len="$(max_len "$target")" -timeout=30 -rss_limit_mb=2048 \
         ${FUZZ_SEED:+-seed="$FUZZ_SEED"} \
@@ -106,7 +110,7 @@ run() {
     local elapsed=$((SECONDS - started)) execs new found
     new=$(comm -13 <(printf '%s\n' "$before") <(ls "$OUT/crashes" | grep "^$target-" | sort) | grep -v '^$' || true)
     found=$(printf '%s' "$new" | grep -c . || true)
-    execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | tail -1 | awk '{print $2}')
+    execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | tail -1 | awk '{print $2}' || true)
     local corpus_size
     corpus_size=$(ls "$work" | wc -l)
     [[ ${FUZZ_KEEP_CORPUS:-0} == 1 ]] || rm -rf "$work"
@@ -114,8 +118,8 @@ run() {
     printf '%-11s %12s execs %6s s %6s corpus %3d findings%s\n' "$target" "${execs:-?}" "$elapsed" "$corpus_size" \
         "$found" "$( (( status != 0 )) && echo "  (exit $status; see $log)")" | tee -a "$SUMMARY"
     if (( status != 0 )); then
-        grep -E 'INVARIANT VIOLATED|ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|Fatal error|SUMMARY' "$log" | head -5 | sed 's/^/    /'
-        printf '%s\n' "$new" | grep . | head -3 | sed "s|^|    reproducer: $OUT/crashes/|"
+        grep -E 'INVARIANT VIOLATED|ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|Fatal error|SUMMARY' "$log" | head -5 | sed 's/^/    /' || true
+        printf '%s\n' "$new" | grep . | head -3 | sed "s|^|    reproducer: $OUT/crashes/|" || true
         return 1
     fi
     return 0
@@ -140,7 +144,7 @@ for t in "${targets[@]}"; do is_target "$t" || die "unknown target '$t' (targets
 
 # Build every requested target first (one build at a time), then run them.
 for t in "${targets[@]}"; do build "$t" || die "build of $t failed"; done
-(( build_only )) && exit 0
+if (( build_only )); then exit 0; fi
 
 SUMMARY=$(mktemp)
 trap 'rm -f "$SUMMARY"' EXIT

@@ -2,6 +2,7 @@ import Benchmark
 import CSodium
 import Dispatch
 import PATKit
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -9,6 +10,8 @@ import Glibc
 // Every figure is measured in the same run as `baseline.libsodium_verify`: one bare
 // crypto_sign_verify_detached over the same token's PAE message. Compare ratios, not
 // absolute numbers (these machines are noisy). Timed work lives in the plain functions below.
+// Nothing here can quietly measure a failure: every check's result is checked (a failing
+// fixture or validation stops the run with a message), and memory is measured, not computed.
 
 let benchmarks: @Sendable () -> Void = {
     let timing: [BenchmarkMetric] = [.wallClock, .throughput, .mallocCountTotal]
@@ -18,11 +21,22 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("baseline.libsodium_verify") { benchmark in
         runBaseline(benchmark, Fixture.shared)
     }
+    // Both cycle through the same 4,096 tokens with different ids, so the 1M-entry list is
+    // probed at different slots each time (cold cache), as a real mix of callers would.
     Benchmark("validate.fresh") { benchmark in
-        runValidate(benchmark, Fixture.shared.freshValidator, Fixture.shared.token)
+        runValidate(benchmark, Fixture.shared.freshValidator, Fixture.shared.probeTokens)
     }
     Benchmark("validate.revocations_1M") { benchmark in
-        runValidate(benchmark, MillionFixture.shared.validator, Fixture.shared.token)
+        runValidate(benchmark, MillionFixture.shared.validator, Fixture.shared.probeTokens)
+    }
+    // The lookup alone (precomputed keys), cycling through 65,536 ids, half of them listed:
+    // a hash table stays flat from 10 to 1,000,000 entries (only cache misses grow); a
+    // binary search would add about 20 dependent probes.
+    Benchmark("revocations.lookup_small", configuration: .init(metrics: timing, scalingFactor: .kilo)) { benchmark in
+        runLookup(benchmark, MillionFixture.shared.small, MillionFixture.shared.probes)
+    }
+    Benchmark("revocations.lookup_1M", configuration: .init(metrics: timing, scalingFactor: .kilo)) { benchmark in
+        runLookup(benchmark, MillionFixture.shared.list, MillionFixture.shared.probes)
     }
     let cacheMetrics: [BenchmarkMetric] = ["cache_bytes_per_entry", "cache_charged_per_entry",
                                            "cache_bytes_per_entry_100_scopes", "cache_charged_per_entry_100_scopes"]
@@ -38,7 +52,7 @@ let benchmarks: @Sendable () -> Void = {
     }
     let load: [BenchmarkMetric] = [.wallClock, .mallocBytesCount, .peakMemoryResidentDelta,
                                    .custom("file_bytes_per_entry", useScalingFactor: false),
-                                   .custom("loaded_bytes", useScalingFactor: false)]
+                                   .custom("held_rss_bytes", useScalingFactor: false)]
     Benchmark("revocations.load_100k", configuration: .init(metrics: load, warmupIterations: 1, maxDuration: .seconds(5), maxIterations: 10)) { benchmark in
         runLoad(benchmark, Fixture.shared, path: Fixture.listPath(100_000), entries: 100_000)
     } setup: {
@@ -70,28 +84,50 @@ func runBaseline(_ benchmark: Benchmark, _ f: Fixture) {
     f.pae.withUnsafeBufferPointer { message in
         f.signature.withUnsafeBufferPointer { signature in
             f.publicKey.bytes.withUnsafeBufferPointer { key in
-                guard let m = message.baseAddress, let s = signature.baseAddress, let k = key.baseAddress else { return }
+                guard let m = message.baseAddress, let s = signature.baseAddress, let k = key.baseAddress else {
+                    fail("baseline: empty fixture buffers")
+                }
+                var failures = 0
                 benchmark.startMeasurement()
                 for _ in benchmark.scaledIterations {
-                    blackHole(crypto_sign_verify_detached(s, m, UInt64(message.count), k))
+                    // Counted, not branched on: the same work as a verification that is used.
+                    failures &+= Int(crypto_sign_verify_detached(s, m, UInt64(message.count), k) != 0 ? 1 : 0)
                 }
                 benchmark.stopMeasurement()
+                if failures != 0 { fail("baseline: crypto_sign_verify_detached did not return 0 (\(failures) times)") }
             }
         }
     }
 }
 
-func runValidate(_ benchmark: Benchmark, _ validator: Validator, _ token: String) {
+func runValidate(_ benchmark: Benchmark, _ validator: Validator, _ tokens: [String]) {
+    let mask = tokens.count - 1 // a power of two
+    var i = 0
     benchmark.startMeasurement()
     for _ in benchmark.scaledIterations {
-        blackHole(try? validator.validate(token))
+        blackHole(mustValidate(validator, tokens[i & mask]))
+        i &+= 1
     }
     benchmark.stopMeasurement()
 }
 
+func runLookup(_ benchmark: Benchmark, _ list: RevocationList, _ probes: [(claims: PATClaims, key: EntryKey)]) {
+    let mask = probes.count - 1 // a power of two
+    var i = 0, refused = 0
+    benchmark.startMeasurement()
+    for _ in benchmark.scaledIterations {
+        let probe = probes[i & mask]
+        if list.check(probe.claims, tokenKey: probe.key, ownerKey: nil) != nil { refused &+= 1 }
+        i &+= 1
+    }
+    benchmark.stopMeasurement()
+    blackHole(refused)
+}
+
 func runCached(_ benchmark: Benchmark, _ f: Fixture) {
     let validator = f.cachingValidator
-    _ = try? validator.validate(f.token) // warm
+    _ = mustValidate(validator, f.token) // warm
+    let hits = validator.cacheHitCount
     // Memory per cached token, measured (resident set growth) and as the cache charges it
     // against `cacheMaxBytes`: the charge must not be below the measurement.
     benchmark.measurement(.custom("cache_bytes_per_entry", useScalingFactor: false), f.cacheBytesPerEntry.measured)
@@ -100,9 +136,10 @@ func runCached(_ benchmark: Benchmark, _ f: Fixture) {
     benchmark.measurement(.custom("cache_charged_per_entry_100_scopes", useScalingFactor: false), f.wideCacheBytesPerEntry.charged)
     benchmark.startMeasurement()
     for _ in benchmark.scaledIterations {
-        blackHole(try? validator.validate(f.token))
+        blackHole(mustValidate(validator, f.token))
     }
     benchmark.stopMeasurement()
+    if validator.cacheHitCount == hits { fail("validate.cached: no validation was answered from the cache") }
 }
 
 func runAuthorize(_ benchmark: Benchmark, _ f: Fixture) {
@@ -120,7 +157,7 @@ func runIssue(_ benchmark: Benchmark, _ f: Fixture) {
     let claims = f.claims
     benchmark.startMeasurement()
     for _ in benchmark.scaledIterations {
-        blackHole(try? issuer.issue(claims))
+        do { blackHole(try issuer.issue(claims)) } catch { fail("issue.sign: \(error)") }
     }
     benchmark.stopMeasurement()
 }
@@ -128,6 +165,10 @@ func runIssue(_ benchmark: Benchmark, _ f: Fixture) {
 func runLoad(_ benchmark: Benchmark, _ f: Fixture, path: String, entries: Int) {
     var loaded: RevocationList? = nil
     var fileBytes = 0
+    // Hand memory freed by the fixtures back to the system first, so the resident set can
+    // only grow by what loading takes (malloc would otherwise reuse it unseen).
+    trimMalloc()
+    let before = residentBytes()
     benchmark.startMeasurement()
     for _ in benchmark.scaledIterations {
         loaded = nil // never hold two lists at once
@@ -136,14 +177,14 @@ func runLoad(_ benchmark: Benchmark, _ f: Fixture, path: String, entries: Int) {
             fileBytes = bytes.count
             loaded = try RevocationList(verifying: bytes, keys: f.keySet)
         } catch {
-            warn("load failed: \(error)\n")
+            fail("load of \(path) failed: \(error)")
         }
     }
     benchmark.stopMeasurement()
-    if let loaded {
-        benchmark.measurement(.custom("file_bytes_per_entry", useScalingFactor: false), fileBytes / max(1, entries))
-        benchmark.measurement(.custom("loaded_bytes", useScalingFactor: false), loaded.memoryFootprint)
-    }
+    guard let list = loaded, list.tokenEntryCount == entries else { fail("load of \(path): expected \(entries) entries") }
+    // Measured: the resident set with the list held, over what it was before loading.
+    benchmark.measurement(.custom("held_rss_bytes", useScalingFactor: false), max(0, residentBytes() - before))
+    benchmark.measurement(.custom("file_bytes_per_entry", useScalingFactor: false), fileBytes / max(1, entries))
     blackHole(loaded)
 }
 
@@ -151,10 +192,12 @@ func runAllCores(_ benchmark: Benchmark, _ f: Fixture) {
     let validator = f.freshValidator
     let token = f.token
     let cores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-    let perCore = benchmark.configuration.scalingFactor.rawValue / cores
+    let total = benchmark.configuration.scalingFactor.rawValue
     benchmark.startMeasurement()
-    DispatchQueue.concurrentPerform(iterations: cores) { _ in
-        for _ in 0..<perCore { blackHole(try? validator.validate(token)) }
+    DispatchQueue.concurrentPerform(iterations: cores) { core in
+        // Every one of the `total` validations runs, whatever the number of cores.
+        let share = total / cores + (core < total % cores ? 1 : 0)
+        for _ in 0..<share { blackHole(mustValidate(validator, token)) }
     }
     benchmark.stopMeasurement()
 }
@@ -163,53 +206,85 @@ func runCachedAllCores(_ benchmark: Benchmark, _ f: Fixture) {
     let validator = f.cachingValidator
     let cores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     let tokens = f.threadTokens
-    for list in tokens { for t in list { _ = try? validator.validate(t) } } // warm
-    let perCore = benchmark.configuration.scalingFactor.rawValue / cores
+    for list in tokens { for t in list { _ = mustValidate(validator, t) } } // warm
+    let hits = validator.cacheHitCount
+    let total = benchmark.configuration.scalingFactor.rawValue
     benchmark.startMeasurement()
     DispatchQueue.concurrentPerform(iterations: cores) { core in
         let mine = tokens[core % tokens.count]
-        for i in 0..<perCore { blackHole(try? validator.validate(mine[i & 63])) }
+        let share = total / cores + (core < total % cores ? 1 : 0)
+        for i in 0..<share { blackHole(mustValidate(validator, mine[i & 63])) }
     }
     benchmark.stopMeasurement()
+    if validator.cacheHitCount == hits { fail("validate.cached_all_cores: no validation was answered from the cache") }
 }
 
 /// Bare `crypto_sign_verify_detached` on every core at once: the ceiling for `runAllCores`.
 func runBaselineAllCores(_ benchmark: Benchmark, _ f: Fixture) {
     let cores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-    let perCore = benchmark.configuration.scalingFactor.rawValue / cores
+    let total = benchmark.configuration.scalingFactor.rawValue
     let message = f.pae, signature = f.signature, key = f.publicKey.bytes
+    let failures = Atomic<Int>(0)
     benchmark.startMeasurement()
-    DispatchQueue.concurrentPerform(iterations: cores) { _ in
+    DispatchQueue.concurrentPerform(iterations: cores) { core in
+        let share = total / cores + (core < total % cores ? 1 : 0)
         message.withUnsafeBufferPointer { m in
             signature.withUnsafeBufferPointer { s in
                 key.withUnsafeBufferPointer { k in
                     guard let mp = m.baseAddress, let sp = s.baseAddress, let kp = k.baseAddress else { return }
-                    for _ in 0..<perCore { blackHole(crypto_sign_verify_detached(sp, mp, UInt64(m.count), kp)) }
+                    var failed = 0
+                    for _ in 0..<share { failed &+= Int(crypto_sign_verify_detached(sp, mp, UInt64(m.count), kp) != 0 ? 1 : 0) }
+                    failures.add(failed, ordering: .relaxed)
                 }
             }
         }
     }
     benchmark.stopMeasurement()
+    if failures.load(ordering: .relaxed) != 0 { fail("baseline all cores: crypto_sign_verify_detached did not return 0") }
+}
+
+/// Validates or stops the run: a benchmark of failing validations would measure nothing useful.
+@inline(__always)
+func mustValidate(_ validator: Validator, _ token: String) -> VerifiedPAT {
+    do { return try validator.validate(token) } catch { fail("validation failed: \(error)") }
 }
 
 // MARK: - fixture (built once, outside the measurements)
 
-/// A validator holding a revocation list of 1,000,000 entries (built only where used).
+/// A validator holding a revocation list of 1,000,000 entries, the same list and a 10-entry one
+/// for lookups, and 65,536 probe ids (half of them listed) with their lookup keys (built only where used).
 final class MillionFixture: Sendable {
     static let shared = MillionFixture()
     let validator: Validator
+    let list: RevocationList
+    let small: RevocationList
+    let probes: [(claims: PATClaims, key: EntryKey)]
 
     init() {
         let f = Fixture.shared
         do {
             let now = Timestamp.now()
-            let list = try RevocationList(verifying: Fixture.listBytes(entries: 1_000_000, key: f.secretKey, now: now), keys: f.keySet)
+            var probes: [(claims: PATClaims, key: EntryKey)] = []
+            var listed: [String] = []
+            for i in 0..<65_536 {
+                var claims = f.claims
+                claims.id = PATClaims.newID()
+                probes.append((claims, RevocationList.tokenKey(claims.id)))
+                if i % 2 == 0 { listed.append(claims.id) }
+            }
+            self.probes = probes
+            list = try RevocationList(verifying: Fixture.listBytes(entries: 1_000_000, key: f.secretKey, now: now, including: listed),
+                                      keys: f.keySet)
+            small = try RevocationList(verifying: Fixture.listBytes(entries: 10, key: f.secretKey, now: now), keys: f.keySet)
+            guard list.tokenEntryCount == 1_000_000, list.check(probes[0].claims) != nil, list.check(probes[1].claims) == nil else {
+                fail("the 1M-entry fixture does not hold what it should")
+            }
             var noCache = Validator.Policy()
             noCache.cacheCapacity = 0
             validator = Validator(keys: f.keySet, revocations: list, policy: noCache)
+            for token in f.probeTokens { _ = mustValidate(validator, token) }
         } catch {
-            warn("benchmark fixture failed: \(error)\n")
-            exit(1)
+            fail("benchmark fixture failed: \(error)")
         }
     }
 }
@@ -222,6 +297,8 @@ final class Fixture: Sendable {
     let keySet: KeySet
     let claims: PATClaims
     let token: String
+    /// 4,096 valid tokens with different ids (none listed), cycled through by the validate benchmarks.
+    let probeTokens: [String]
     let pae: [UInt8]
     let signature: [UInt8]
     let freshValidator: Validator
@@ -243,6 +320,13 @@ final class Fixture: Sendable {
                                scopes: try ScopeSet(parsing: ["clients:view", "clients:update:c-1", "channels:view",
                                                               "channels:connect_client:ch-42", "groups:view"]))
             token = try Issuer(key: secretKey).issue(claims)
+            var probes: [String] = []
+            for _ in 0..<4096 {
+                var c = claims
+                c.id = PATClaims.newID()
+                probes.append(try Issuer(key: secretKey).issue(c))
+            }
+            probeTokens = probes
             let parts = try PASETOv4Public.parse(token)
             pae = PASETOv4Public.pae([Array("v4.public.".utf8), parts.message, parts.footer, []])
             signature = parts.signature
@@ -263,6 +347,10 @@ final class Fixture: Sendable {
             wide.scopes = try ScopeSet(parsing: scopes)
             let wideToken = try Issuer(key: secretKey).issue(wide)
             twentyScopePAT = try freshValidator.validate(wideToken)
+            for token in [token] + probeTokens { _ = mustValidate(freshValidator, token) }
+            guard twentyScopePAT.allows(entity: "groups", operation: "view", id: "g-19") else {
+                fail("the 20-scope fixture does not grant its last scope")
+            }
             cacheBytesPerEntry = try Fixture.measureCacheEntryBytes(secretKey: secretKey, keySet: keySet, list: small, template: claims)
             var hundred = claims
             hundred.scopes = try ScopeSet(parsing: (0..<100).map { "clients:view:c-\($0)" })
@@ -277,14 +365,16 @@ final class Fixture: Sendable {
             }
             wideCacheBytesPerEntry = try Fixture.measureCacheEntryBytes(secretKey: secretKey, keySet: keySet, list: small, template: hundred)
         } catch {
-            warn("benchmark fixture failed: \(error)\n")
-            exit(1)
+            fail("benchmark fixture failed: \(error)")
         }
     }
 
-    static func listBytes(entries: Int, key: SecretKey, now: Timestamp) throws -> [UInt8] {
+    /// A signed list of `entries` entries: the `including` ids (revoked below generation 9,
+    /// above the fixture's 3) and random others.
+    static func listBytes(entries: Int, key: SecretKey, now: Timestamp, including: [String] = []) throws -> [UInt8] {
         var builder = RevocationList.Builder()
-        for i in 0..<entries {
+        for id in including.prefix(entries) { builder.revoke(id: id, below: 9, horizon: now.adding(seconds: 86_400)) }
+        for i in 0..<max(0, entries - including.count) {
             builder.revoke(id: PATClaims.newID(), below: UInt64(2 + i % 7), horizon: now.adding(seconds: 86_400 + Int64(i % 1000)))
         }
         return try builder.sign(with: key, sequence: 1, issuedAt: now, nextUpdate: now.adding(seconds: 3600))
@@ -298,7 +388,7 @@ final class Fixture: Sendable {
         do {
             try SecureFile.writeAtomically(path, Fixture.listBytes(entries: entries, key: secretKey, now: .now()))
         } catch {
-            warn("cannot write \(path): \(error)\n")
+            fail("cannot write \(path): \(error)")
         }
     }
 
@@ -319,6 +409,7 @@ final class Fixture: Sendable {
         var policy = Validator.Policy()
         policy.cacheMaxBytes = 1 << 30 // room for all of them: this measures, it does not evict
         let validator = Validator(keys: keySet, revocations: list, policy: policy)
+        trimMalloc()
         let before = residentBytes()
         for t in tokens { _ = try validator.validate(t) }
         let after = residentBytes()
@@ -331,6 +422,19 @@ final class Fixture: Sendable {
 func warn(_ message: String) {
     let bytes = Array(message.utf8)
     bytes.withUnsafeBytes { _ = write(2, $0.baseAddress, $0.count) }
+}
+
+/// Stops the run with a message: a broken fixture must never produce a figure.
+func fail(_ message: String) -> Never {
+    warn("PATBenchmarks: \(message)\n")
+    exit(1)
+}
+
+/// glibc's malloc_trim(0), looked up at run time (malloc.h is not part of the Glibc module).
+func trimMalloc() {
+    typealias Trim = @convention(c) (Int) -> Int32
+    guard let symbol = dlsym(nil, "malloc_trim") else { return }
+    _ = unsafeBitCast(symbol, to: Trim.self)(0)
 }
 
 /// Resident set size of this process, from /proc/self/statm (whose stat size is 0, so read by hand).

@@ -140,6 +140,9 @@ public final class PATRefresher: Service, Sendable {
     }
 
     private let state: Mutex<State>
+    /// The highest list sequence this refresher installed, and the rounds it finished.
+    private let installedSequence = AwaitableCounter()
+    private let finishedRounds = AwaitableCounter()
 
     /// Default bound on a fetched revocation list: 32 MiB, about a million entries.
     public static let defaultMaxRevocationListBytes = 32 * 1024 * 1024
@@ -183,6 +186,24 @@ public final class PATRefresher: Service, Sendable {
         var status = state.withLock { $0.status }
         fill(&status)
         return status
+    }
+
+    // MARK: events
+
+    /// Returns once this refresher has installed a revocation list with sequence `sequence` or
+    /// higher (at once when it already has). Throws `CancellationError` when the task is
+    /// cancelled: bound the wait, e.g. in a task group with a timeout.
+    public func waitUntilRefreshed(toSequence sequence: UInt64) async throws {
+        try await installedSequence.wait(atLeast: sequence)
+    }
+
+    /// Rounds of `refresh()` finished so far, successful or not.
+    public var completedRounds: Int { Int(finishedRounds.value) }
+
+    /// Returns once `count` rounds have finished since the refresher was made. Throws
+    /// `CancellationError` when the task is cancelled.
+    public func waitUntilRounds(_ count: Int) async throws {
+        try await finishedRounds.wait(atLeast: UInt64(max(0, count)))
     }
 
     // MARK: running
@@ -294,6 +315,7 @@ public final class PATRefresher: Service, Sendable {
         }
         if listInstalled, let offeredList {
             state.withLock { $0.listETag = offeredList.etag }
+            installedSequence.advance(to: offeredList.list.sequence)
             if heldList != offeredList.list.sequence {
                 logger.info("installed revocation list", metadata: [
                     "sequence": "\(offeredList.list.sequence)", "next_update": "\(offeredList.list.nextUpdate)",
@@ -332,6 +354,7 @@ public final class PATRefresher: Service, Sendable {
             return (s.status, previous, waiters, watchers)
         }
         for waiter in waiters { waiter.resume() }
+        finishedRounds.increment()
         if !watchers.isEmpty {
             var filled = status
             fill(&filled)
@@ -454,6 +477,7 @@ public final class PATRefresher: Service, Sendable {
         if SecureFile.exists(listPath) {
             do {
                 let list = try validator.installRevocations(SecureFile.read(listPath, maxBytes: maxRevocationListBytes))
+                installedSequence.advance(to: list.sequence)
                 loaded = true
                 logger.info("loaded the cached revocation list", metadata: ["sequence": "\(list.sequence)", "next_update": "\(list.nextUpdate)"])
             } catch {

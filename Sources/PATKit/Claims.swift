@@ -37,8 +37,14 @@ public struct PATClaims: Sendable, Equatable {
         self.extra = extra
     }
 
-    /// A fresh random PAT id: 128 bits, base64url (22 characters).
-    public static func newID() -> String { Sodium.base64URLEncode(Sodium.randomBytes(16)) }
+    /// A fresh random PAT id: 128 bits, base64url (22 characters). Never begins with "-", which
+    /// a command line would read as an option (`pat revoke -x…`); ids are redrawn until they do not.
+    public static func newID() -> String {
+        while true {
+            let id = Sodium.base64URLEncode(Sodium.randomBytes(16))
+            if !id.hasPrefix("-") { return id }
+        }
+    }
 
     /// Checks the rules for issuing; parsing applies the same rules.
     public func validateForIssue() throws(PATKitError) {

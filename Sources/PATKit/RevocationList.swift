@@ -80,7 +80,7 @@ public struct RevocationList: Sendable {
     }
 
     /// The same with lookup keys computed earlier (nil: hash here, only if the table is non-empty).
-    func check(_ claims: PATClaims, tokenKey: EntryKey?, ownerKey: EntryKey?) -> Revocation? {
+    package func check(_ claims: PATClaims, tokenKey: EntryKey?, ownerKey: EntryKey?) -> Revocation? {
         if tokens.count > 0, let (floor, _) = tokens.lookup(tokenKey ?? RevocationList.tokenKey(claims.id)),
            claims.generation < floor {
             return floor == UInt64.max ? .deleted : .superseded(floor: floor)

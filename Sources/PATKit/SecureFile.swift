@@ -60,13 +60,17 @@ package enum SecureFile {
             defer { close(fd) }
             guard fchmod(fd, mode) == 0 else { throw PATKitError.io(path: tmpPath, reason: "chmod failed: \(errnoText())") }
             var written = 0
-            while written < bytes.count {
-                let n = bytes.withUnsafeBytes { buf in write(fd, buf.baseAddress.map { $0 + written }, buf.count - written) }
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw PATKitError.io(path: tmpPath, reason: "write failed: \(errnoText())")
+            // In two halves, with a crash-test point between them (FaultPoint).
+            for end in [bytes.count / 2, bytes.count] {
+                while written < end {
+                    let n = bytes.withUnsafeBytes { buf in write(fd, buf.baseAddress.map { $0 + written }, end - written) }
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        throw PATKitError.io(path: tmpPath, reason: "write failed: \(errnoText())")
+                    }
+                    written += n
                 }
-                written += n
+                if end < bytes.count { FaultPoint.reached("file.partial", path) }
             }
             guard fsync(fd) == 0 else { throw PATKitError.io(path: tmpPath, reason: "fsync failed: \(errnoText())") }
         } catch let error as PATKitError {
@@ -74,6 +78,7 @@ package enum SecureFile {
         } catch {
             throw .io(path: path, reason: "\(error)")
         }
+        FaultPoint.reached("file.synced", path)
         beforeRename()
         guard rename(tmpPath, path) == 0 else { throw .io(path: path, reason: "rename failed: \(errnoText())") }
         committed = true

@@ -117,6 +117,7 @@ public final class SQLiteRegistry: PATRegistryStore {
                 var result: T?
                 try db.inTransaction(.immediate) {
                     result = try body(SQLiteTransaction(db: db))
+                    FaultPoint.reached("registry.uncommitted", path)
                     return .commit
                 }
                 guard let result else {

@@ -34,6 +34,8 @@ public final class Republisher: Service, Sendable {
     private let state: Mutex<State>
     /// Held while one publish-and-install runs, so lists reach the validator in order.
     private let serial = Mutex<Void>(())
+    /// The sequence of the last list written and installed.
+    private let publishedSequence = AwaitableCounter()
 
     /// - Parameters:
     ///   - interval: the timer; default half the publisher's next-update interval (at least 1 s).
@@ -52,6 +54,13 @@ public final class Republisher: Service, Sendable {
     public var lastResult: PublishResult? { state.withLock { $0.last } }
     /// The last failure, cleared by the next successful publish.
     public var lastError: String? { state.withLock { $0.lastError } }
+
+    /// Returns once a list with sequence `sequence` or higher has been published (and
+    /// installed into the validator), at once when one has. Throws `CancellationError` when the
+    /// task is cancelled: bound the wait.
+    public func waitUntilPublished(sequence: UInt64) async throws {
+        try await publishedSequence.wait(atLeast: sequence)
+    }
 
     /// Publishes now and installs the list into the validator. Blocking; serialized.
     @discardableResult
@@ -75,6 +84,7 @@ public final class Republisher: Service, Sendable {
                 s.due = ContinuousClock.now + interval
             }
             install(result)
+            publishedSequence.advance(to: result.sequence)
             return result
         }
     }

@@ -102,6 +102,8 @@ public final class WebhookDispatcher: Service, Sendable {
     private let queues: [EndpointQueue]
     /// Deliveries taken from a queue and not finished yet.
     private let inFlight = Mutex(0)
+    /// Deliveries settled: delivered, refused by the endpoint, or given up after the last attempt.
+    private let settled = AwaitableCounter()
     private let logger: Logger
     private let clock: @Sendable () -> Timestamp
 
@@ -147,6 +149,16 @@ public final class WebhookDispatcher: Service, Sendable {
     /// Deliveries waiting, per endpoint (in configuration order).
     public var pending: [Int] { queues.map(\.count) }
 
+    /// Deliveries settled so far, over every endpoint: delivered, refused by the endpoint
+    /// (a final 4xx), or given up after the last attempt. Dropped ones are not counted.
+    public var settledCount: Int { Int(settled.value) }
+
+    /// Returns once `count` deliveries have settled. Throws `CancellationError` when the task
+    /// is cancelled: bound the wait.
+    public func waitUntilSettled(_ count: Int) async throws {
+        try await settled.wait(atLeast: UInt64(max(0, count)))
+    }
+
     public func run() async throws {
         var clientConfiguration = HTTPClient.Configuration()
         clientConfiguration.redirectConfiguration = .disallow
@@ -170,7 +182,10 @@ public final class WebhookDispatcher: Service, Sendable {
             while !Task.isCancelled, let delivery = queue.pop() {
                 inFlight.withLock { $0 += 1 }
                 let finished = await deliver(delivery, client: client)
-                if finished { inFlight.withLock { $0 -= 1 } }
+                if finished {
+                    inFlight.withLock { $0 -= 1 }
+                    settled.increment()
+                }
             }
             if Task.isCancelled { return }
         }

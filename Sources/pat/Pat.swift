@@ -28,6 +28,7 @@ struct Pat: ParsableCommand {
 
     /// Runs the command; usage errors exit 2, failures exit 1 with a message on stderr.
     static func main() {
+        FaultPoint.armFromEnvironment() // PAT_TEST_PAUSE_AT: crash tests only
         do {
             var command = try parseAsRoot()
             try command.run()

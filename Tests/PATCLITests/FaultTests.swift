@@ -1,65 +1,130 @@
 import Foundation
-import Testing
 import PATKit
+import PATStore
+import PATTestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
-/// Crashes at random points: a `pat` process killed with SIGKILL while it writes the
-/// registry or publishes leaves the registry readable and a complete, valid list in place.
-@Suite struct FaultTests {
-    /// Starts `pat ARGS` and kills it with SIGKILL after `delay` microseconds (if still running).
-    func killed(_ pat: PatRunner, _ arguments: [String], after delay: UInt32) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: pat.binary)
-        process.arguments = arguments
-        process.environment = pat.environment()
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        usleep(delay)
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
+/// Crashes inside writes: a `pat` process SIGKILLed while it writes the registry or publishes
+/// leaves the registry readable with nothing half-applied, and a complete, valid list in place.
+///
+/// Each kill is aimed: `PAT_TEST_PAUSE_AT=POINT#N` makes `pat` stop at a named point inside a
+/// write (`FaultPoint`: a registry transaction before commit, a temporary file half written, a
+/// temporary file synced but not renamed) and say so on standard error; the test kills it
+/// there. Which command, point and victim each round uses comes from a seeded generator; the
+/// seed is printed (`PATKIT_FAULT_SEED=N` repeats a run).
+@Suite(.timeLimit(.minutes(10)))
+struct FaultTests {
+    static let seed: UInt64 = {
+        if let text = ProcessInfo.processInfo.environment["PATKIT_FAULT_SEED"], let seed = UInt64(text) { return seed }
+        return UInt64.random(in: 0...UInt64(UInt32.max))
+    }()
+
+    /// Where each command can be stopped inside a write (publish writes keys.json, then revocations.bin).
+    static let points: [String: [String]] = [
+        "create": ["registry.uncommitted#1"],
+        "revoke": ["registry.uncommitted#1"],
+        "publish": ["registry.uncommitted#1", "file.partial#1", "file.partial#2", "file.synced#1", "file.synced#2"],
+    ]
+
+    /// Runs `pat ARGS` armed to pause at `point`, and SIGKILLs it once it says it got there.
+    /// True when the kill landed at the point; false when the process ended without reaching it.
+    func kill(_ pat: PatRunner, _ arguments: [String], at point: String) async throws -> Bool {
+        let (landed, result) = try await ChildProcess.withRunning(
+            pat.binary, arguments, environment: pat.environment(["PAT_TEST_PAUSE_AT": point]), timeLimit: .seconds(60)
+        ) { child in
+            guard await child.stderrLine(containing: "pat: test hook: paused at \(point)") != nil else { return false }
+            try child.signal(SIGKILL)
+            return true
+        }
+        if landed {
+            #expect(result.terminatingSignal == SIGKILL, "\(result)")
+        } else {
+            Issue.record("pat \(arguments.joined(separator: " ")) never reached \(point) (seed \(Self.seed)): \(result)")
+        }
+        return landed
     }
 
-    func loadList(_ pat: PatRunner) throws -> RevocationList? {
-        let path = pat.home + "/published/revocations.bin"
-        guard FileManager.default.fileExists(atPath: path) else { return nil }
-        let keys = try KeySet(json: SecureFile.read(pat.home + "/keys/keyset.json", maxBytes: 1 << 20))
-        return try RevocationList(verifying: SecureFile.read(path, maxBytes: 1 << 26), keys: keys)
+    func loadList(_ pat: PatRunner) throws -> RevocationList {
+        let keySet = try SignedKeySet(verifying: SecureFile.read(pat.home + "/published/keys.json", maxBytes: SignedKeySet.maxDocumentBytes),
+                                      anchors: TrustAnchors(contentsOfFile: pat.home + "/keys/anchors"))
+        return try RevocationList(verifying: SecureFile.read(pat.home + "/published/revocations.bin", maxBytes: 1 << 26), keys: keySet.keys)
     }
 
-    @Test("SIGKILL at random points of create, revoke and publish never corrupts state")
-    func randomKills() throws {
-        let pat = try PatRunner()
-        try pat.ok(["keys", "generate"])
+    func temporaryFiles(_ pat: PatRunner) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: pat.home + "/published").filter { $0.contains(".tmp-") }
+    }
+
+    @Test("SIGKILL inside the writes of create, revoke and publish never corrupts state")
+    func killsInsideWrites() async throws {
+        let seed = Self.seed
+        print("FaultTests: seed \(seed) (PATKIT_FAULT_SEED=\(seed) repeats this run)")
+        var random = SplitMix64(seed: seed)
+        let pat = try await PatRunner()
+        try await pat.ok(["keys", "generate"])
         var ids: [String] = []
         for i in 0..<5 {
-            ids.append(try pat.issue(["create", "--owner", "o", "--name", "seed-\(i)", "--scope", "clients:view", "--expires-in", "1d"]).id)
+            ids.append(try await pat.issue(["create", "--owner", "o", "--name", "seed-\(i)", "--scope", "clients:view", "--expires-in", "1d"]).id)
         }
-        try pat.ok(["publish"])
-        var lastSequence = try #require(try loadList(pat)).sequence
-        var generator = SystemRandomNumberGenerator()
-        for round in 0..<24 {
-            let delay = UInt32.random(in: 0...60_000, using: &generator)
-            let command: [String]
-            switch round % 3 {
-            case 0: command = ["create", "--owner", "o", "--name", "k-\(round)", "--scope", "clients:view", "--expires-in", "1d"]
-            case 1: command = ["revoke", ids[round % ids.count]]
-            default: command = ["publish"]
+        try await pat.ok(["publish"])
+        let firstSequence = try loadList(pat).sequence
+        let rounds = 24
+        var landed = 0
+        var committedPublishes = 0
+        var log: [String] = []
+        for round in 0..<rounds {
+            let name = ["create", "revoke", "publish"][round % 3]
+            let arguments: [String]
+            switch name {
+            case "create": arguments = ["create", "--owner", "o", "--name", "k-\(round)", "--scope", "clients:view", "--expires-in", "1d"]
+            case "revoke": arguments = ["revoke", ids[Int(random.next() % UInt64(ids.count))]]
+            default: arguments = ["publish"]
             }
-            try killed(pat, command, after: delay)
+            let options = Self.points[name] ?? []
+            let point = options[Int(random.next() % UInt64(options.count))]
+            let hit = try await kill(pat, arguments, at: point)
+            if hit { landed += 1 }
+            if hit, name == "publish", point.hasPrefix("file.") { committedPublishes += 1 }
+            log.append("\(name)@\(point)\(hit ? "" : " (missed)")")
 
-            // The registry opens and answers.
-            let records = try pat.list(["--status", "all"])
-            #expect(records.count >= ids.count)
-            // The list in place is complete and valid, and never went backwards.
-            let list = try #require(try loadList(pat))
-            #expect(list.sequence >= lastSequence)
-            lastSequence = list.sequence
+            // Nothing half-applied: the killed transaction left no trace, the registry answers.
+            let records = try await pat.list(["--status", "all"])
+            #expect(records.count == ids.count, "round \(round) (\(name)@\(point), seed \(seed)): \(records.count) records")
+            #expect(records.allSatisfy { $0["status"] as? String == "active" }, "a killed revoke took effect (seed \(seed))")
+            // The list in place is the last complete one and verifies; a killed publish never replaced it.
+            let list = try loadList(pat)
+            #expect(list.sequence == firstSequence, "round \(round) (\(name)@\(point), seed \(seed))")
+            if hit, point.hasPrefix("file.synced") {
+                #expect(try !temporaryFiles(pat).isEmpty, "killed after the temporary file was complete: it is still there")
+            }
         }
-        // Afterwards everything still works: publish succeeds and leaves no temporary files.
-        try pat.ok(["publish"])
-        let published = try FileManager.default.contentsOfDirectory(atPath: pat.home + "/published")
-        #expect(!published.contains { $0.contains(".tmp-") })
-        #expect(try #require(try loadList(pat)).sequence > lastSequence)
+        print("FaultTests: \(landed) of \(rounds) kills landed inside a write: \(log.joined(separator: ", "))")
+        #expect(landed >= 20, "only \(landed) of \(rounds) kills landed inside a write (seed \(seed)): \(log)")
+
+        // Afterwards everything works, and no sequence is reused: each publish killed after its
+        // registry commit consumed one.
+        let fresh = try await pat.issue(["create", "--owner", "o", "--name", "after", "--scope", "clients:view", "--expires-in", "1d"])
+        try await pat.ok(["revoke", ids[0]])
+        try await pat.ok(["publish"])
+        #expect(try temporaryFiles(pat).isEmpty, "the next publish removes stale temporary files")
+        let final = try loadList(pat)
+        #expect(final.sequence == firstSequence + UInt64(committedPublishes) + 1, "seed \(seed)")
+        #expect(try await pat.verify(fresh.token) == nil)
+        #expect(try await pat.list(["--status", "revoked"]).count == 1)
+    }
+}
+
+/// A small seeded generator (SplitMix64), so a failing run can be repeated from its seed.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }

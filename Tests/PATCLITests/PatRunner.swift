@@ -39,15 +39,17 @@ struct PatRunnerError: Error, CustomStringConvertible {
 }
 
 /// Runs the real `pat` binary against a fresh temporary PATKit home (`PAT_HOME`), with
-/// `PAT_NOW` as the current time when `now` is set. Removes the home when released.
+/// `PAT_NOW` as the current time when `now` is set. Removes the home when released. Every run
+/// is awaited off the cooperative pool and bounded in time (`ChildProcess`).
 final class PatRunner: @unchecked Sendable {
     let binary: String
     let home: String
     /// The current time for the runs (RFC 3339), or nil for the system clock.
     var now: String?
 
-    init(now: String? = nil) throws {
-        binary = try PatRunner.binaryPath()
+    /// Needs the `pat` binary: a failure in CI when it is missing, a skip elsewhere.
+    init(now: String? = nil) async throws {
+        binary = try await Prerequisite.patBinary.require()
         let base = FileManager.default.temporaryDirectory.appendingPathComponent("patcli-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: base, withIntermediateDirectories: true)
         home = base.path
@@ -55,9 +57,6 @@ final class PatRunner: @unchecked Sendable {
     }
 
     deinit { try? FileManager.default.removeItem(atPath: home) }
-
-    /// The `pat` built with the tests.
-    static func binaryPath() throws -> String { try TestPaths.requirePatBinary() }
 
     /// The environment of a run: this process's, without PATKit variables, plus the home and clock.
     func environment(_ extra: [String: String] = [:]) -> [String: String] {
@@ -68,41 +67,20 @@ final class PatRunner: @unchecked Sendable {
         return env
     }
 
-    /// Runs `pat ARGS…` to completion; standard input is empty (not a terminal).
+    /// Runs `pat ARGS…` to completion; standard input is `input` (empty when nil, not a terminal).
     @discardableResult
-    func run(_ arguments: [String], environment extra: [String: String] = [:]) throws -> PatResult {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = arguments
-        process.environment = environment(extra)
-        let outPath = home + "/.stdout-\(UUID().uuidString)"
-        let errPath = home + "/.stderr-\(UUID().uuidString)"
-        defer {
-            try? FileManager.default.removeItem(atPath: outPath)
-            try? FileManager.default.removeItem(atPath: errPath)
-        }
-        guard FileManager.default.createFile(atPath: outPath, contents: nil),
-              FileManager.default.createFile(atPath: errPath, contents: nil),
-              let out = FileHandle(forWritingAtPath: outPath), let err = FileHandle(forWritingAtPath: errPath) else {
-            throw PatRunnerError("cannot create output files in \(home)")
-        }
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        try out.close()
-        try err.close()
-        let stdout = String(decoding: FileManager.default.contents(atPath: outPath) ?? Data(), as: UTF8.self)
-        let stderr = String(decoding: FileManager.default.contents(atPath: errPath) ?? Data(), as: UTF8.self)
-        return PatResult(status: process.terminationStatus, stdout: stdout, stderr: stderr)
+    func run(_ arguments: [String], environment extra: [String: String] = [:], input: String? = nil,
+             sourceLocation: SourceLocation = #_sourceLocation) async throws -> PatResult {
+        let result = try await ChildProcess.run(binary, arguments, environment: environment(extra),
+                                                input: input.map { Array($0.utf8) }, sourceLocation: sourceLocation)
+        return PatResult(status: result.status, stdout: result.stdout, stderr: result.stderr)
     }
 
     /// Runs `pat ARGS…` and requires exit status 0.
     @discardableResult
     func ok(_ arguments: [String], environment extra: [String: String] = [:],
-            sourceLocation: SourceLocation = #_sourceLocation) throws -> PatResult {
-        let result = try run(arguments, environment: extra)
+            sourceLocation: SourceLocation = #_sourceLocation) async throws -> PatResult {
+        let result = try await run(arguments, environment: extra, sourceLocation: sourceLocation)
         guard result.status == 0 else {
             Issue.record("pat \(arguments.joined(separator: " ")) exited \(result.status)\nstdout: \(result.stdout)\nstderr: \(result.stderr)",
                          sourceLocation: sourceLocation)
@@ -112,8 +90,8 @@ final class PatRunner: @unchecked Sendable {
     }
 
     /// `pat create … --json` (or another token-issuing command): the id and the token.
-    func issue(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> (id: String, token: String) {
-        let object = try ok(arguments + ["--json"], sourceLocation: sourceLocation).object()
+    func issue(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) async throws -> (id: String, token: String) {
+        let object = try await ok(arguments + ["--json"], sourceLocation: sourceLocation).object()
         guard let id = object["id"] as? String, let token = object["token"] as? String else {
             throw PatRunnerError("no id/token in \(object)")
         }
@@ -121,8 +99,8 @@ final class PatRunner: @unchecked Sendable {
     }
 
     /// `pat verify TOKEN --json`: nil when valid, else the rejection code and reason.
-    func verify(_ token: String, extra: [String] = []) throws -> (code: String, reason: String)? {
-        let result = try run(["verify", token, "--json"] + extra)
+    func verify(_ token: String, extra: [String] = []) async throws -> (code: String, reason: String)? {
+        let result = try await run(["verify", token, "--json"] + extra)
         let object = try result.object()
         if object["valid"] as? Bool == true {
             guard result.status == 0 else { throw PatRunnerError("valid token but exit \(result.status)") }
@@ -133,7 +111,7 @@ final class PatRunner: @unchecked Sendable {
     }
 
     /// `pat list --json` with the given filters.
-    func list(_ filters: [String] = []) throws -> [[String: Any]] {
-        try ok(["list", "--json"] + filters).objects()
+    func list(_ filters: [String] = []) async throws -> [[String: Any]] {
+        try await ok(["list", "--json"] + filters).objects()
     }
 }

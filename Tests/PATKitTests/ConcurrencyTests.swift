@@ -2,7 +2,7 @@ import Synchronization
 import Testing
 @testable import PATKit
 
-@Suite("Concurrency")
+@Suite("Concurrency", .timeLimit(.minutes(5)))
 struct ConcurrencyTests {
     struct Outcome: Sendable {
         /// Index into the token list; -1 marks a failed install by the swapper.

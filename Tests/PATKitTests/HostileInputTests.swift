@@ -71,17 +71,44 @@ enum Hostile {
     static var footerText: String { String(token.split(separator: ".")[3]) }
     static var payloadText: String { String(token.split(separator: ".")[2]) }
 
-    /// The outcome: nil when accepted, else the code. Checked with and without the validation
-    /// cache, the cached one twice (the second call answers from the cache): all must agree.
+    /// The outcome: nil when accepted, else the code. Checked without the validation cache and
+    /// with one warmed with the valid template token (so a hostile token meets a cache that
+    /// holds an entry), the cached validator twice: all must agree, an accepted token must be
+    /// answered from the cache the second time (a hit is counted), a refused one never.
     static func outcome(_ token: String, configure: (inout Validator.Policy) -> Void = { _ in }) throws -> PATValidationError.Code? {
         let plain = try validator(cache: false, configure: configure)
         let cached = try validator(cache: true, configure: configure)
+        let isTemplate = token.utf8.elementsEqual(Hostile.token.utf8)
+        if !isTemplate, validationCode({ try cached.validate(Hostile.token) }) == nil {
+            _ = validationCode { try cached.validate(Hostile.token) }
+            #expect(cached.cacheHitCount == 1, "the warmed cache answers the template token from the cache")
+        }
+        let hits = cached.cacheHitCount
         let a = validationCode { try plain.validate(token) }
         let b = validationCode { try cached.validate(token) }
         let c = validationCode { try cached.validate(token) }
         #expect(a == b && b == c, "cache changes the outcome: \(String(describing: a)) / \(String(describing: b)) / \(String(describing: c))")
+        if a == nil, token.utf8.count <= cached.policy.cacheMaxTokenBytes {
+            #expect(cached.cacheHitCount == hits + 1, "an accepted token is answered from the cache once seen")
+        } else if a == nil {
+            #expect(cached.cacheHitCount == hits, "a token over cacheMaxTokenBytes is never cached")
+        } else {
+            #expect(cached.cacheHitCount == hits, "a refused token is never answered from the cache")
+        }
         return a
     }
+
+    /// A token whose payload does not fill whole base64 quanta (its length is not a multiple
+    /// of 3 bytes), so its last character carries zero trailing bits; the template's payload
+    /// (216 bytes) has none. Made by padding the claims with an extra member.
+    static let unevenToken: String = {
+        for n in 0..<3 {
+            let json = replacing(#""dom":"dom-1""#, #""dom":"dom-1","pad":"\#(String(repeating: "p", count: n))""#)
+            let token = sign(json)
+            if String(token.split(separator: ".")[2]).utf8.count % 4 != 0 { return token }
+        }
+        return token
+    }()
 }
 
 /// One hostile token and the code it must be refused with (nil: it must be accepted).
@@ -184,9 +211,14 @@ struct HostileInputTests {
             let bumped = String(alphabet[index + 1])
             cases.append(TokenCase("non-zero trailing bits in the footer", token(payload, String(footer.dropLast()) + bumped), .malformed))
         }
-        if payload.utf8.count % 4 != 0, let last = payload.last, let index = alphabet.firstIndex(of: last) {
-            let bumped = String(alphabet[(index + 1) % 64])
-            cases.append(TokenCase("non-zero trailing bits in the payload", token(String(payload.dropLast()) + bumped, footer), .malformed))
+        // The template's payload has no trailing bits: use one padded to an uneven length.
+        let uneven = String(Hostile.unevenToken.split(separator: ".")[2])
+        let unevenFooter = String(Hostile.unevenToken.split(separator: ".")[3])
+        cases.append(TokenCase("control: the uneven-payload token itself", Hostile.unevenToken, nil))
+        if uneven.utf8.count % 4 != 0, let last = uneven.last, let index = alphabet.firstIndex(of: last) {
+            // Canonical: the trailing bits (the low bits of the last character) are zero, so +1 sets one.
+            let bumped = String(alphabet[index + 1])
+            cases.append(TokenCase("non-zero trailing bits in the payload", token(String(uneven.dropLast()) + bumped, unevenFooter), .malformed))
         }
         return cases
     }()
@@ -196,9 +228,12 @@ struct HostileInputTests {
         #expect(try Hostile.outcome(c.token) == c.expected)
     }
 
-    @Test("the payload's encoding has the trailing-bits case the table needs")
+    @Test("the payload and footer encodings have the trailing-bits cases the table needs")
     func tableCoversTrailingBits() {
-        #expect(Hostile.footerText.utf8.count % 4 != 0)
+        let payload = String(Hostile.unevenToken.split(separator: ".")[2])
+        #expect(payload.utf8.count % 4 != 0, "the uneven payload ends on a partial quantum")
+        #expect(Self.base64Cases.contains { $0.label == "non-zero trailing bits in the payload" })
+        #expect(Hostile.footerText.utf8.count % 4 != 0, "the footer ends on a partial quantum")
         #expect(Self.base64Cases.contains { $0.label == "non-zero trailing bits in the footer" })
     }
 

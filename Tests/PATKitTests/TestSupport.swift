@@ -1,4 +1,5 @@
 import Foundation
+import PATTestSupport
 import Synchronization
 import Testing
 @testable import PATKit
@@ -178,23 +179,16 @@ struct VectorCase: Sendable, CustomTestStringConvertible {
 }
 
 enum Vectors {
-    /// `$PATKIT_VECTORS`, else `<package root>/../shared/vectors`.
-    static let directory: URL = {
-        if let env = ProcessInfo.processInfo.environment["PATKIT_VECTORS"], !env.isEmpty {
-            return URL(fileURLWithPath: env, isDirectory: true).standardizedFileURL
-        }
-        // Tests/PATKitTests/TestSupport.swift → package root.
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        return root.appendingPathComponent("../shared/vectors", isDirectory: true).standardizedFileURL
-    }()
+    /// `$PATKIT_VECTORS`, else `<package root>/../shared/vectors` (the `Prerequisite.vectors` folder).
+    static let directory: URL = TestPaths.vectorsDirectory
 
+    /// True when the folder holds v4.json.
     static var available: Bool {
-        var isDirectory: ObjCBool = false
-        return FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory) && isDirectory.boolValue
+        FileManager.default.fileExists(atPath: directory.appendingPathComponent("v4.json").path)
     }
 
     static var skipMessage: Comment {
-        "vectors folder not found at \(directory.path) (set PATKIT_VECTORS to the folder holding v4.json and the k4.*.json files)"
+        "vectors not found at \(directory.path) (set PATKIT_VECTORS to the folder holding v4.json and the k4.*.json files)"
     }
 
     /// Every test of `file`, or [] when the folder or the file is missing or unreadable.

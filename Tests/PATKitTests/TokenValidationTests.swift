@@ -466,3 +466,14 @@ struct TokenValidationTests {
         #expect(PATValidationError(.expired, "x").description == "expired: x")
     }
 }
+
+/// Regression: 1 in 64 random ids began with "-", which `pat revoke ID` and the other commands
+/// read as an option (a flaky CLI test found it). 20,000 draws would hold about 312 such ids.
+@Test("new PAT ids never begin with \"-\" and are valid, distinct 22-character ids")
+func newIDsNeverLookLikeOptions() {
+    let ids = (0..<20_000).map { _ in PATClaims.newID() }
+    #expect(ids.allSatisfy { !$0.hasPrefix("-") })
+    #expect(ids.allSatisfy { $0.utf8.count == 22 && PATClaims.isValidID($0) })
+    #expect(Set(ids).count == ids.count)
+    #expect(Set(ids.map(\.first)).count >= 60, "the first character still varies over the alphabet")
+}

@@ -1,5 +1,6 @@
 import Foundation
 import PATRegistry
+import PATTestSupport
 import Testing
 
 @Suite("Registry records and status")
@@ -209,7 +210,7 @@ struct LifecycleTests {
     }
 }
 
-@Suite("Publisher")
+@Suite("Publisher", .timeLimit(.minutes(5)))
 struct PublisherTests {
     @Test("published list refuses superseded, revoked and deleted PATs and accepts current ones")
     func publishReflectsLifecycle() throws {
@@ -399,9 +400,9 @@ struct PublisherTests {
     }
 
     @Test("a crash between writing the new list and renaming it leaves the previous list intact")
-    func crashBeforeRename() throws {
+    func crashBeforeRename() async throws {
         let t = try TestHome()
-        let pat = try patBinaryPath()
+        let pat = try await Prerequisite.patBinary.require()
         let clock = TestClock()
         let lifecycle = t.lifecycle(at: clock)
         let victim = try lifecycle.create(owner: "a", name: "victim", scopes: try scopes("clients:view"),
@@ -409,7 +410,7 @@ struct PublisherTests {
         let previous = try t.publisher(at: clock).publish()
         _ = try lifecycle.revoke(id: victim.record.id)
 
-        let crashed = try run(pat, ["publish", "--home", t.home.path],
+        let crashed = try await run(pat, ["publish", "--home", t.home.path],
                               environment: ["PAT_NOW": clock.now.rfc3339, "PAT_TEST_CRASH_BEFORE_RENAME": "1"])
         #expect(crashed == 99)
         let bytes = try SecureFile.read(t.home.publishedRevocationsPath, maxBytes: RevocationList.defaultMaxBytes)
@@ -421,7 +422,7 @@ struct PublisherTests {
         #expect(leftovers.count == 1, "the crash happened after the temporary file was written")
         #expect(rejection(try t.validator(at: clock), victim.token) == nil, "the old list does not know the revoke yet")
 
-        let recovered = try run(pat, ["publish", "--home", t.home.path], environment: ["PAT_NOW": clock.now.rfc3339])
+        let recovered = try await run(pat, ["publish", "--home", t.home.path], environment: ["PAT_NOW": clock.now.rfc3339])
         #expect(recovered == 0)
         let after = try t.validator(at: clock)
         #expect(try #require(after.revocations).sequence == previous.sequence + 2, "the crashed run's sequence is not reused")
@@ -430,18 +431,10 @@ struct PublisherTests {
             .filter { $0.contains(".tmp-") }.isEmpty, "a later publish removes the stale temporary file")
     }
 
-    /// Runs a program and returns its exit status; output is discarded.
-    func run(_ program: String, _ arguments: [String], environment: [String: String]) throws -> Int32 {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: program)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        return process.terminationStatus
+    /// Runs a program (awaited off the cooperative pool, bounded in time) and returns its exit status.
+    func run(_ program: String, _ arguments: [String], environment: [String: String]) async throws -> Int32 {
+        try await ChildProcess.run(program, arguments,
+                                   environment: ProcessInfo.processInfo.environment.merging(environment) { $1 }).status
     }
 }
 

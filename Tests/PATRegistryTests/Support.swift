@@ -69,4 +69,3 @@ func rejection(_ validator: Validator, _ token: String) -> PATValidationError.Co
 }
 
 /// The `pat` binary built with the tests.
-func patBinaryPath() throws -> String { try TestPaths.requirePatBinary() }

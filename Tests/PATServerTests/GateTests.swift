@@ -6,7 +6,7 @@ import PATServer
 import PATStore
 import Testing
 
-@Suite("the /verify gate")
+@Suite("the /verify gate", .timeLimit(.minutes(5)))
 struct GateTests {
     /// A home with published keys and a list revoking `revokedID`.
     struct Setup {

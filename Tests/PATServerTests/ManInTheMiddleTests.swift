@@ -4,6 +4,7 @@ import PATEdge
 import PATKit
 import PATServer
 import PATStore
+import PATTestSupport
 import Synchronization
 import Testing
 
@@ -79,7 +80,8 @@ struct ManInTheMiddleTests {
                 ]
                 for (label, documents, reason) in attacks {
                     host.serve(documents)
-                    let status = await refresher.waitForStatus { $0.lastError?.contains(reason) == true }
+                    let status = try await awaitEvent("the gate refuses the attack: \(reason)") {
+                    await refresher.waitForStatus { $0.lastError?.contains(reason) == true } }
                     #expect(status.lastError?.contains(reason) == true, "\(label)")
                     let attempt = try await Self.verify(port, forged)
                     #expect(attempt.status != 204, "forged token passed with \(label)")
@@ -89,7 +91,8 @@ struct ManInTheMiddleTests {
 
                 // Meanwhile the issuer revoked the victim's PAT; the real files come back.
                 host.serve(.init(keys: try real.signedKeys(), list: try real.list(sequence: 2, revoked: [victimID])))
-                let recovered = await refresher.waitForStatus { $0.sequence == 2 && $0.lastError == nil }
+                let recovered = try await awaitEvent("the gate installs the real list 2 cleanly") {
+                    await refresher.waitForStatus { $0.sequence == 2 && $0.lastError == nil } }
                 #expect(recovered.acceptingTokens)
                 let revoked = try await Self.verify(port, victim)
                 #expect(revoked.status == 401)
@@ -102,7 +105,8 @@ struct ManInTheMiddleTests {
 
                 // Replaying the old real list or an older real key set is rollback.
                 host.serve(.init(keys: try real.signedKeys(sequence: 1), list: try real.list(sequence: 1)))
-                let replay = await refresher.waitForStatus { $0.lastError?.contains("rollback") == true }
+                let replay = try await awaitEvent("the gate refuses the replayed list as rollback") {
+                    await refresher.waitForStatus { $0.lastError?.contains("rollback") == true } }
                 #expect(replay.sequence == 2)
                 #expect(try await Self.verify(port, victim).status == 401)
             }
@@ -131,7 +135,8 @@ struct ManInTheMiddleTests {
                 // The issuer retires the key that signed the held list; its next list is not out yet.
                 try both.retire(old.key.id)
                 host.serve(keys: try old.signedKeys(both, sequence: 2))
-                let dropped = await refresher.waitForStatus { $0.keySetSequence == 2 }
+                let dropped = try await awaitEvent("the gate installs key set 2") {
+                    await refresher.waitForStatus { $0.keySetSequence == 2 } }
                 #expect(dropped.droppedList?.contains("revocation list 1") == true)
                 let refused = try await Self.verify(port, token)
                 #expect(refused.status == 503, "not 204: the held list is no longer trusted")
@@ -144,7 +149,8 @@ struct ManInTheMiddleTests {
                 builder.revoke(id: PATClaims.newID(), below: 2, horizon: Timestamp.now().adding(seconds: 60))
                 host.serve(list: try builder.sign(with: newKey, sequence: 2, issuedAt: Timestamp.now().adding(seconds: -1),
                                                   nextUpdate: Timestamp.now().adding(seconds: 3600)))
-                let back = await refresher.waitForStatus { $0.sequence == 2 && $0.acceptingTokens }
+                let back = try await awaitEvent("the gate installs list 2 and accepts tokens again") {
+                    await refresher.waitForStatus { $0.sequence == 2 && $0.acceptingTokens } }
                 #expect(back.droppedList == nil)
                 #expect(try await Self.verify(port, token).status == 204)
                 #expect(try await http("http://127.0.0.1:\(port)/status").status == 200)

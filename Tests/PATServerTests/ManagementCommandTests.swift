@@ -1,76 +1,106 @@
 import Foundation
 import PATKit
 import PATServer
+import PATStore
+import PATTestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
 
-@Suite("pat serve: the management API", .serialized)
+/// `pat serve` with the management API as a real process, bootstrapped with the CLI. Every
+/// child is bounded in time; the pat binary is a prerequisite (a failure in CI).
+@Suite("pat serve: the management API", .serialized, .timeLimit(.minutes(5)))
 struct ManagementCommandTests {
-    /// Runs `pat` to completion; returns its status, standard output and standard error.
-    static func run(_ binary: String, _ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = arguments
-        let output = Pipe(), errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let out = output.fileHandleForReading.readDataToEndOfFile()
-        let err = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+    static func pat(_ arguments: [String]) async throws -> ProcessResult {
+        try await ChildProcess.run(try await Prerequisite.patBinary.require(), arguments, timeLimit: .seconds(60))
     }
 
-    @Test(.enabled(if: patBinary != nil, "the pat binary is not built (swift build --product pat)"))
-    func bootstrapWithTheCLIThenManageOverHTTP() async throws {
-        let binary = try #require(patBinary)
-        let dir = try TempDir()
-        #expect(try Self.run(binary, ["keys", "generate", "--home", dir.path]).status == 0)
-        let bootstrap = try Self.run(binary, ["create", "--home", dir.path, "--owner", "admin", "--name", "bootstrap",
-                                              "--scope", "pats:admin", "--catalog", "management", "--expires-in", "1d"])
-        #expect(bootstrap.status == 0, "\(bootstrap.errors)")
-        let admin = bootstrap.output.trimmingCharacters(in: .whitespacesAndNewlines)
+    /// A home with a signing key and an admin PAT made by the CLI; returns the admin token.
+    static func bootstrap(_ dir: TempDir) async throws -> String {
+        #expect(try await pat(["keys", "generate", "--home", dir.path]).status == 0)
+        let bootstrap = try await pat(["create", "--home", dir.path, "--owner", "admin", "--name", "bootstrap",
+                                       "--scope", "pats:admin", "--catalog", "management", "--expires-in", "1d"])
+        #expect(bootstrap.status == 0, "\(bootstrap.stderr)")
+        let admin = bootstrap.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(admin.hasPrefix("v4.public."))
-        let plain = try Self.run(binary, ["create", "--home", dir.path, "--owner", "admin", "--name", "nope",
-                                          "--scope", "pats:admin", "--expires-in", "1d"])
-        #expect(plain.status == 1, "pats scopes need --catalog management")
-        #expect(plain.errors.contains("pats"))
-
-        let port = try freeLoopbackPort()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["serve", "--home", dir.path, "--listen", "127.0.0.1:\(port)", "--rate-limit", "600"]
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        defer { if process.isRunning { process.terminate(); process.waitUntilExit() } }
-
-        let api = "http://127.0.0.1:\(port)\(ManagementRoutes.basePath)"
-        let up = try await eventually(within: 20) { (try? await http("http://127.0.0.1:\(port)/.well-known/pat/keys"))?.status == 200 }
-        #expect(up, "pat serve answers on port \(port)")
-        let created = try await request(api, method: .POST, token: admin, body: #"{"name": "ci", "scopes": ["clients:view"], "duration": "7d"}"#)
-        #expect(created.status == 201, "\(created.text)")
-        let listed = try await request(api, method: .GET, token: admin)
-        #expect(try listed.object()["total"] as? Int == 2)
-        let id = try created.string("id")
-        #expect(try await request("\(api)/\(id)/revoke", method: .POST, token: admin).status == 200)
-        let list = try await http("http://127.0.0.1:\(port)/.well-known/pat/revocations")
-        #expect(list.status == 200, "the server published the revocation")
-
-        kill(process.processIdentifier, SIGTERM)
-        process.waitUntilExit()
-        let log = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(process.terminationStatus == 0, "\(log.suffix(1500))")
-        #expect(log.contains("management API on /v3/personal-access-tokens"))
-        #expect(!log.contains(admin), "tokens are never logged")
+        return admin
     }
 
-    @Test(.enabled(if: patBinary != nil, "the pat binary is not built (swift build --product pat)"))
-    func managementOptionsAreChecked() throws {
-        let binary = try #require(patBinary)
+    /// What the server distributes right now, as an edge would load it.
+    static func servedValidator(_ port: Int, anchors: TrustAnchors) async throws -> Validator {
+        let keys = try await http("http://127.0.0.1:\(port)/.well-known/pat/keys")
+        let list = try await http("http://127.0.0.1:\(port)/.well-known/pat/revocations")
+        let validator = Validator(keys: KeySet())
+        try validator.install(try SignedKeySet(verifying: keys.body, anchors: anchors))
+        try validator.installRevocations(list.body)
+        return validator
+    }
+
+    @Test func bootstrapWithTheCLIThenManageOverHTTP() async throws {
+        let dir = try TempDir()
+        let admin = try await Self.bootstrap(dir)
+        let plain = try await Self.pat(["create", "--home", dir.path, "--owner", "admin", "--name", "nope",
+                                        "--scope", "pats:admin", "--expires-in", "1d"])
+        #expect(plain.status == 1, "pats scopes need --catalog management")
+        #expect(plain.stderr.contains("pats"))
+
+        let (_, result) = try await withPatServe(["serve", "--home", dir.path, "--rate-limit", "600"]) { port, _ in
+            let api = "http://127.0.0.1:\(port)\(ManagementRoutes.basePath)"
+            let created = try await request(api, method: .POST, token: admin, body: #"{"name": "ci", "scopes": ["clients:view"], "duration": "7d"}"#)
+            #expect(created.status == 201, "\(created.text)")
+            let listed = try await request(api, method: .GET, token: admin)
+            #expect(try listed.object()["total"] as? Int == 2)
+            let id = try created.string("id")
+            let token = try created.string("accessToken")
+            let before = try await Self.servedValidator(port, anchors: try #require(try dir.home.keyStore.trustAnchors()))
+            #expect(try before.validate(token).id == id, "the served list accepts the new PAT")
+            let sequenceBefore = try #require(before.revocations?.sequence)
+
+            #expect(try await request("\(api)/\(id)/revoke", method: .POST, token: admin).status == 200)
+            // The served list changed: a higher sequence with an entry for exactly this PAT.
+            let after = try await Self.servedValidator(port, anchors: try #require(try dir.home.keyStore.trustAnchors()))
+            let list = try #require(after.revocations)
+            #expect(list.sequence > sequenceBefore)
+            #expect(list.tokenEntryCount == 1, "one PAT entry: the revoked one")
+            #expect(list.ownerEntryCount == 0)
+            #expect(validationCode { try after.validate(token) } == .revoked, "the served list refuses the revoked PAT")
+            #expect(throws: Never.self, "and only it") { try after.validate(admin) }
+        }
+        #expect(result.exitStatus == 0, "\(result)")
+        #expect(result.stderr.contains("management API on /v3/personal-access-tokens"))
+        #expect(!result.stderr.contains(admin), "tokens are never logged")
+    }
+
+    @Test func webhooksFromTheCommandLineAreSignedWithTheSecretFile() async throws {
+        let dir = try TempDir()
+        let admin = try await Self.bootstrap(dir)
+        let secretPath = dir.path + "/hook.key"
+        let secret = "0123456789abcdef0123456789abcdef"
+        try SecureFile.writeAtomically(secretPath, Array((secret + "\n").utf8), mode: 0o600)
+        let receiver = HookReceiver()
+        try await WebhookTests.withReceiver(receiver) { hook in
+            let (_, result) = try await withPatServe(["serve", "--home", dir.path, "--webhook", hook,
+                                                      "--webhook-secret-file", secretPath, "--webhook-attempts", "3"]) { port, _ in
+                let api = "http://127.0.0.1:\(port)\(ManagementRoutes.basePath)"
+                let created = try await request(api, method: .POST, token: admin, body: #"{"name": "hooked", "scopes": ["clients:view"]}"#)
+                #expect(created.status == 201, "\(created.text)")
+                try await receiver.waitForHooks(1)
+                let received = try #require(receiver.hooks.first)
+                #expect(received.event == WebhookEvent.created.rawValue)
+                // The key is the file's text without its trailing newline.
+                #expect(received.signature == "sha256=" + hexString(Digest.hmacSHA256(key: Array(secret.utf8), message: received.body)))
+                let data = try #require(try received.object()["data"] as? [String: Any])
+                #expect(data["id"] as? String == (try created.string("id")))
+                #expect(!String(decoding: received.body, as: UTF8.self).contains(try created.string("accessToken")))
+            }
+            #expect(result.exitStatus == 0, "\(result)")
+            #expect(result.stderr.contains("webhooks=1"), "the log says webhooks are on: \(result.stderr.suffix(1500))")
+            #expect(!result.stderr.contains(secret), "the webhook secret is never logged")
+        }
+    }
+
+    @Test func managementOptionsAreChecked() async throws {
         let dir = try TempDir()
         for arguments in [["serve", "--verify-only", "--webhook", "http://127.0.0.1:9/hook"],
                           ["serve", "--no-management", "--rate-limit", "10"],
@@ -78,16 +108,17 @@ struct ManagementCommandTests {
                           ["serve", "--webhook", "ftp://example.com/x", "--webhook-secret-file", "/nonexistent"],
                           ["serve", "--webhook-secret-file", "/nonexistent"],
                           ["serve", "--next-update", "soon"]] {
-            let result = try Self.run(binary, arguments + ["--home", dir.path])
-            #expect(result.status == 2, "\(arguments): \(result.errors)")
+            let result = try await Self.pat(arguments + ["--home", dir.path])
+            #expect(result.status == 2, "\(arguments): \(result.stderr)")
         }
-        // A secret file others can read is refused at start.
-        #expect(try Self.run(binary, ["keys", "generate", "--home", dir.path]).status == 0)
+        // A secret file others can read is refused at start. Were the check to regress, the
+        // server would run: ChildProcess kills it at the time limit and the test fails.
+        #expect(try await Self.pat(["keys", "generate", "--home", dir.path]).status == 0)
         let secret = dir.path + "/hook.key"
         try SecureFile.writeAtomically(secret, Array("0123456789abcdef0123456789abcdef".utf8), mode: 0o644)
-        let loose = try Self.run(binary, ["serve", "--home", dir.path, "--listen", "127.0.0.1:0",
-                                          "--webhook", "http://127.0.0.1:9/hook", "--webhook-secret-file", secret])
+        let loose = try await Self.pat(["serve", "--home", dir.path, "--listen", "127.0.0.1:0",
+                                        "--webhook", "http://127.0.0.1:9/hook", "--webhook-secret-file", secret])
         #expect(loose.status == 1)
-        #expect(loose.errors.contains("chmod 600"), "\(loose.errors)")
+        #expect(loose.stderr.contains("chmod 600"), "\(loose.stderr)")
     }
 }

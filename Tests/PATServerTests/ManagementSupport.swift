@@ -11,6 +11,7 @@ import PATServer
 import PATStore
 import ServiceLifecycle
 import Synchronization
+import PATTestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -27,7 +28,7 @@ func request(_ url: String, method: HTTPMethod, token: String? = nil, body: Stri
         request.headers.add(name: "Content-Type", value: "application/json")
         request.body = .bytes(ByteBuffer(string: body))
     }
-    let response = try await rawClient.execute(request, timeout: .seconds(20))
+    let response = try await rawClient.execute(request, timeout: .seconds(30))
     let bytes = try await response.body.collect(upTo: 16 * 1024 * 1024)
     return HTTPResult(status: Int(response.status.code), headers: response.headers, body: Array(bytes.readableBytesView))
 }
@@ -185,10 +186,18 @@ struct ReceivedHook: Sendable {
 final class HookReceiver: Sendable {
     private let received = Mutex<[ReceivedHook]>([])
     private let script: Mutex<[Int]>
+    private let arrivals = AwaitableCounter()
 
     init(failing statuses: [Int] = []) { script = Mutex(statuses) }
 
     var hooks: [ReceivedHook] { received.withLock { $0 } }
+
+    /// Waits (bounded; the test fails if they never come) until `count` requests have arrived.
+    func waitForHooks(_ count: Int, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        try await awaitEvent("\(count) webhook requests arrive (got \(hooks.count))", sourceLocation: sourceLocation) { [arrivals] in
+            try await arrivals.wait(atLeast: UInt64(count))
+        }
+    }
 
     func makeApp(onRunning: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol {
         let router = Router()
@@ -197,6 +206,7 @@ final class HookReceiver: Sendable {
             var headers: [String: String] = [:]
             for field in request.headers { headers[field.name.canonicalName] = field.value }
             received.withLock { $0.append(ReceivedHook(headers: headers, body: Array(body.readableBytesView), at: .now)) }
+            arrivals.increment()
             let status = script.withLock { $0.isEmpty ? 200 : $0.removeFirst() }
             return Response(status: HTTPResponse.Status(code: status))
         }

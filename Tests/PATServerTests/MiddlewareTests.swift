@@ -6,7 +6,7 @@ import PATServer
 import PATKit
 import Testing
 
-@Suite("PATAuthenticator and scope requirements")
+@Suite("PATAuthenticator and scope requirements", .timeLimit(.minutes(5)))
 struct MiddlewareTests {
     /// A service: `POST /channels/{id}/messages` needs `channels:publish:{id}`;
     /// `/groups/{group}/...` needs `groups:view:{group}` (as group middleware);

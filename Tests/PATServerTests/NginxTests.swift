@@ -2,19 +2,11 @@ import Foundation
 import PATKit
 import PATServer
 import PATStore
+import PATTestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// The nginx binary: `$PATKIT_NGINX`, else the first `nginx` in the usual places.
-let nginxBinary: String? = {
-    if let path = ProcessInfo.processInfo.environment["PATKIT_NGINX"], FileManager.default.isExecutableFile(atPath: path) {
-        return path
-    }
-    return ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx", "/usr/local/bin/nginx", "/opt/homebrew/bin/nginx"]
-        .first { FileManager.default.isExecutableFile(atPath: $0) }
-}()
 
 /// A port that was free a moment ago on 127.0.0.1 (bound to port 0, read back, released).
 func freeLoopbackPort() throws -> Int {
@@ -37,17 +29,16 @@ func freeLoopbackPort() throws -> Int {
     return Int(UInt16(bigEndian: address.sin_port))
 }
 
-/// A real nginx on loopback, run in the foreground as the current user with everything
-/// (config, pid, logs, temp files) under one temporary prefix. Stopped by `stop()`.
-final class Nginx: @unchecked Sendable {
+/// A real nginx configuration on loopback, to be run in the foreground as the current user with
+/// everything (config, pid, logs, temp files) under one temporary prefix.
+struct NginxConfig: Sendable {
     let prefix: TempDir
-    let process = Process()
     let port: Int
     let upstreamPort: Int
 
     /// `auth_request` in front of a dummy upstream: `/channels/{id}/messages` needs
     /// `channels:publish:{id}`, checked by the gate at `gatePort`.
-    init(binary: String, gatePort: Int) throws {
+    init(gatePort: Int) throws {
         prefix = try TempDir("patkit-nginx")
         port = try freeLoopbackPort()
         upstreamPort = try freeLoopbackPort()
@@ -100,38 +91,21 @@ final class Nginx: @unchecked Sendable {
             }
             """
         try config.write(toFile: root + "/nginx.conf", atomically: true, encoding: .utf8)
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["-p", root, "-c", root + "/nginx.conf", "-e", root + "/error.log", "-g", "daemon off;"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+    }
+
+    /// nginx in the foreground with this configuration.
+    var arguments: [String] {
+        ["-p", prefix.path, "-c", prefix.path + "/nginx.conf", "-e", prefix.path + "/error.log", "-g", "daemon off;"]
     }
 
     var errorLog: String { (try? String(contentsOfFile: prefix.path + "/error.log", encoding: .utf8)) ?? "" }
-
-    /// Waits until nginx answers on its upstream port.
-    func waitUntilReady() async throws {
-        let ready = try await eventually(within: 10) {
-            guard process.isRunning else { return false }
-            return (try? await http("http://127.0.0.1:\(upstreamPort)/")) != nil
-        }
-        guard ready else { throw TestFailure("nginx did not start: \(errorLog.suffix(2000))") }
-    }
-
-    /// Fast shutdown (SIGTERM), waiting for the master to exit.
-    func stop() {
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-        }
-    }
 }
 
-@Suite("nginx auth_request in front of the gate", .serialized)
+/// nginx is a prerequisite: in CI (CI=true) its absence fails this suite; elsewhere it is skipped.
+@Suite("nginx auth_request in front of the gate", .serialized, .timeLimit(.minutes(5)))
 struct NginxTests {
-    @Test(.enabled(if: nginxBinary != nil, "nginx is not installed (Debian: apt-get install nginx); skipping the nginx test"))
-    func nginxAuthRequestUsesTheGate() async throws {
-        let binary = try #require(nginxBinary)
+    @Test func nginxAuthRequestUsesTheGate() async throws {
+        let binary = try await Prerequisite.nginx.require()
         let dir = try TempDir()
         let issuing = try Issuing()
         try dir.publish(keys: try issuing.signedKeys(), list: try issuing.list(sequence: 1))
@@ -139,41 +113,48 @@ struct NginxTests {
         let doomedID = PATClaims.newID()
         let doomed = try issuing.token(id: doomedID, subject: "dave", scopes: ["channels:publish:ch-1"])
 
-        let interval: Duration = .seconds(1)
-        let gate = PATServerConfiguration(home: dir.home, mode: .gate(GateConfiguration(trustAnchors: issuing.anchors, refreshInterval: interval)))
-        try await withPATServer(gate) { gatePort, _ in
-            let nginx = try Nginx(binary: binary, gatePort: gatePort)
-            defer { nginx.stop() }
-            try await nginx.waitUntilReady()
-            let base = "http://127.0.0.1:\(nginx.port)"
+        let gate = PATServerConfiguration(home: dir.home, mode: .gate(GateConfiguration(trustAnchors: issuing.anchors, refreshInterval: .seconds(1))))
+        try await withPATServer(gate) { gatePort, refresher in
+            let refresher = try #require(refresher)
+            let nginx = try NginxConfig(gatePort: gatePort)
+            let (_, result) = try await ChildProcess.withRunning(binary, nginx.arguments) { child in
+                let base = "http://127.0.0.1:\(nginx.port)"
+                do {
+                    try await awaitCondition("nginx answers on its upstream port", within: .seconds(60)) {
+                        (try? await http("http://127.0.0.1:\(nginx.upstreamPort)/")) != nil
+                    }
+                } catch {
+                    Issue.record("nginx error log: \(nginx.errorLog.suffix(2000))")
+                    throw error
+                }
 
-            let passed = try await http("\(base)/channels/ch-1/messages", headers: [("Authorization", "Bearer \(valid)")])
-            #expect(passed.status == 200, "\(passed.text) \(nginx.errorLog.suffix(1000))")
-            #expect(passed.text == "ok carol", "the upstream sees the owner the gate reported")
+                let passed = try await http("\(base)/channels/ch-1/messages", headers: [("Authorization", "Bearer \(valid)")])
+                #expect(passed.status == 200, "\(passed.text) \(nginx.errorLog.suffix(1000))")
+                #expect(passed.text == "ok carol", "the upstream sees the owner the gate reported")
 
-            let otherChannel = try await http("\(base)/channels/ch-2/messages", headers: [("Authorization", "Bearer \(valid)")])
-            #expect(otherChannel.status == 403, "a PAT without the required scope is forbidden")
+                let otherChannel = try await http("\(base)/channels/ch-2/messages", headers: [("Authorization", "Bearer \(valid)")])
+                #expect(otherChannel.status == 403, "a PAT without the required scope is forbidden")
 
-            let anonymous = try await http("\(base)/channels/ch-1/messages")
-            #expect(anonymous.status == 401)
-            #expect(anonymous.header("WWW-Authenticate")?.hasPrefix("Bearer") == true, "nginx passes the gate's challenge on")
+                let anonymous = try await http("\(base)/channels/ch-1/messages")
+                #expect(anonymous.status == 401)
+                #expect(anonymous.header("WWW-Authenticate")?.hasPrefix("Bearer") == true, "nginx passes the gate's challenge on")
 
-            let beforeRevocation = try await http("\(base)/channels/ch-1/messages", headers: [("Authorization", "Bearer \(doomed)")])
-            #expect(beforeRevocation.status == 200)
+                let beforeRevocation = try await http("\(base)/channels/ch-1/messages", headers: [("Authorization", "Bearer \(doomed)")])
+                #expect(beforeRevocation.status == 200)
 
-            // Revoke: publish a new list; the gate must refuse within one refresh interval
-            // (plus the time of one round and one request).
-            try dir.publish(list: try issuing.list(sequence: 2, revoked: [doomedID]))
-            let published = ContinuousClock.now
-            let refused = try await eventually(within: 5) {
-                try await http("\(base)/channels/ch-1/messages", headers: [("Authorization", "Bearer \(doomed)")]).status == 401
+                // Revoke: publish a new list. Once the gate's refresher has installed it (the
+                // event, not a deadline), nginx refuses the PAT on the very next request. How
+                // fast that happens is measured by scripts/propagation.sh, not here.
+                try dir.publish(list: try issuing.list(sequence: 2, revoked: [doomedID]))
+                try await awaitEvent("the gate installs list 2") { try await refresher.waitUntilRefreshed(toSequence: 2) }
+                let refused = try await http("\(base)/channels/ch-1/messages", headers: [("Authorization", "Bearer \(doomed)")])
+                #expect(refused.status == 401, "the revoked PAT is refused once the gate holds the new list")
+
+                let stillValid = try await http("\(base)/channels/ch-1/messages", headers: [("Authorization", "Bearer \(valid)")])
+                #expect(stillValid.status == 200)
+                try child.signal(SIGTERM) // nginx: fast shutdown
             }
-            let took = ContinuousClock.now - published
-            #expect(refused, "the revoked PAT is refused after a new list is published")
-            #expect(took <= interval + .milliseconds(1500), "refused after \(took), refresh interval \(interval)")
-
-            let stillValid = try await http("\(base)/channels/ch-1/messages", headers: [("Authorization", "Bearer \(valid)")])
-            #expect(stillValid.status == 200)
+            #expect(result.exitStatus == 0, "\(result) \(nginx.errorLog.suffix(1000))")
         }
     }
 }

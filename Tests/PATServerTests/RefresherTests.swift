@@ -3,6 +3,7 @@ import PATEdge
 import PATKit
 import PATServer
 import PATStore
+import PATTestSupport
 import Synchronization
 import Testing
 
@@ -58,7 +59,7 @@ final class FakeSource: PATDocumentSource {
     }
 }
 
-@Suite("the edge refresher")
+@Suite("the edge refresher", .timeLimit(.minutes(5)))
 struct RefresherTests {
     static func policy(_ configure: (inout Validator.Policy) -> Void = { _ in }) -> Validator.Policy {
         var policy = Validator.Policy()
@@ -73,7 +74,7 @@ struct RefresherTests {
         source.set(list: try issuing.list(sequence: 1))
         let validator = Validator(keys: KeySet())
         let token = try issuing.token()
-        #expect(throws: PATValidationError.self) { try validator.validate(token) }
+        #expect(validationCode { try validator.validate(token) } == .missingKeySet, "nothing trusted before the first round")
 
         let refresher = PATRefresher(validator: validator, source: source, trustAnchors: issuing.anchors, logger: quietLogger())
         let status = await refresher.refresh()
@@ -89,11 +90,29 @@ struct RefresherTests {
         #expect(second.allSatisfy { $0.notModified && $0.ifNoneMatch != nil }, "the second round revalidates: \(second)")
         #expect(refresher.status.lastError == nil)
 
-        // A new list revoking the token is picked up by the next round.
+        // A new list revoking the token is picked up by the next round, swapped in atomically:
+        // a validation running meanwhile sees the old list (accepted) or the new one (revoked),
+        // never a missing list or any other state.
         let pat = try validator.validate(token)
         source.set(list: try issuing.list(sequence: 2, revoked: [pat.id]))
+        let stop = Atomic<Bool>(false)
+        let observer = Task {
+            var outcomes: [PATValidationError.Code?] = []
+            while !stop.load(ordering: .acquiring) {
+                outcomes.append(validationCode { try validator.validate(token) })
+                await Task.yield()
+            }
+            outcomes.append(validationCode { try validator.validate(token) })
+            return outcomes
+        }
         await refresher.refresh()
+        stop.store(true, ordering: .releasing)
+        let outcomes = try await withTimeLimit(.seconds(60), "the observing task to finish") { await observer.value }
         #expect(refresher.status.sequence == 2)
+        let firstRefusal = outcomes.firstIndex { $0 != nil } ?? outcomes.endIndex
+        #expect(outcomes[..<firstRefusal].allSatisfy { $0 == nil })
+        #expect(outcomes[firstRefusal...].allSatisfy { $0 == .revoked }, "seen while swapping: \(Set(outcomes.map { "\(String(describing: $0))" }))")
+        #expect(outcomes.last == .revoked)
         #expect(throws: PATValidationError(.revoked, Revocation.superseded(floor: 2).description)) { try validator.validate(token) }
     }
 
@@ -212,7 +231,7 @@ struct RefresherTests {
         #expect(rejecting.staleListPolicy == .reject)
         #expect(!rejecting.acceptingTokens)
         #expect(rejecting.refusal?.contains("due for update") == true)
-        #expect(throws: PATValidationError.self) { try strict.validator.validate(token) }
+        #expect(validationCode { try strict.validator.validate(token) } == .staleRevocationList)
 
         let graceful = PATRefresher(validator: Validator(keys: KeySet(), policy: Self.policy { $0.staleGrace = 3600 }),
                                     source: source, trustAnchors: issuing.anchors, logger: quietLogger())
@@ -252,7 +271,7 @@ struct RefresherTests {
             try dir.publish(list: try issuing.list(sequence: 2, revoked: [pat.id]))
             await refresher.refresh()
             #expect(refresher.status.sequence == 2)
-            #expect(throws: PATValidationError.self) { try validator.validate(token) }
+            #expect(validationCode { try validator.validate(token) } == .revoked)
 
             // Bounded bodies: a list over the limit is refused and the held one kept.
             let small = PATRefresher(validator: Validator(keys: KeySet()), source: source, trustAnchors: issuing.anchors, maxRevocationListBytes: 64,
@@ -279,12 +298,31 @@ struct RefresherTests {
         let refresher = PATRefresher(validator: Validator(keys: KeySet()), source: source, trustAnchors: issuing.anchors, interval: .milliseconds(50),
                                      logger: quietLogger())
         let task = Task { try await refresher.run() }
-        // Generous: other tests may hold the cooperative threads for a while on a loaded 2-core machine.
-        let refreshed = try await eventually(within: 30) { source.calls.count >= 6 }
-        #expect(refreshed, "several rounds ran")
-        task.cancel()
-        try await task.value
+        try await awaitEvent("run() finishes six rounds") { try await refresher.waitUntilRounds(6) }
+        #expect(source.calls.count >= 12, "each round asked for both documents")
         #expect(refresher.status.sequence == 1)
+        task.cancel()
+        // Were run() to ignore cancellation, this fails after the bound instead of hanging.
+        try await withTimeLimit(.seconds(60), "run() to return once cancelled") { try await task.value }
+    }
+
+    @Test func waitingForASequenceEndsWhenItIsInstalledOrTheWaiterIsCancelled() async throws {
+        let issuing = try Issuing()
+        let source = FakeSource()
+        source.set(keys: try issuing.signedKeys())
+        source.set(list: try issuing.list(sequence: 1))
+        let refresher = PATRefresher(validator: Validator(keys: KeySet()), source: source, trustAnchors: issuing.anchors, logger: quietLogger())
+        let waiter = Task { try await refresher.waitUntilRefreshed(toSequence: 3) }
+        await refresher.refresh()
+        source.set(list: try issuing.list(sequence: 3))
+        await refresher.refresh()
+        try await withTimeLimit(.seconds(60), "the wait for list 3 to end") { try await waiter.value }
+        try await refresher.waitUntilRefreshed(toSequence: 2) // already there: returns at once
+
+        let never = Task { try await refresher.waitUntilRefreshed(toSequence: 99) }
+        never.cancel()
+        let outcome = try await withTimeLimit(.seconds(60), "a cancelled wait to end") { await never.result }
+        #expect(throws: CancellationError.self) { try outcome.get() }
     }
 }
 

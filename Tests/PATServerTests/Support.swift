@@ -11,7 +11,11 @@ import PATServer
 import PATStore
 import ServiceLifecycle
 import Synchronization
+import PATTestSupport
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Keys, tokens, signed key sets and signed lists made in-process with PATKit.
 struct Issuing {
@@ -120,7 +124,7 @@ func http(_ url: String, method: HTTPMethod = .GET, headers: [(String, String)] 
     var request = HTTPClientRequest(url: url)
     request.method = method
     for (name, value) in headers { request.headers.add(name: name, value: value) }
-    let response = try await rawClient.execute(request, timeout: .seconds(10))
+    let response = try await rawClient.execute(request, timeout: .seconds(30))
     let body = try await response.body.collect(upTo: 64 * 1024 * 1024)
     return HTTPResult(status: Int(response.status.code), headers: response.headers, body: Array(body.readableBytesView))
 }
@@ -142,7 +146,10 @@ func withRunningServer<App: ApplicationProtocol, T: Sendable>(
     let app = try makeApp { port in continuation.yield(port) }
     let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: quietLogger()))
     return try await withThrowingTaskGroup(of: Void.self) { tasks in
-        tasks.addTask { try await group.run() }
+        tasks.addTask {
+            defer { continuation.finish() } // a server that fails to start ends the wait for its port
+            try await group.run()
+        }
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next() else { throw TestFailure("the server did not start") }
         do {
@@ -173,12 +180,35 @@ func withPATServer<T: Sendable>(_ configuration: PATServerConfiguration,
     }
 }
 
-/// Polls `condition` every 100 ms until it holds or `seconds` pass.
-func eventually(within seconds: Double, _ condition: () async throws -> Bool) async throws -> Bool {
-    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try await Task.sleep(for: .milliseconds(100))
+/// Runs `pat ARGS --listen 127.0.0.1:0` for `body` with the port it bound (read from its own
+/// log line, so no port race), then sends it `signal` (default SIGTERM). The child must exit
+/// within the `ChildProcess` bounds, else it is killed and the test fails.
+func withPatServe<T: Sendable>(_ arguments: [String], stopWith signal: Int32 = SIGTERM,
+                               sourceLocation: SourceLocation = #_sourceLocation,
+                               _ body: @escaping @Sendable (Int, RunningChild) async throws -> T) async throws -> (T, ProcessResult) {
+    let binary = try await Prerequisite.patBinary.require(sourceLocation: sourceLocation)
+    return try await ChildProcess.withRunning(binary, arguments + ["--listen", "127.0.0.1:0"], sourceLocation: sourceLocation) { child in
+        let marker = "started and listening on 127.0.0.1:"
+        let line = try await awaitEvent("pat serve logs the port it listens on", sourceLocation: sourceLocation) {
+            await child.stderrLine(containing: marker)
+        }
+        guard let line, let range = line.range(of: marker), let port = Int(line[range.upperBound...].prefix { $0.isNumber }) else {
+            throw TestFailure("pat serve ended before listening:\n\(child.stderr.suffix(3000))")
+        }
+        let value = try await body(port, child)
+        try child.signal(signal)
+        return value
     }
-    return try await condition()
+}
+
+/// The validation code `body` failed with; nil when it succeeded or threw something else.
+func validationCode(_ body: () throws -> Any) -> PATValidationError.Code? {
+    do {
+        _ = try body()
+        return nil
+    } catch let error as PATValidationError {
+        return error.code
+    } catch {
+        return nil
+    }
 }

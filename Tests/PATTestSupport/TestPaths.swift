@@ -20,13 +20,11 @@ public enum TestPaths {
         return fm.isExecutableFile(atPath: fallback) ? fallback : nil
     }()
 
-    /// The `pat` binary, or an error saying how to build it.
-    public static func requirePatBinary() throws -> String {
-        guard let path = patBinary else { throw MissingBinary() }
-        return path
-    }
-
-    public struct MissingBinary: Error, CustomStringConvertible {
-        public var description: String { "the pat binary is neither beside the tests nor in .build/debug: run `swift build --product pat`" }
-    }
+    /// The official PASETO/PASERK vectors: `$PATKIT_VECTORS`, else `<package root>/../shared/vectors`.
+    public static let vectorsDirectory: URL = {
+        if let env = ProcessInfo.processInfo.environment["PATKIT_VECTORS"], !env.isEmpty {
+            return URL(fileURLWithPath: env, isDirectory: true).standardizedFileURL
+        }
+        return packageRoot.appendingPathComponent("../shared/vectors", isDirectory: true).standardizedFileURL
+    }()
 }
