@@ -40,10 +40,20 @@ let package = Package(
         .target(name: "PATKit", dependencies: ["CSodium"]),
         // Issuer-side state on disk: the PATKit home, the keystore, file locks.
         .target(name: "PATStore", dependencies: ["PATKit"]),
-        // The issuer's registry of PAT records (SQLite through GRDB), the lifecycle and the publisher.
+        // The issuer's registry: the store protocol, its SQLite back end (GRDB), the publisher.
         .target(
             name: "PATRegistry",
             dependencies: ["PATStore", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        // The management service: every rule of minting, lifecycle, publishing and events,
+        // validated once, for the CLI and the HTTP API alike. No HTTP, no argument parsing.
+        .target(
+            name: "PATManagement",
+            dependencies: [
+                "PATKit", "PATStore", "PATRegistry",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
         // The edge refresher: keeps a live Validator's keys and revocation list current over HTTP.
         .target(
@@ -66,11 +76,10 @@ let package = Package(
         .target(
             name: "PATServer",
             dependencies: [
-                "PATStore", "PATEdge", "PATHummingbird", "PATRegistry",
+                "PATStore", "PATEdge", "PATHummingbird", "PATRegistry", "PATManagement",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "Logging", package: "swift-log"),
@@ -81,7 +90,7 @@ let package = Package(
         .executableTarget(
             name: "pat",
             dependencies: [
-                "PATKit", "PATStore", "PATRegistry", "PATServer",
+                "PATKit", "PATStore", "PATRegistry", "PATManagement", "PATServer",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -105,11 +114,17 @@ let package = Package(
         ),
         .testTarget(name: "PATKitTests", dependencies: ["PATKit", "PATStore", "PATTestSupport"]),
         .testTarget(name: "PATCLITests", dependencies: ["PATKit", "PATStore", "PATTestSupport", "pat"]),
-        .testTarget(name: "PATRegistryTests", dependencies: ["PATRegistry", "PATTestSupport"]),
+        // Shared by the registry and service tests: a home with a key and a registry, a clock.
+        .target(name: "PATRegistryTestSupport", dependencies: ["PATRegistry", "PATTestSupport"], path: "Tests/PATRegistryTestSupport"),
+        .testTarget(
+            name: "PATRegistryTests",
+            dependencies: ["PATRegistry", "PATRegistryTestSupport", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        .testTarget(name: "PATManagementTests", dependencies: ["PATManagement", "PATRegistry", "PATRegistryTestSupport", "PATTestSupport"]),
         .testTarget(
             name: "PATServerTests",
             dependencies: [
-                "PATServer", "PATEdge", "PATHummingbird", "PATStore", "PATRegistry", "PATTestSupport",
+                "PATServer", "PATEdge", "PATHummingbird", "PATStore", "PATRegistry", "PATManagement", "PATTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -158,6 +158,11 @@ func expectedOutcome(of claims: PATClaims) -> PATValidationError.Code? {
     if id == Array(FuzzFixture.revokedID.utf8), claims.generation < FuzzFixture.revokedFloor { return .revoked }
     if id == Array(FuzzFixture.deletedID.utf8) { return .revoked }
     if subject == Array(FuzzFixture.revokedOwner.utf8), claims.issuedAt < FuzzFixture.ownerCutoff { return .revoked }
+    // Lineage: an ancestor below its floor kills the token (the list's floors, as above).
+    for ancestor in claims.lineage {
+        if ancestor.key == RevocationList.tokenKey(FuzzFixture.revokedID), ancestor.generation < FuzzFixture.revokedFloor { return .ancestorRevoked }
+        if ancestor.key == RevocationList.tokenKey(FuzzFixture.deletedID) { return .ancestorRevoked }
+    }
     return nil
 }
 
@@ -199,4 +204,12 @@ func checkClaimsRoundTrip(_ claims: PATClaims) {
     invariant(!claims.subject.isEmpty && claims.subject.utf8.count <= 256, "parsed an out-of-range sub")
     invariant(claims.scopes.count <= ScopeSet.maxCount, "more than \(ScopeSet.maxCount) scopes")
     for key in claims.extra.keys { invariant(!PATClaims.isRegistered(key), "registered claim \(key) in extra") }
+    // Lineage: bounded, each entry prints back as the string it parsed from, never the token itself.
+    invariant(claims.lineage.count <= PATAncestor.maxDepth, "lineage deeper than \(PATAncestor.maxDepth)")
+    invariant(Set(claims.lineage.map(\.key)).count == claims.lineage.count, "one ancestor twice")
+    for ancestor in claims.lineage {
+        let reparsed = try? PATAncestor(parsing: ancestor.description)
+        invariant(reparsed == ancestor, "ancestor \(ancestor) does not re-parse to itself")
+        invariant(ancestor.key.base64URL.utf8.count == 22, "an ancestor key is not 22 characters")
+    }
 }

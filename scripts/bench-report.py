@@ -57,6 +57,18 @@ def fmt_time(seconds):
     return f"{seconds * 1e9:.3g} ns"
 
 
+def print_table(t, rows, rate_label, rate, ratio_label, floor, time_label="p50 time"):
+    """A markdown table: each benchmark's p50 time, a rate from it, and floor time / its time."""
+    print(f"| benchmark | what | {time_label} | {rate_label} | {ratio_label} | target |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, what, target in rows:
+        v = t(name)
+        if not v:
+            print(f"| `{name}` | {what} | (missing) | | | {target} |")
+            continue
+        print(f"| `{name}` | {what} | {fmt_time(v)} | {rate(v)} | {floor / v:.3f} | {target} |")
+
+
 def main():
     text = open(sys.argv[1]).read() if len(sys.argv) > 1 else run_benchmarks()
     r = parse(text)
@@ -67,6 +79,8 @@ def main():
     rows = [
         ("baseline.libsodium_verify", "crypto_sign_verify_detached on the token's PAE message", "1 (floor)"),
         ("validate.fresh", "Validator.validate, no cache, small list", "≥ 0.93"),
+        ("validate.fresh_lineage_4", "the same tokens minted four levels down (`par` with 4 ancestors, each looked up)",
+         "within 2 % of fresh"),
         ("validate.revocations_1M", "the same with 1,000,000 list entries", "within 3 % of fresh"),
         ("validate.cached", "a token seen before (times, list, keys still checked)", "≥ 50"),
         ("authorize.20_scopes", "scope check on a verified PAT with 20 scopes", "—"),
@@ -75,14 +89,7 @@ def main():
         ("validate.fresh_all_cores", "fresh validations across all cores (per validation)", "≥ 1.9 × fresh"),
         ("validate.cached_all_cores", "cached validations across all cores, own tokens per thread (per validation)", "—"),
     ]
-    print("| benchmark | what | p50 time | per second | ratio to baseline | target |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for name, what, target in rows:
-        v = t(name)
-        if not v:
-            print(f"| `{name}` | {what} | (missing) | | | {target} |")
-            continue
-        print(f"| `{name}` | {what} | {fmt_time(v)} | {1 / v:,.0f} | {base / v:.3f} | {target} |")
+    print_table(t, rows, "per second", lambda v: f"{1 / v:,.0f}", "ratio to baseline", base)
     fresh, allc, m1 = t("validate.fresh"), t("validate.fresh_all_cores"), t("validate.revocations_1M")
     if fresh and allc:
         print(f"\nAll cores vs one core (validate.fresh): {fresh / allc:.2f} ×")
@@ -94,6 +101,12 @@ def main():
         print(f"All cores vs one core (bare libsodium, same run): {base / ball:.2f} ×")
     if fresh and m1:
         print(f"1,000,000-entry list vs small list (4,096 tokens cycled, cold slots): {100 * (m1 / fresh - 1):+.1f} % time")
+    deep = t("validate.fresh_lineage_4")
+    if fresh and deep:
+        print(f"depth-4 lineage vs root token (p50s of one run): {100 * (deep / fresh - 1):+.1f} % time")
+    overhead = r.get("validate.lineage_overhead", {}).get("overhead_permille")
+    if overhead is not None:
+        print(f"depth-4 lineage vs root token (1,001 alternating batches, median): {overhead / 10:+.1f} %")
     small, big = t("revocations.lookup_small"), t("revocations.lookup_1M")
     if small and big:
         print(f"list lookup alone (65,536 ids cycled, half listed): {fmt_time(small)} with 10 entries, "
@@ -115,6 +128,26 @@ def main():
         print(f"cache memory: about {c:.0f} bytes per cached token (charged {cached.get('cache_charged_per_entry', 0):.0f}); "
               f"with 100 scopes {cached.get('cache_bytes_per_entry_100_scopes', 0):.0f} "
               f"(charged {cached.get('cache_charged_per_entry_100_scopes', 0):.0f})")
+    scan_report(t)
+
+
+def scan_report(t):
+    """The leak scanner: MB/s (10^6 bytes) over 16 MiB of text, next to memchr over the same bytes."""
+    size = 16 * 1024 * 1024
+    floor = t("baseline.memchr_16MiB")
+    if not floor:
+        return
+    rows = [
+        ("baseline.memchr_16MiB", "memchr for an absent byte: one read of the buffer", "(floor)"),
+        ("scan.token_free_16MiB", "TokenScanner, text without a token", "≥ 50 MB/s"),
+        ("scan.tokens_16MiB", "TokenScanner, a token every 64 KiB (256 tokens)", "—"),
+        ("scan.tokens_verified_16MiB", "the same, every token verified and classified (TokenInspector)", "—"),
+    ]
+    print()
+    print_table(t, rows, "MB/s", lambda v: f"{size / v / 1e6:,.0f}", "share of the floor's speed", floor, time_label="p50 time a pass")
+    plain, verified = t("scan.tokens_16MiB"), t("scan.tokens_verified_16MiB")
+    if plain and verified:
+        print(f"\nverifying and classifying one found token: {fmt_time((verified - plain) / 256)}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
 #   scripts/fuzz.sh --make-corpus                      regenerate the committed seed corpora (Fuzz/corpus)
 #   scripts/fuzz.sh --list                             list the targets
 #
-# Targets (Fuzz/Targets/<target>.swift): token footer claims json paserk scope revocation keyset signedkeyset time.
+# Targets (Fuzz/Targets/<target>.swift): token footer claims json paserk scope revocation keyset signedkeyset time scan.
 # Each is built with swiftc, not SwiftPM: Sources/PATKit/*.swift + Fuzz/Common.swift + the target
 # file as one module named PATKit (so targets reach internal API), -sanitize=fuzzer,address -O -g,
 # into .build-fuzz/bin/<target> (rebuilt only when an input changes). It then runs for the given time
@@ -22,13 +22,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ALL_TARGETS=(token footer claims json paserk scope revocation keyset signedkeyset time)
+ALL_TARGETS=(token footer claims json paserk scope revocation keyset signedkeyset time scan)
 OUT=.build-fuzz
 SWIFTC=${SWIFTC:-swiftc}
 
 max_len() {
     case "$1" in
         token|claims) echo 16384 ;;
+        scan) echo 32768 ;;
         footer) echo 1024 ;;
         json) echo 70000 ;;
         paserk) echo 512 ;;

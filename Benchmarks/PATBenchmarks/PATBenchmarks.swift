@@ -26,6 +26,16 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("validate.fresh") { benchmark in
         runValidate(benchmark, Fixture.shared.freshValidator, Fixture.shared.probeTokens)
     }
+    // Lineage (`par`): the same tokens minted four levels down (four ancestors to look up).
+    Benchmark("validate.fresh_lineage_4") { benchmark in
+        runValidate(benchmark, Fixture.shared.freshValidator, Fixture.shared.lineageProbeTokens)
+    }
+    // Root and depth-4 tokens validated in alternating batches of one run: the overhead of
+    // lineage in per mille of a fresh validation (median over batches; robust to drift).
+    Benchmark("validate.lineage_overhead", configuration: .init(metrics: [.custom("overhead_permille", useScalingFactor: false)],
+                                                              warmupIterations: 0, maxDuration: .seconds(60), maxIterations: 1)) { benchmark in
+        runLineageOverhead(benchmark, Fixture.shared)
+    }
     Benchmark("validate.revocations_1M") { benchmark in
         runValidate(benchmark, MillionFixture.shared.validator, Fixture.shared.probeTokens)
     }
@@ -76,6 +86,7 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("validate.cached_all_cores", configuration: .init(metrics: timing, scalingFactor: .mega, maxDuration: .seconds(5))) { benchmark in
         runCachedAllCores(benchmark, Fixture.shared)
     }
+    registerScanBenchmarks()
 }
 
 // MARK: - timed functions
@@ -109,6 +120,36 @@ func runValidate(_ benchmark: Benchmark, _ validator: Validator, _ tokens: [Stri
         i &+= 1
     }
     benchmark.stopMeasurement()
+}
+
+func runLineageOverhead(_ benchmark: Benchmark, _ f: Fixture) {
+    let validator = f.freshValidator
+    let batch = 100, rounds = 1_001
+    let mask = f.probeTokens.count - 1
+    var next = 0
+    func time(_ tokens: [String]) -> UInt64 {
+        let start = DispatchTime.now().uptimeNanoseconds
+        for i in 0..<batch { blackHole(mustValidate(validator, tokens[(next + i) & mask])) }
+        return DispatchTime.now().uptimeNanoseconds - start
+    }
+    _ = time(f.probeTokens)
+    _ = time(f.lineageProbeTokens)
+    var ratios: [Double] = []
+    for round in 0..<rounds {
+        // Alternate which goes first, so neither always follows the other; both see the same ids.
+        let root: UInt64, deep: UInt64
+        if round % 2 == 0 {
+            root = time(f.probeTokens)
+            deep = time(f.lineageProbeTokens)
+        } else {
+            deep = time(f.lineageProbeTokens)
+            root = time(f.probeTokens)
+        }
+        next &+= batch
+        ratios.append(Double(deep) / Double(root))
+    }
+    ratios.sort()
+    benchmark.measurement(.custom("overhead_permille", useScalingFactor: false), Int(((ratios[rounds / 2] - 1) * 1000).rounded()))
 }
 
 func runLookup(_ benchmark: Benchmark, _ list: RevocationList, _ probes: [(claims: PATClaims, key: EntryKey)]) {
@@ -297,6 +338,8 @@ final class Fixture: Sendable {
     let keySet: KeySet
     let claims: PATClaims
     let token: String
+    /// `probeTokens` minted four levels down: the same claims with a lineage of four ancestors (`par`).
+    let lineageProbeTokens: [String]
     /// 4,096 valid tokens with different ids (none listed), cycled through by the validate benchmarks.
     let probeTokens: [String]
     let pae: [UInt8]
@@ -320,13 +363,18 @@ final class Fixture: Sendable {
                                scopes: try ScopeSet(parsing: ["clients:view", "clients:update:c-1", "channels:view",
                                                               "channels:connect_client:ch-42", "groups:view"]))
             token = try Issuer(key: secretKey).issue(claims)
-            var probes: [String] = []
+            let issuer = Issuer(key: secretKey)
+            let lineage = try (1...4).map { try PATAncestor(id: PATClaims.newID(), generation: UInt64($0)) }
+            var probes: [String] = [], deepProbes: [String] = []
             for _ in 0..<4096 {
                 var c = claims
                 c.id = PATClaims.newID()
-                probes.append(try Issuer(key: secretKey).issue(c))
+                probes.append(try issuer.issue(c))
+                c.lineage = lineage // the same token minted four levels down
+                deepProbes.append(try issuer.issue(c))
             }
             probeTokens = probes
+            lineageProbeTokens = deepProbes
             let parts = try PASETOv4Public.parse(token)
             pae = PASETOv4Public.pae([Array("v4.public.".utf8), parts.message, parts.footer, []])
             signature = parts.signature
@@ -354,13 +402,13 @@ final class Fixture: Sendable {
             cacheBytesPerEntry = try Fixture.measureCacheEntryBytes(secretKey: secretKey, keySet: keySet, list: small, template: claims)
             var hundred = claims
             hundred.scopes = try ScopeSet(parsing: (0..<100).map { "clients:view:c-\($0)" })
-            let issuer = Issuer(key: secretKey)
+            let threadIssuer = Issuer(key: secretKey)
             let template = claims
             threadTokens = try (0..<8).map { _ in
                 try (0..<64).map { _ in
                     var c = template
                     c.id = PATClaims.newID()
-                    return try issuer.issue(c)
+                    return try threadIssuer.issue(c)
                 }
             }
             wideCacheBytesPerEntry = try Fixture.measureCacheEntryBytes(secretKey: secretKey, keySet: keySet, list: small, template: hundred)

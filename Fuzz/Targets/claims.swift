@@ -26,6 +26,15 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     invariant(sameBytes(o["iss"]?.stringValue, claims.issuer), "iss")
     invariant(sameBytes(o["aud"]?.stringValue, claims.audience), "aud")
     invariant(sameBytes(o["dom"]?.stringValue, claims.domain), "dom")
+    // par: what parses is exactly the JSON's strings, in order (so it re-encodes identically).
+    if case .array(let items)? = o["par"] {
+        invariant(items.count == claims.lineage.count, "par entries lost or added")
+        for (item, ancestor) in zip(items, claims.lineage) {
+            invariant(sameBytes(item.stringValue, ancestor.description), "par entry \(ancestor) is not its string")
+        }
+    } else {
+        invariant(claims.lineage.isEmpty, "lineage without par")
+    }
     invariant(claims.extra.count + o.keys.filter(PATClaims.isRegistered).count == o.count, "extra claims lost or added")
 
     // Parsing applies the issuing rules: what parses can be issued (unless the token would

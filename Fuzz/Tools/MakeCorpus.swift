@@ -18,9 +18,13 @@ struct MakeCorpus {
         func claims(id: String = "seedSeedSeedSeedSeed00", subject: String = "user-1", gen: UInt64 = 1,
                     iat: Timestamp = now.adding(seconds: -3600), exp: Timestamp = now.adding(seconds: 30 * 86_400),
                     nbf: Timestamp? = nil, domain: String? = "dom-1", scopes: [String] = ["clients:view:*"],
-                    extra: JSONObject = JSONObject()) throws -> PATClaims {
+                    lineage: [String] = [], extra: JSONObject = JSONObject()) throws -> PATClaims {
             PATClaims(id: id, subject: subject, generation: gen, issuedAt: iat, expiresAt: exp, notBefore: nbf,
-                      issuer: nil, audience: nil, domain: domain, scopes: try ScopeSet(parsing: scopes), extra: extra)
+                      issuer: nil, audience: nil, domain: domain, scopes: try ScopeSet(parsing: scopes),
+                      lineage: try lineage.map { entry in
+                          let parts = entry.split(separator: ".")
+                          return try PATAncestor(id: String(parts[0]), generation: UInt64(parts[1]) ?? 1)
+                      }, extra: extra)
         }
         var flags = JSONObject()
         flags.set("ignore_2fa", .bool(true))
@@ -42,6 +46,12 @@ struct MakeCorpus {
             ("owner-after", try claims(subject: f.revokedOwner, iat: now.adding(seconds: -60))),
             ("max-gen", try claims(gen: PATClaims.maxGeneration)),
             ("no-domain", try claims(domain: nil, scopes: [])),
+            // Lineage (`par`): a live chain of four, and chains through a revoked or a deleted ancestor.
+            ("lineage-4", try claims(lineage: ["rootRootRootRootRoot00.1", "teamTeamTeamTeamTeam00.3",
+                                               "ciCiCiCiCiCiCiCiCiCi00.1", "jobJobJobJobJobJob0000.2"])),
+            ("lineage-revoked", try claims(lineage: ["\(f.revokedID).2", "teamTeamTeamTeamTeam00.1"])),
+            ("lineage-regenerated", try claims(lineage: ["\(f.revokedID).3"])),
+            ("lineage-deleted", try claims(lineage: ["\(f.deletedID).9"])),
         ]
 
         // token: raw tokens, '{' claims to sign, 'F' footers, 'R' foreign signers.
@@ -71,6 +81,10 @@ struct MakeCorpus {
 
         // claims
         for (name, c) in samples { write("claims", name, JSONWriter.encode(.object(c.json))) }
+        let team = RevocationList.tokenKey("teamTeamTeamTeamTeam00").base64URL
+        write("claims", "par-escaped", Array(#"{"jti":"seedSeedSeedSeedSeed00","sub":"user-1","gen":1,"iat":"2026-01-31T11:00:00Z","exp":"2026-03-02T12:00:00Z","par":["\u00\#(String(team.utf8.first ?? 65, radix: 16))\#(team.dropFirst()).1"]}"#.utf8))
+        let deep = ["a", "b", "c", "d", "e"].map { "\"" + RevocationList.tokenKey(String(repeating: $0, count: 22)).base64URL + ".1\"" }
+        write("claims", "par-too-deep", Array(#"{"jti":"seedSeedSeedSeedSeed00","sub":"user-1","gen":1,"iat":"2026-01-31T11:00:00Z","exp":"2026-03-02T12:00:00Z","par":[\#(deep.joined(separator: ","))]}"#.utf8))
         write("claims", "escaped", Array(#"{"jti":"seed\u0053eedSeedSeedSeed00","sub":"\u00e9l\u00e8ve \ud83d\ude00","gen":1,"iat":"2026-01-31T11:00:00Z","exp":"2026-03-02T12:00:00Z","scope":"clients:view"}"#.utf8))
         // Regression seeds: a plain scope claim over the 4096-byte string limit; 129 members.
         let long = try claims(scopes: (0..<150).map { "clients:view:id-\($0)-" + String(repeating: "0", count: 12) })
@@ -155,6 +169,22 @@ struct MakeCorpus {
                        "2026-02-30T00:00:00Z", "2026-01-31T12:00:00+00:00", "30d", "90m", "100y", "0s"].enumerated() {
             write("time", "seed-\(i)", Array(t.utf8))
         }
+        // scan: a chunk-size selector byte, then text with tokens of every kind and near misses
+        let live = try Issuer(key: signer).issue(valid)
+        var scanText = "# config\nAPI_TOKEN=\(live)\n"
+        for (name, c) in samples where ["revoked", "deleted", "expired", "owner-revoked", "nbf-future"].contains(name) {
+            scanText += "\(name): \"\(try Issuer(key: signer).issue(c))\"\n"
+        }
+        scanText += "retired=" + (try Issuer(key: f.retired).issue(valid)) + "\n"
+        scanText += "stranger=" + (try Issuer(key: f.stranger).issue(valid)) + "\n"
+        write("scan", "one-token", [3] + Array("Authorization: Bearer \(live)\r\n".utf8))
+        write("scan", "every-kind", [9] + Array(scanText.utf8))
+        write("scan", "glued", [5] + Array((live + live + " " + live + "x").utf8))
+        write("scan", "near-misses", [0] + Array(("v4.public. v4.public.\(live.dropFirst(10).prefix(90)).eyJraWQiOiJrNC5waWQu "
+                                                   + "v4.publi v4.public.\(String(repeating: "A", count: 8100)).\(live.suffix(82))").utf8))
+        let forged = String(live.prefix(50)) + (live.dropFirst(50).first == "A" ? "B" : "A") + String(live.dropFirst(51))
+        write("scan", "forged", [6] + Array("forged: \(forged)\n".utf8))
+
         print("seed corpora written to \(root)")
     }
 

@@ -15,6 +15,9 @@ public struct PATClaims: Sendable, Equatable {
     /// `dom`: the domain the PAT acts in.
     public var domain: String?
     public var scopes: ScopeSet
+    /// `par`: the tokens that minted this one, root first, the direct parent last (empty: none).
+    /// See `PATAncestor`.
+    public var lineage: [PATAncestor]
     /// Claims PATKit does not interpret, in token order.
     public var extra: JSONObject
 
@@ -23,7 +26,7 @@ public struct PATClaims: Sendable, Equatable {
 
     public init(id: String, subject: String, generation: UInt64 = 1, issuedAt: Timestamp, expiresAt: Timestamp,
                 notBefore: Timestamp? = nil, issuer: String? = nil, audience: String? = nil, domain: String? = nil,
-                scopes: ScopeSet = ScopeSet(), extra: JSONObject = JSONObject()) {
+                scopes: ScopeSet = ScopeSet(), lineage: [PATAncestor] = [], extra: JSONObject = JSONObject()) {
         self.id = id
         self.subject = subject
         self.generation = generation
@@ -34,6 +37,7 @@ public struct PATClaims: Sendable, Equatable {
         self.audience = audience
         self.domain = domain
         self.scopes = scopes
+        self.lineage = lineage
         self.extra = extra
     }
 
@@ -60,12 +64,13 @@ public struct PATClaims: Sendable, Equatable {
             throw .invalidClaims("time \(t.seconds) is outside years 0001–9999")
         }
         if let domain, domain.isEmpty || domain.utf8.count > 256 { throw .invalidClaims("dom must be 1–256 bytes") }
+        if let problem = PATClaims.lineageProblem(lineage) { throw .invalidClaims(problem) }
         for key in extra.keys where PATClaims.isRegistered(key) {
             throw .invalidClaims("extra claim \"\(key)\" collides with a registered claim")
         }
     }
 
-    static func isValidID(_ id: String) -> Bool {
+    package static func isValidID(_ id: String) -> Bool {
         let u = id.utf8
         return u.count >= 22 && u.count <= 128 && u.allSatisfy {
             ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5F || $0 == 0x2D
@@ -85,6 +90,7 @@ public struct PATClaims: Sendable, Equatable {
         if let audience { o.set("aud", .string(audience)) }
         if let domain { o.set("dom", .string(domain)) }
         if !scopes.isEmpty { o.set("scope", .string(scopes.claim)) }
+        if !lineage.isEmpty { o.set("par", .array(lineage.map { .string($0.description) })) }
         for (key, value) in extra.members { o.set(key, value) }
         return o
     }
@@ -133,6 +139,7 @@ public struct PATClaims: Sendable, Equatable {
         var id: String?, subject: String?, issuer: String?, audience: String?, domain: String?
         var generation: UInt64?, issuedAt: Timestamp?, expiresAt: Timestamp?, notBefore: Timestamp?
         var scopes = ScopeSet()
+        var lineage: [PATAncestor] = []
         var extra = JSONObject()
         var seen: UInt16 = 0
         try json { (p) throws(JSONError) in try p.beginObject() }
@@ -173,6 +180,32 @@ public struct PATClaims: Sendable, Equatable {
                 } catch {
                     throw .malformed("claim \"scope\": \(error)")
                 }
+            case "par":
+                // Read element by element, without building a JSON tree: a fresh validation of a
+                // depth-4 token pays only for what it must (the budget is 2 % of a validation).
+                guard p.beginArray() else { throw .malformed("claim \"par\" must be an array of \"<key>.<gen>\" strings") }
+                lineage.reserveCapacity(PATAncestor.maxDepth) // one allocation, not one per growth
+                var firstElement = true
+                while try json({ (p) throws(JSONError) in try p.nextElement(first: firstElement) }) {
+                    firstElement = false
+                    guard lineage.count < PATAncestor.maxDepth else {
+                        throw .malformed("claim \"par\" holds more than \(PATAncestor.maxDepth) ancestors")
+                    }
+                    do {
+                        if let raw = p.plainString() {
+                            lineage.append(try PATAncestor(bytes: raw))
+                        } else {
+                            lineage.append(try PATAncestor(parsing: try string(key)))
+                        }
+                    } catch let error as PATKitError {
+                        throw .malformed("claim \"par\": \(error)")
+                    } catch let error as PATValidationError {
+                        throw error
+                    } catch {
+                        throw .malformed("claim \"par\": \(error)")
+                    }
+                }
+                guard !lineage.isEmpty else { throw .malformed("claim \"par\" must hold 1 to \(PATAncestor.maxDepth) ancestors") }
             default:
                 guard extra[key] == nil else { throw .malformed("claims are not valid JSON: duplicate key \"\(key)\"") }
                 extra.appendUnique(key, try json({ (p) throws(JSONError) in try p.value() }))
@@ -195,8 +228,10 @@ public struct PATClaims: Sendable, Equatable {
         // The issuing rules (validateForIssue) hold for what parses, too.
         guard issuedAt < expiresAt else { throw .malformed("claim \"exp\" must be after \"iat\"") }
         if let domain, domain.isEmpty || domain.utf8.count > 256 { throw .malformed("claim \"dom\" must be 1–256 bytes") }
+        if let problem = PATClaims.lineageProblem(lineage) { throw .malformed(problem) }
         return PATClaims(id: id, subject: subject, generation: generation, issuedAt: issuedAt, expiresAt: expiresAt,
-                         notBefore: notBefore, issuer: issuer, audience: audience, domain: domain, scopes: scopes, extra: extra)
+                         notBefore: notBefore, issuer: issuer, audience: audience, domain: domain, scopes: scopes,
+                         lineage: lineage, extra: extra)
     }
 
     /// A distinct bit per registered claim (for duplicate detection); 0 for any other key.
@@ -212,6 +247,7 @@ public struct PATClaims: Sendable, Equatable {
         case "aud": return 1 << 7
         case "dom": return 1 << 8
         case "scope": return 1 << 9
+        case "par": return 1 << 10
         default: return 0
         }
     }
@@ -242,6 +278,8 @@ public struct VerifiedPAT: Sendable, Equatable {
     public var scopes: ScopeSet { storage.claims.scopes }
     public var domain: String? { storage.claims.domain }
     public var expiresAt: Timestamp { storage.claims.expiresAt }
+    /// The tokens that minted this one, root first (`par`; empty for a root token).
+    public var lineage: [PATAncestor] { storage.claims.lineage }
 
     /// A claim by name, registered or not (e.g. a service-specific flag).
     public subscript(claim name: String) -> JSONValue? { storage.claims.json[name] }

@@ -53,6 +53,8 @@ public struct PATValidationError: Error, Sendable, Equatable, CustomStringConver
         case expired
         case notYetValid = "not_yet_valid"
         case revoked
+        /// A token that minted this one (an entry of `par`) was revoked, regenerated or deleted.
+        case ancestorRevoked = "ancestor_revoked"
         case staleRevocationList = "stale_revocation_list"
         case missingRevocationList = "missing_revocation_list"
         /// No trusted key set is loaded (an edge before its first good key set).

@@ -167,6 +167,32 @@ package struct JSONParser {
         return nil
     }
 
+    /// Starts an array value at the parser's position (a member's value): consumes `[` and
+    /// returns true, or returns false with nothing consumed when the value is not an array.
+    mutating func beginArray() -> Bool {
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "[") else { return false }
+        index += 1
+        return true
+    }
+
+    /// Moves to the next element of an array begun with `beginArray()`, with the parser left at
+    /// the element (which the caller must consume); false after the closing `]`. `first` is
+    /// true for the first call only.
+    mutating func nextElement(first: Bool) throws(JSONError) -> Bool {
+        skipWhitespace()
+        guard index < bytes.count else { throw fail("unterminated array") }
+        if bytes[index] == UInt8(ascii: "]") {
+            index += 1
+            return false
+        }
+        if !first {
+            guard bytes[index] == UInt8(ascii: ",") else { throw fail("expected ',' or ']'") }
+            index += 1
+            skipWhitespace()
+        }
+        return true
+    }
+
     /// Ends the document: only whitespace may follow.
     mutating func finish() throws(JSONError) {
         skipWhitespace()

@@ -8,12 +8,17 @@ public enum Revocation: Sendable, Equatable, CustomStringConvertible {
     case deleted
     /// Every PAT of the owner issued before `before` was revoked (revoke-all).
     case ownerRevoked(before: Timestamp)
+    /// A token that minted this one (`par`) is dead: its generation is below `floor`.
+    case ancestorRevoked(PATAncestor, floor: UInt64)
 
     public var description: String {
         switch self {
         case .superseded(let floor): return "generations below \(floor) of this PAT are no longer valid (revoked, regenerated or re-scoped)"
         case .deleted: return "the PAT was deleted"
         case .ownerRevoked(let before): return "every PAT of this owner issued before \(before) was revoked"
+        case .ancestorRevoked(let ancestor, let floor):
+            let fate = floor == UInt64.max ? "was deleted" : "was revoked, regenerated or re-scoped (generations below \(floor) are dead)"
+            return "the token that minted this one (ancestor \(ancestor)) \(fate); what it minted dies with it"
         }
     }
 }
@@ -74,12 +79,14 @@ public struct RevocationList: Sendable {
     public static func tokenKey(_ id: String) -> EntryKey { EntryKey(hashing: id, domain: "patkit.jti") }
     public static func ownerKey(_ subject: String) -> EntryKey { EntryKey(hashing: subject, domain: "patkit.sub") }
 
-    /// Whether the list refuses a PAT with these claims. O(1).
+    /// Whether the list refuses a PAT with these claims: its own entry, its owner's, and the
+    /// entry of every ancestor in its lineage (`par`). O(1 + lineage depth).
     public func check(_ claims: PATClaims) -> Revocation? {
         check(claims, tokenKey: nil, ownerKey: nil)
     }
 
-    /// The same with lookup keys computed earlier (nil: hash here, only if the table is non-empty).
+    /// The same with lookup keys computed earlier (nil: hash here, only if the table is
+    /// non-empty). Ancestors carry their keys: no hashing for them.
     package func check(_ claims: PATClaims, tokenKey: EntryKey?, ownerKey: EntryKey?) -> Revocation? {
         if tokens.count > 0, let (floor, _) = tokens.lookup(tokenKey ?? RevocationList.tokenKey(claims.id)),
            claims.generation < floor {
@@ -88,6 +95,15 @@ public struct RevocationList: Sendable {
         if owners.count > 0, let (before, _) = owners.lookup(ownerKey ?? RevocationList.ownerKey(claims.subject)),
            claims.issuedAt.seconds < Int64(bitPattern: before) {
             return .ownerRevoked(before: Timestamp(seconds: Int64(bitPattern: before)))
+        }
+        if tokens.count > 0, !claims.lineage.isEmpty {
+            // Every ancestor has the token's own `sub` (only an owner's own tokens mint with
+            // lineage), so the owner check above covers the ancestors' revoke-all too.
+            for ancestor in claims.lineage {
+                if let (floor, _) = tokens.lookup(ancestor.key), ancestor.generation < floor {
+                    return .ancestorRevoked(ancestor, floor: floor)
+                }
+            }
         }
         return nil
     }

@@ -248,7 +248,7 @@ public final class Validator: Sendable {
             try check(claims, tokenKey: nil, ownerKey: nil, revocations: snapshot.revocations, domain: domain, now: now)
             return pat
         }
-        // Hash the lookup keys once, for this call and every later hit.
+        // Hash the lookup keys once, for this call and every later hit (ancestors carry theirs).
         let tokenKey = RevocationList.tokenKey(claims.id)
         let ownerKey = RevocationList.ownerKey(claims.subject)
         try check(claims, tokenKey: tokenKey, ownerKey: ownerKey, revocations: snapshot.revocations, domain: domain, now: now)
@@ -276,8 +276,8 @@ public final class Validator: Sendable {
         }
     }
 
-    /// The time, revocation and domain rules, applied after the signature — and on every
-    /// cache hit.
+    /// The time, revocation (own, owner and lineage entries) and domain rules, applied after the
+    /// signature — and on every cache hit.
     func check(_ claims: PATClaims, tokenKey: EntryKey?, ownerKey: EntryKey?, revocations: RevocationList?,
                domain: String?, now: Timestamp) throws(PATValidationError) {
         let leeway = policy.leeway
@@ -296,12 +296,15 @@ public final class Validator: Sendable {
                                       "revocation list \(list.sequence) was due for update at \(list.nextUpdate); refusing until a fresh list arrives")
             }
             if let revocation = list.check(claims, tokenKey: tokenKey, ownerKey: ownerKey) {
+                if case .ancestorRevoked = revocation { throw PATValidationError(.ancestorRevoked, revocation.description) }
                 throw PATValidationError(.revoked, revocation.description)
             }
         } else if policy.requireRevocationList {
             throw PATValidationError(.missingRevocationList, "no revocation list is loaded; refusing until one is")
         }
-        if let domain, claims.domain != domain {
+        // Identity is bytes: Swift's `==` on strings is canonical equivalence ("\u{e9}" == "e\u{301}"),
+        // while issuers, lists and other verifiers compare bytes.
+        if let domain, !(claims.domain?.utf8.elementsEqual(domain.utf8) ?? false) {
             throw PATValidationError(.wrongDomain, "token acts in domain \(claims.domain.map { "\"\($0)\"" } ?? "(none)"), not \"\(domain)\"")
         }
     }

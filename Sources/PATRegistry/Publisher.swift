@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Dispatch
 import PATStore
 
 /// What one `publish()` wrote.
@@ -20,11 +21,14 @@ public struct PublishResult: Sendable {
     public let pruned: Int
     public let revocationsPath: String
     public let keysPath: String
-    /// The signed list as written.
+    /// The signed list as signed.
     public let bytes: [UInt8]
+    /// Set when the files were left alone because a list with this higher sequence was
+    /// written meanwhile (by another process or task); it holds every change this one holds.
+    public let supersededBy: UInt64?
     /// The signed key set published beside it (re-signed now with an online anchor, or the
-    /// offline-signed set already there).
-    public let keySet: SignedKeySet
+    /// offline-signed set already there); nil when the files were left alone.
+    public let keySet: SignedKeySet?
     /// True when the key set was signed by this run (online anchor).
     public let keySetSignedNow: Bool
     /// The online trust anchor this run created for a home that had none.
@@ -36,13 +40,16 @@ public struct PublishResult: Sendable {
 /// Publishes what verifiers fetch: the signed revocation list built from the registry and
 /// the public key set.
 ///
-/// Each run, under an exclusive lock on `DIR/.lock`: reads the registry in one transaction
-/// that also prunes entries more than `leeway` past their horizon and takes the next sequence
-/// number (strictly increasing, also above the sequence of the list already in `DIR` when that
-/// list verifies with the keystore's keys — a planted or garbled file is ignored); signs with
-/// the keystore's signing key, writing `leeway` into the list as its prune margin; writes the
-/// signed key set `DIR/keys.json` (see `KeyStore.publishableKeySet`), then `DIR/revocations.bin`,
-/// each atomically (temporary file, fsync, rename). A crash leaves the previous files intact;
+/// Each run reads the registry in one transaction that also prunes entries more than `leeway`
+/// past their horizon and takes the next sequence number (strictly increasing, at most
+/// 2^53 − 1: kept in the store, and also above the sequence of the list already in `DIR` when
+/// that list verifies with the keystore's keys — a planted or garbled file is never trusted);
+/// signs with the keystore's signing key, writing `leeway` into the list as its prune margin;
+/// then, under an exclusive lock on `DIR/.lock`, writes the signed key set `DIR/keys.json`
+/// (`KeyStore.publishableKeySet`: signed now with an online anchor, or the offline-signed one
+/// kept) and `DIR/revocations.bin`, each atomically (temporary file, fsync, rename) — unless a
+/// list with a higher sequence was written meanwhile: it was read from the registry later, so
+/// it already holds every change this one holds. A crash leaves the previous files intact;
 /// running it twice without changes only publishes the same entries under a new sequence.
 public struct Publisher: Sendable {
     public let store: any PATRegistryStore
@@ -79,60 +86,78 @@ public struct Publisher: Sendable {
     public var keysPath: String { outputDirectory + "/" + Publisher.keysFileName }
 
     @discardableResult
-    public func publish() throws -> PublishResult {
-        try SecureFile.createDirectory(outputDirectory, mode: 0o700)
-        return try FileLock(path: outputDirectory + "/.lock").withLock { try publishLocked() }
-    }
-
-    private func publishLocked() throws -> PublishResult {
-        removeStaleTemporaryFiles()
+    public func publish() async throws -> PublishResult {
         let now = clock()
         let key = try keyStore.signingKey()
         let keys = try keyStore.keySet()
         let previous = Publisher.verifiedSequence(ofListAt: revocationsPath, keys: keys)
-        let keySet = try keyStore.publishableKeySet(publishedPath: keysPath, listSigner: key.id, now: now,
-                                                    validity: nextUpdateInterval)
+        let leeway = self.leeway
 
         struct Snapshot: Sendable {
             var builder: RevocationList.Builder
             var sequence: UInt64
             var pruned: Int
         }
-        let snapshot = try store.write { tx -> Snapshot in
+        let snapshot = try await store.write { tx -> Snapshot in
             let cutoff = now.adding(seconds: -leeway)
-            var pruned = try tx.removeTombstones(horizonBefore: cutoff)
-            pruned += try tx.removeOwnerRevocations(horizonBefore: cutoff)
+            var pruned = try await tx.removeTombstones(horizonBefore: cutoff)
+            pruned += try await tx.removeOwnerRevocations(horizonBefore: cutoff)
             var builder = RevocationList.Builder()
-            for entry in try tx.supersededEntries() {
+            for entry in try await tx.supersededEntries() {
                 builder.revoke(id: entry.id, below: entry.floor, horizon: entry.horizon)
             }
-            for tombstone in try tx.tombstones() {
+            for tombstone in try await tx.tombstones() {
                 builder.delete(id: tombstone.id, horizon: tombstone.horizon)
             }
-            for revocation in try tx.ownerRevocations() {
+            for revocation in try await tx.ownerRevocations() {
                 builder.revokeAll(subject: revocation.owner, issuedBefore: revocation.issuedBefore, horizon: revocation.horizon)
             }
             pruned += builder.prune(now: now, margin: leeway)
-            let stored = try tx.publishSequence()
+            let stored = try await tx.publishSequence()
             let sequence = try SignedDocument.nextSequence(after: max(stored, previous ?? 0), "revocation list")
-            try tx.setPublishSequence(sequence)
+            try await tx.setPublishSequence(sequence)
             return Snapshot(builder: builder, sequence: sequence, pruned: pruned)
         }
 
         let nextUpdate = now.adding(seconds: nextUpdateInterval.seconds)
         let bytes = try snapshot.builder.sign(with: key, sequence: snapshot.sequence, issuedAt: now, nextUpdate: nextUpdate,
                                               pruneMargin: leeway)
-        // Never publish a list that verifiers holding the published key set would refuse.
-        let list = try RevocationList(verifying: bytes, keys: keySet.keySet.keys)
-
-        if keySet.signedNow { try SecureFile.writeAtomically(keysPath, keySet.keySet.bytes, mode: 0o644) }
-        let crash = crashBeforeRename
-        try SecureFile.writeAtomically(revocationsPath, bytes, mode: 0o644, beforeRename: { if crash { _exit(99) } })
+        let written = try await offload { [self] in
+            try writeFiles(list: bytes, sequence: snapshot.sequence, signer: key.id, keys: keys, now: now)
+        }
+        let list = written.list
         return PublishResult(sequence: list.sequence, issuedAt: list.issuedAt, nextUpdate: list.nextUpdate, signer: list.signer,
                              tokenEntries: list.tokenEntryCount, ownerEntries: list.ownerEntryCount, pruned: snapshot.pruned,
-                             revocationsPath: revocationsPath, keysPath: keysPath, bytes: bytes,
-                             keySet: keySet.keySet, keySetSignedNow: keySet.signedNow, createdAnchor: keySet.createdAnchor,
-                             keySetWarning: keySet.warning)
+                             revocationsPath: revocationsPath, keysPath: keysPath, bytes: bytes, supersededBy: written.supersededBy,
+                             keySet: written.keySet?.keySet, keySetSignedNow: written.keySet?.signedNow ?? false,
+                             createdAnchor: written.keySet?.createdAnchor, keySetWarning: written.keySet?.warning)
+    }
+
+    private struct Written: Sendable {
+        let list: RevocationList
+        let keySet: KeySetPublication?
+        let supersededBy: UInt64?
+    }
+
+    /// Under the directory lock: unless the list in place has a higher (verified) sequence,
+    /// signs or keeps the key set (`KeyStore.publishableKeySet`), checks that verifiers holding
+    /// it accept the list, and writes both files.
+    private func writeFiles(list bytes: [UInt8], sequence: UInt64, signer: KeyID, keys: KeySet, now: Timestamp) throws -> Written {
+        try SecureFile.createDirectory(outputDirectory, mode: 0o700)
+        return try FileLock(path: outputDirectory + "/.lock").withLock { () throws -> Written in
+            removeStaleTemporaryFiles()
+            if let held = Publisher.verifiedSequence(ofListAt: revocationsPath, keys: keys), held > sequence {
+                return Written(list: try RevocationList(verifying: bytes, keys: keys), keySet: nil, supersededBy: held)
+            }
+            let keySet = try keyStore.publishableKeySet(publishedPath: keysPath, listSigner: signer, now: now,
+                                                        validity: nextUpdateInterval)
+            // Never publish a list that verifiers holding the published key set would refuse.
+            let list = try RevocationList(verifying: bytes, keys: keySet.keySet.keys)
+            if keySet.signedNow { try SecureFile.writeAtomically(keysPath, keySet.keySet.bytes, mode: 0o644) }
+            let crash = crashBeforeRename
+            try SecureFile.writeAtomically(revocationsPath, bytes, mode: 0o644, beforeRename: { if crash { _exit(99) } })
+            return Written(list: list, keySet: keySet, supersededBy: nil)
+        }
     }
 
     /// The sequence of the list at `path` when it verifies with one of `keys`' keys, retired
@@ -159,5 +184,13 @@ public struct Publisher: Sendable {
             if prefixes.contains(where: { name.hasPrefix($0) }) { stale.append(name) }
         }
         for name in stale { unlink(outputDirectory + "/" + name) }
+    }
+}
+
+/// Runs blocking work (file locks, fsync) on a Dispatch worker thread and awaits it, so that
+/// the caller's thread (the cooperative pool) never blocks on the file system.
+func offload<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+        DispatchQueue.global(qos: .userInitiated).async { continuation.resume(with: Result { try body() }) }
     }
 }

@@ -59,11 +59,18 @@ public struct PATRecord: Sendable, Equatable {
     public var lastRotatedAt: Timestamp?
     /// When the PAT was revoked; nil unless its status is revoked.
     public var revokedAt: Timestamp?
+    /// Who revoked it (nil: not revoked, or revoked before the registry recorded it). Decides
+    /// who may bring it back with a regenerate.
+    public var revokedBy: Principal?
+    /// The lineage of the current generation: the tokens that issued it, root first (empty:
+    /// issued by the CLI or by `pats:admin`). Its token carries the same chain as `par`.
+    public var lineage: [Ancestor]
 
     public init(id: String, owner: String, domain: String? = nil, name: String, description: String? = nil,
                 scopes: ScopeSet, generation: UInt64 = 1, floor: UInt64 = 1, createdAt: Timestamp,
                 updatedAt: Timestamp? = nil, expiresAt: Timestamp, maxExpiresAt: Timestamp? = nil,
-                lastRotatedAt: Timestamp? = nil, revokedAt: Timestamp? = nil) {
+                lastRotatedAt: Timestamp? = nil, revokedAt: Timestamp? = nil, revokedBy: Principal? = nil,
+                lineage: [Ancestor] = []) {
         self.id = id
         self.owner = owner
         self.domain = domain
@@ -78,6 +85,8 @@ public struct PATRecord: Sendable, Equatable {
         self.maxExpiresAt = maxExpiresAt ?? expiresAt
         self.lastRotatedAt = lastRotatedAt
         self.revokedAt = revokedAt
+        self.revokedBy = revokedBy
+        self.lineage = lineage
     }
 
     /// True when no generation issued so far is valid.
@@ -90,64 +99,58 @@ public struct PATRecord: Sendable, Equatable {
         return .active
     }
 
-    /// The claims of the current generation, issued at `issuedAt`.
-    public func claims(issuedAt: Timestamp) -> PATClaims {
-        PATClaims(id: id, subject: owner, generation: generation, issuedAt: issuedAt, expiresAt: expiresAt,
-                  domain: domain, scopes: scopes)
+    /// The claims of the current generation, issued at `issuedAt` (`par` from `lineage`).
+    public func claims(issuedAt: Timestamp) throws(PATKitError) -> PATClaims {
+        var ancestors: [PATAncestor] = []
+        for entry in lineage { ancestors.append(try entry.ancestor) }
+        return PATClaims(id: id, subject: owner, generation: generation, issuedAt: issuedAt, expiresAt: expiresAt,
+                         domain: domain, scopes: scopes, lineage: ancestors)
     }
 
-    /// Checks the field rules a record must meet to be stored.
-    public func validate() throws(RegistryError) {
-        try PATRecord.validateName(name)
-        try PATRecord.validateOwner(owner)
-        if let domain { try PATRecord.validateDomain(domain) }
-        if let description { try PATRecord.validateDescription(description) }
+    /// One token above a PAT in the registry: the PAT id and generation (the token's `par`
+    /// carries the same ancestor by its revocation-list key).
+    public struct Ancestor: Sendable, Hashable, CustomStringConvertible {
+        public let id: String
+        public let generation: UInt64
+
+        public init(id: String, generation: UInt64) {
+            self.id = id
+            self.generation = generation
+        }
+
+        /// Parses `"<id>.<gen>"`, as `description` prints it.
+        public init(parsing text: some StringProtocol) throws(RegistryError) {
+            guard let dot = text.lastIndex(of: "."), let generation = UInt64(text[text.index(after: dot)...]),
+                  PATClaims.isValidID(String(text[..<dot])) else {
+                throw RegistryError(.invalid, "\"\(text.prefix(64))\" is not \"<PAT id>.<generation>\"")
+            }
+            self.init(id: String(text[..<dot]), generation: generation)
+        }
+
+        /// `"<id>.<gen>"`.
+        public var description: String { "\(id).\(generation)" }
+
+        /// The same ancestor as `par` names it (by its revocation-list key).
+        public var ancestor: PATAncestor {
+            get throws(PATKitError) { try PATAncestor(id: id, generation: generation) }
+        }
+    }
+
+    /// The storage invariants (the service checks every input rule before a record gets here).
+    public func checkInvariants() throws(RegistryError) {
         guard (1...PATClaims.maxGeneration).contains(generation) else {
             throw RegistryError(.invalid, "generation \(generation) is outside 1…2^53−1")
         }
         guard floor >= 1, floor <= generation + 1 else {
             throw RegistryError(.invalid, "floor \(floor) must be from 1 to generation + 1 (\(generation + 1))")
         }
-    }
-
-    public static let maxNameLength = 256
-    public static let maxDescriptionLength = 1024
-
-    public static func validateName(_ name: String) throws(RegistryError) {
-        guard !name.isEmpty, name.count <= maxNameLength else {
-            throw RegistryError(.invalid, "a PAT name must be 1–\(maxNameLength) characters (got \(name.count)); pass --name NAME")
+        guard maxExpiresAt >= expiresAt else {
+            throw RegistryError(.invalid, "the latest expiry ever issued (\(maxExpiresAt)) is before the current one (\(expiresAt))")
         }
-        guard !containsControlCharacters(name) else {
-            throw RegistryError(.invalid, "a PAT name must not contain control characters such as newlines or tabs")
+        guard lineage.count <= PATAncestor.maxDepth, Set(lineage.map(\.id)).count == lineage.count,
+              !lineage.contains(where: { $0.id.utf8.elementsEqual(id.utf8) }) else {
+            throw RegistryError(.invalid, "PAT \(id): lineage \(lineage) is deeper than \(PATAncestor.maxDepth) or repeats a PAT")
         }
-    }
-
-    public static func validateOwner(_ owner: String) throws(RegistryError) {
-        guard !owner.isEmpty, owner.utf8.count <= 256 else {
-            throw RegistryError(.invalid, "an owner (sub) must be 1–256 bytes; pass --owner USER")
-        }
-        guard !containsControlCharacters(owner) else {
-            throw RegistryError(.invalid, "an owner must not contain control characters")
-        }
-    }
-
-    public static func validateDomain(_ domain: String) throws(RegistryError) {
-        guard !domain.isEmpty, domain.utf8.count <= 256 else {
-            throw RegistryError(.invalid, "a domain (dom) must be 1–256 bytes")
-        }
-        guard !containsControlCharacters(domain) else {
-            throw RegistryError(.invalid, "a domain must not contain control characters")
-        }
-    }
-
-    public static func validateDescription(_ description: String) throws(RegistryError) {
-        guard description.count <= maxDescriptionLength else {
-            throw RegistryError(.invalid, "a description is at most \(maxDescriptionLength) characters (got \(description.count))")
-        }
-    }
-
-    static func containsControlCharacters(_ text: String) -> Bool {
-        text.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F || (0x80...0x9F).contains($0.value) }
     }
 }
 
@@ -202,19 +205,17 @@ public struct SupersededEntry: Sendable, Equatable {
     }
 }
 
-/// Errors of the registry and the lifecycle. `description` says what was wrong and what to do.
+/// Errors of a registry store. The management service turns them into its own errors.
 public struct RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Kind: String, Sendable, Equatable {
         /// No PAT with that id.
         case notFound
         /// The PAT was deleted (only its tombstone is left).
         case deleted
-        /// The change conflicts with the registry (a duplicate name, a PAT that is not active…).
+        /// The change conflicts with the registry (a duplicate id or name).
         case conflict
-        /// An input outside the accepted form.
+        /// A record that breaks a storage invariant.
         case invalid
-        /// A policy refused it (maximum lifetime).
-        case policy
         /// The database could not be used.
         case database
     }
@@ -230,37 +231,10 @@ public struct RegistryError: Error, Sendable, Equatable, CustomStringConvertible
     public var description: String { message }
 
     public static func notFound(_ id: String) -> RegistryError {
-        RegistryError(.notFound, "no PAT with id \(id.prefix(128)): check the id with `pat list`")
+        RegistryError(.notFound, "no PAT with id \(id.prefix(128))")
     }
 
     public static func deleted(_ tombstone: Tombstone) -> RegistryError {
-        RegistryError(.deleted, "PAT \(tombstone.id) was deleted at \(tombstone.deletedAt); a deleted PAT cannot be changed "
-                      + "or restored: create a new one with `pat create`")
-    }
-}
-
-extension PATRecord {
-    /// The record as JSON, one shape for the CLI (`--json`), the management API and webhooks:
-    /// everything but the token, which is never stored. `detailed` adds the registry's
-    /// bookkeeping (lowest valid generation, latest expiry ever issued).
-    public func json(at now: Timestamp, detailed: Bool = false) -> JSONObject {
-        func optional(_ value: String?) -> JSONValue { value.map { .string($0) } ?? .null }
-        var o = JSONObject()
-        o.set("id", .string(id))
-        o.set("owner", .string(owner))
-        o.set("name", .string(name))
-        o.set("description", optional(description))
-        o.set("domain", optional(domain))
-        o.set("scopes", .array(scopes.map { .string($0.description) }))
-        o.set("status", .string(status(at: now).rawValue))
-        o.set("generation", .number(String(generation)))
-        if detailed { o.set("validFromGeneration", .number(String(floor))) }
-        o.set("createdAt", .string(createdAt.rfc3339))
-        o.set("updatedAt", .string(updatedAt.rfc3339))
-        o.set("expiresAt", .string(expiresAt.rfc3339))
-        if detailed { o.set("maxExpiresAt", .string(maxExpiresAt.rfc3339)) }
-        o.set("lastRotatedAt", optional(lastRotatedAt?.rfc3339))
-        o.set("revokedAt", optional(revokedAt?.rfc3339))
-        return o
+        RegistryError(.deleted, "PAT \(tombstone.id) was deleted at \(tombstone.deletedAt); a deleted PAT cannot be changed or restored")
     }
 }

@@ -5,13 +5,23 @@ import PATStore
 /// The registry in an SQLite database (default `HOME/pat.db`), created on first use.
 ///
 /// - WAL journal, `synchronous = FULL`: a committed change survives a crash or power loss.
-/// - Every change is one `BEGIN IMMEDIATE` transaction, so a read-modify-write never races
-///   another process; a busy database is waited for (`busyTimeout`) instead of failing.
-/// - The schema is versioned by `DatabaseMigrator` ("v1", …); opening migrates it, under a
-///   file lock so two processes creating the database at once do not collide.
+/// - Every write transaction is `BEGIN IMMEDIATE`, so a read-modify-write never races another
+///   process; a busy database is waited for (`busyTimeout`) instead of failing.
+/// - The schema is versioned by `DatabaseMigrator` ("v1", "v2", …); opening migrates it, under
+///   a file lock so two processes creating the database at once do not collide.
+/// - Rows map to records through GRDB's `Codable` record protocols (`Rows.swift`).
+///
+/// Transactions: the store protocol's transaction body is async (a server back end such as
+/// PostgreSQL awaits every statement), while GRDB runs each database access as one synchronous
+/// closure on its own serial queue. So a transaction here is an explicit `BEGIN` … `COMMIT`
+/// spanning several GRDB accesses (each awaited on GRDB's queue, never blocking the caller's
+/// thread). `allowsUnsafeTransactions` permits the transaction to stay open between accesses;
+/// `gate` keeps every other access of this process out meanwhile, and every transaction ends in
+/// `COMMIT` or `ROLLBACK`, cancelled or not.
 public final class SQLiteRegistry: PATRegistryStore {
     public let path: String
     private let queue: DatabaseQueue
+    private let gate = AsyncGate()
 
     /// The default database of a home: `HOME/pat.db`.
     public static func defaultPath(in home: PATHome) -> String { home.path + "/pat.db" }
@@ -31,6 +41,7 @@ public final class SQLiteRegistry: PATRegistryStore {
         config.busyMode = .timeout(busyTimeout)
         config.journalMode = .wal
         config.label = "pat.registry"
+        config.allowsUnsafeTransactions = true // see the type's comment
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
         }
@@ -100,33 +111,55 @@ public final class SQLiteRegistry: PATRegistryStore {
                 INSERT INTO meta (key, value) VALUES ('publish_sequence', 0);
                 """)
         }
+        // Delegation: who revoked a PAT, the lineage of its current generation, the outbox of
+        // change events and the change counter.
+        migrator.registerMigration("v2") { db in
+            try db.execute(sql: """
+                ALTER TABLE pats ADD COLUMN revoked_by TEXT;
+                ALTER TABLE pats ADD COLUMN lineage TEXT NOT NULL DEFAULT '';
+                CREATE TABLE outbox (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    delivery TEXT NOT NULL UNIQUE,
+                    name TEXT NOT NULL,
+                    payload BLOB NOT NULL,
+                    created_at INTEGER NOT NULL
+                );
+                INSERT INTO meta (key, value) VALUES ('change_counter', 0);
+                """)
+        }
         return migrator
     }
 
-    public func read<T>(_ body: (any RegistryTransaction) throws -> T) throws -> T {
-        do {
-            return try queue.read { db in try body(SQLiteTransaction(db: db)) }
-        } catch {
-            throw SQLiteRegistry.describe(error, path: path)
-        }
+    public func read<T: Sendable>(_ body: @Sendable (any RegistryTransaction) async throws -> T) async throws -> T {
+        try await transaction(begin: "BEGIN DEFERRED", body)
     }
 
-    public func write<T>(_ body: (any RegistryTransaction) throws -> T) throws -> T {
-        do {
-            return try queue.writeWithoutTransaction { db in
-                var result: T?
-                try db.inTransaction(.immediate) {
-                    result = try body(SQLiteTransaction(db: db))
-                    FaultPoint.reached("registry.uncommitted", path)
-                    return .commit
-                }
-                guard let result else {
-                    throw RegistryError(.database, "\(path): the transaction ended without a result")
-                }
-                return result
+    public func write<T: Sendable>(_ body: @Sendable (any RegistryTransaction) async throws -> T) async throws -> T {
+        try await transaction(begin: "BEGIN IMMEDIATE", body)
+    }
+
+    private func transaction<T: Sendable>(begin: String, _ body: @Sendable (any RegistryTransaction) async throws -> T) async throws -> T {
+        let path = self.path
+        return try await gate.withLock {
+            let tx = SQLiteTransaction(queue: queue, path: path)
+            do { try await tx.access { db in try db.execute(sql: begin) } } catch {
+                throw SQLiteRegistry.describe(error, path: path)
             }
-        } catch {
-            throw SQLiteRegistry.describe(error, path: path)
+            let result: T
+            do {
+                result = try await body(tx)
+            } catch {
+                try? await tx.access { db in if db.isInsideTransaction { try db.execute(sql: "ROLLBACK") } }
+                throw SQLiteRegistry.describe(error, path: path)
+            }
+            FaultPoint.reached("registry.uncommitted", path)
+            do {
+                try await tx.access { db in try db.execute(sql: "COMMIT") }
+            } catch {
+                try? await tx.access { db in if db.isInsideTransaction { try db.execute(sql: "ROLLBACK") } }
+                throw SQLiteRegistry.describe(error, path: path)
+            }
+            return result
         }
     }
 
@@ -139,216 +172,181 @@ public final class SQLiteRegistry: PATRegistryStore {
                                  + "wait for it to finish and try again")
         case .SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_PERM, .SQLITE_AUTH:
             return RegistryError(.database, "cannot open the registry \(path) for writing (\(error.message ?? "\(error.resultCode)")): "
-                                 + "check that the PATKit home exists and is writable, or pass --home DIR")
+                                 + "check that the PATKit home exists and is writable")
         case .SQLITE_CORRUPT, .SQLITE_NOTADB:
             return RegistryError(.database, "the registry \(path) is not a valid SQLite database (\(error.message ?? "corrupt")): "
                                  + "restore it from a backup")
         case .SQLITE_FULL, .SQLITE_IOERR:
             return RegistryError(.database, "cannot write the registry \(path) (\(error.message ?? "I/O error")): check free disk space")
+        case .SQLITE_CONSTRAINT:
+            return RegistryError(.conflict, "registry \(path): \(error.message ?? "constraint violated")")
         default:
             return RegistryError(.database, "registry \(path): \(error.message ?? "\(error)")")
         }
     }
 }
 
-/// The SQLite form of one transaction.
+/// One SQLite transaction: every operation is one access on GRDB's queue, inside the
+/// `BEGIN` … `COMMIT` that `SQLiteRegistry` opened.
 struct SQLiteTransaction: RegistryTransaction {
-    let db: Database
+    let queue: DatabaseQueue
+    let path: String
 
-    static let columns = """
-        id, owner, domain, name, description, scopes, generation, floor, created_at, updated_at, \
-        expires_at, max_expires_at, last_rotated_at, revoked_at
-        """
-
-    func record(id: String) throws -> PATRecord? {
-        try Row.fetchOne(db, sql: "SELECT \(Self.columns) FROM pats WHERE id = ?", arguments: [id]).map(Self.record(from:))
-    }
-
-    func record(owner: String, name: String) throws -> PATRecord? {
-        try Row.fetchOne(db, sql: "SELECT \(Self.columns) FROM pats WHERE owner = ? AND name = ?", arguments: [owner, name])
-            .map(Self.record(from:))
-    }
-
-    func records(owner: String?, status: StatusFilter, now: Timestamp) throws -> [PATRecord] {
-        var conditions: [String] = []
-        var arguments: StatementArguments = []
-        if let owner {
-            conditions.append("owner = ?")
-            arguments += [owner]
-        }
-        switch status {
-        case .all: break
-        case .revoked: conditions.append("floor > generation")
-        case .expired:
-            conditions.append("floor <= generation AND expires_at <= ?")
-            arguments += [now.seconds]
-        case .active:
-            conditions.append("floor <= generation AND expires_at > ?")
-            arguments += [now.seconds]
-        }
-        let whereClause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
-        return try Row.fetchAll(db, sql: "SELECT \(Self.columns) FROM pats\(whereClause) ORDER BY owner, name, id",
-                                arguments: arguments).map(Self.record(from:))
-    }
-
-    func recordCount() throws -> Int {
-        try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM pats") ?? 0
-    }
-
-    func insert(_ record: PATRecord) throws {
-        try record.validate()
-        if let existing = try self.record(owner: record.owner, name: record.name) {
-            throw RegistryError(.conflict, "owner \(record.owner) already has a PAT named \"\(record.name)\" (id \(existing.id)): "
-                                + "choose another --name, or delete that PAT first")
-        }
-        if try self.record(id: record.id) != nil || tombstone(id: record.id) != nil {
-            throw RegistryError(.conflict, "a PAT with id \(record.id) already exists or existed")
-        }
-        try db.execute(sql: "INSERT INTO pats (\(Self.columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       arguments: Self.arguments(record))
-    }
-
-    func update(_ record: PATRecord) throws {
-        try record.validate()
-        if let other = try self.record(owner: record.owner, name: record.name), other.id != record.id {
-            throw RegistryError(.conflict, "owner \(record.owner) already has a PAT named \"\(record.name)\" (id \(other.id))")
-        }
-        var arguments = Self.arguments(record)
-        arguments += [record.id]
-        try db.execute(sql: """
-            UPDATE pats SET id = ?, owner = ?, domain = ?, name = ?, description = ?, scopes = ?, generation = ?, floor = ?,
-                created_at = ?, updated_at = ?, expires_at = ?, max_expires_at = ?, last_rotated_at = ?, revoked_at = ?
-            WHERE id = ?
-            """, arguments: arguments)
-        guard db.changesCount == 1 else { throw RegistryError.notFound(record.id) }
-    }
-
-    func removeRecord(id: String) throws {
-        try db.execute(sql: "DELETE FROM pats WHERE id = ?", arguments: [id])
-        guard db.changesCount == 1 else { throw RegistryError.notFound(id) }
-    }
-
-    func supersededEntries() throws -> [SupersededEntry] {
-        let rows = try Row.fetchAll(db, sql: "SELECT id, floor, max_expires_at FROM pats WHERE floor > 1")
-        return try rows.map { row in
-            SupersededEntry(id: try row.decode(String.self, forColumn: "id"),
-                            floor: try Self.unsigned(row, "floor"),
-                            horizon: Timestamp(seconds: try row.decode(Int64.self, forColumn: "max_expires_at")))
+    /// Runs `body` on GRDB's queue. Not cancellable: a transaction always gets to its
+    /// `COMMIT` or `ROLLBACK`.
+    func access<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            queue.asyncWriteWithoutTransaction { db in
+                continuation.resume(with: Result { try body(db) })
+            }
         }
     }
 
-    func tombstone(id: String) throws -> Tombstone? {
-        try Row.fetchOne(db, sql: "SELECT jti, owner, horizon, deleted_at FROM tombstones WHERE jti = ?", arguments: [id])
-            .map(Self.tombstone(from:))
+    func record(id: String) async throws -> PATRecord? {
+        try await access { db in try PATRow.fetchOne(db, key: id) }?.record()
     }
 
-    func insertTombstone(_ tombstone: Tombstone) throws {
-        try db.execute(sql: """
-            INSERT INTO tombstones (jti, owner, horizon, deleted_at) VALUES (?, ?, ?, ?)
-            ON CONFLICT (jti) DO UPDATE SET horizon = max(horizon, excluded.horizon)
-            """, arguments: [tombstone.id, tombstone.owner, tombstone.horizon.seconds, tombstone.deletedAt.seconds])
+    func record(owner: String, name: String) async throws -> PATRecord? {
+        try await access { db in
+            try PATRow.filter(PATRow.Columns.owner == owner && PATRow.Columns.name == name).fetchOne(db)
+        }?.record()
     }
 
-    func tombstones() throws -> [Tombstone] {
-        try Row.fetchAll(db, sql: "SELECT jti, owner, horizon, deleted_at FROM tombstones ORDER BY jti").map(Self.tombstone(from:))
+    func records(owner: String?, status: StatusFilter, now: Timestamp) async throws -> [PATRecord] {
+        try await access { db in
+            var request = PATRow.all()
+            if let owner { request = request.filter(PATRow.Columns.owner == owner) }
+            let floor = PATRow.Columns.floor, generation = PATRow.Columns.generation, expiresAt = PATRow.Columns.expiresAt
+            switch status {
+            case .all: break
+            case .revoked: request = request.filter(floor > generation)
+            case .expired: request = request.filter(floor <= generation && expiresAt <= now.seconds)
+            case .active: request = request.filter(floor <= generation && expiresAt > now.seconds)
+            }
+            return try request.order(PATRow.Columns.owner, PATRow.Columns.name, PATRow.Columns.id).fetchAll(db)
+        }.map { try $0.record() }
     }
 
-    func removeTombstones(horizonBefore cutoff: Timestamp) throws -> Int {
-        try db.execute(sql: "DELETE FROM tombstones WHERE horizon < ?", arguments: [cutoff.seconds])
-        return db.changesCount
+    func recordCount() async throws -> Int {
+        try await access { db in try PATRow.fetchCount(db) }
     }
 
-    func ownerRevocation(owner: String) throws -> OwnerRevocation? {
-        try Row.fetchOne(db, sql: "SELECT owner, issued_before, horizon, revoked_at FROM owner_revocations WHERE owner = ?",
-                         arguments: [owner]).map(Self.ownerRevocation(from:))
-    }
-
-    func saveOwnerRevocation(_ revocation: OwnerRevocation) throws {
-        let merged = try ownerRevocation(owner: revocation.owner).map { $0.merged(with: revocation) } ?? revocation
-        try db.execute(sql: """
-            INSERT INTO owner_revocations (owner, issued_before, horizon, revoked_at) VALUES (?, ?, ?, ?)
-            ON CONFLICT (owner) DO UPDATE SET issued_before = excluded.issued_before, horizon = excluded.horizon,
-                revoked_at = excluded.revoked_at
-            """, arguments: [merged.owner, merged.issuedBefore.seconds, merged.horizon.seconds, merged.revokedAt.seconds])
-    }
-
-    func ownerRevocations() throws -> [OwnerRevocation] {
-        try Row.fetchAll(db, sql: "SELECT owner, issued_before, horizon, revoked_at FROM owner_revocations ORDER BY owner")
-            .map(Self.ownerRevocation(from:))
-    }
-
-    func removeOwnerRevocations(horizonBefore cutoff: Timestamp) throws -> Int {
-        try db.execute(sql: "DELETE FROM owner_revocations WHERE horizon < ?", arguments: [cutoff.seconds])
-        return db.changesCount
-    }
-
-    func publishSequence() throws -> UInt64 {
-        let value = try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'publish_sequence'") ?? 0
-        guard value >= 0 else { throw RegistryError(.database, "the stored publish sequence \(value) is negative") }
-        return UInt64(value)
-    }
-
-    func setPublishSequence(_ sequence: UInt64) throws {
-        guard sequence <= UInt64(Int64.max) else { throw RegistryError(.invalid, "publish sequence \(sequence) is too large") }
-        try db.execute(sql: """
-            INSERT INTO meta (key, value) VALUES ('publish_sequence', ?)
-            ON CONFLICT (key) DO UPDATE SET value = excluded.value
-            """, arguments: [Int64(sequence)])
-    }
-
-    // MARK: mapping
-
-    static func arguments(_ r: PATRecord) -> StatementArguments {
-        [r.id, r.owner, r.domain, r.name, r.description, r.scopes.claim, Int64(r.generation), Int64(r.floor),
-         r.createdAt.seconds, r.updatedAt.seconds, r.expiresAt.seconds, r.maxExpiresAt.seconds,
-         r.lastRotatedAt?.seconds, r.revokedAt?.seconds]
-    }
-
-    static func record(from row: Row) throws -> PATRecord {
-        let id = try row.decode(String.self, forColumn: "id")
-        let scopeText = try row.decode(String.self, forColumn: "scopes")
-        let scopes: ScopeSet
-        do { scopes = try ScopeSet(claim: scopeText) } catch {
-            throw RegistryError(.database, "PAT \(id) has unreadable scopes in the registry (\(error))")
+    func insert(_ record: PATRecord) async throws {
+        try record.checkInvariants()
+        let row = PATRow(record)
+        try await access { db in
+            if let existing = try PATRow.filter(PATRow.Columns.owner == row.owner && PATRow.Columns.name == row.name).fetchOne(db) {
+                throw RegistryError(.conflict, "owner \(row.owner) already has a PAT named \"\(row.name)\" (id \(existing.id))")
+            }
+            if try PATRow.exists(db, key: row.id) || TombstoneRow.exists(db, key: row.id) {
+                throw RegistryError(.conflict, "a PAT with id \(row.id) already exists or existed")
+            }
+            try row.insert(db)
         }
-        func time(_ column: String) throws -> Timestamp { Timestamp(seconds: try row.decode(Int64.self, forColumn: column)) }
-        func optionalTime(_ column: String) throws -> Timestamp? {
-            try row.decode(Int64?.self, forColumn: column).map { Timestamp(seconds: $0) }
+    }
+
+    func update(_ record: PATRecord) async throws {
+        try record.checkInvariants()
+        let row = PATRow(record)
+        try await access { db in
+            if let other = try PATRow.filter(PATRow.Columns.owner == row.owner && PATRow.Columns.name == row.name).fetchOne(db),
+               other.id != row.id {
+                throw RegistryError(.conflict, "owner \(row.owner) already has a PAT named \"\(row.name)\" (id \(other.id))")
+            }
+            do { try row.update(db) } catch RecordError.recordNotFound {
+                throw RegistryError.notFound(row.id)
+            }
         }
-        return PATRecord(
-            id: id,
-            owner: try row.decode(String.self, forColumn: "owner"),
-            domain: try row.decode(String?.self, forColumn: "domain"),
-            name: try row.decode(String.self, forColumn: "name"),
-            description: try row.decode(String?.self, forColumn: "description"),
-            scopes: scopes,
-            generation: try unsigned(row, "generation"),
-            floor: try unsigned(row, "floor"),
-            createdAt: try time("created_at"),
-            updatedAt: try time("updated_at"),
-            expiresAt: try time("expires_at"),
-            maxExpiresAt: try time("max_expires_at"),
-            lastRotatedAt: try optionalTime("last_rotated_at"),
-            revokedAt: try optionalTime("revoked_at"))
     }
 
-    static func unsigned(_ row: Row, _ column: String) throws -> UInt64 {
-        let value = try row.decode(Int64.self, forColumn: column)
-        guard value >= 0 else { throw RegistryError(.database, "column \(column) holds a negative value \(value)") }
-        return UInt64(value)
+    func removeRecord(id: String) async throws {
+        let removed = try await access { db in try PATRow.deleteOne(db, key: id) }
+        guard removed else { throw RegistryError.notFound(id) }
     }
 
-    static func tombstone(from row: Row) throws -> Tombstone {
-        Tombstone(id: try row.decode(String.self, forColumn: "jti"),
-                  owner: try row.decode(String.self, forColumn: "owner"),
-                  horizon: Timestamp(seconds: try row.decode(Int64.self, forColumn: "horizon")),
-                  deletedAt: Timestamp(seconds: try row.decode(Int64.self, forColumn: "deleted_at")))
+    func supersededEntries() async throws -> [SupersededEntry] {
+        try await access { db in
+            try PATRow.filter(PATRow.Columns.floor > 1)
+                .select(PATRow.Columns.id, PATRow.Columns.floor, PATRow.Columns.maxExpiresAt)
+                .asRequest(of: SupersededRow.self).fetchAll(db)
+        }.map { try $0.entry() }
     }
 
-    static func ownerRevocation(from row: Row) throws -> OwnerRevocation {
-        OwnerRevocation(owner: try row.decode(String.self, forColumn: "owner"),
-                        issuedBefore: Timestamp(seconds: try row.decode(Int64.self, forColumn: "issued_before")),
-                        horizon: Timestamp(seconds: try row.decode(Int64.self, forColumn: "horizon")),
-                        revokedAt: Timestamp(seconds: try row.decode(Int64.self, forColumn: "revoked_at")))
+    func tombstone(id: String) async throws -> Tombstone? {
+        try await access { db in try TombstoneRow.fetchOne(db, key: id) }?.tombstone
+    }
+
+    func insertTombstone(_ tombstone: Tombstone) async throws {
+        let row = TombstoneRow(tombstone)
+        try await access { db in
+            if var existing = try TombstoneRow.fetchOne(db, key: row.jti) {
+                existing.horizon = max(existing.horizon, row.horizon)
+                try existing.update(db)
+            } else {
+                try row.insert(db)
+            }
+        }
+    }
+
+    func tombstones() async throws -> [Tombstone] {
+        try await access { db in try TombstoneRow.order(TombstoneRow.Columns.jti).fetchAll(db) }.map(\.tombstone)
+    }
+
+    func removeTombstones(horizonBefore cutoff: Timestamp) async throws -> Int {
+        try await access { db in try TombstoneRow.filter(TombstoneRow.Columns.horizon < cutoff.seconds).deleteAll(db) }
+    }
+
+    func ownerRevocation(owner: String) async throws -> OwnerRevocation? {
+        try await access { db in try OwnerRevocationRow.fetchOne(db, key: owner) }?.revocation
+    }
+
+    func saveOwnerRevocation(_ revocation: OwnerRevocation) async throws {
+        try await access { db in
+            let merged = try OwnerRevocationRow.fetchOne(db, key: revocation.owner).map { $0.revocation.merged(with: revocation) } ?? revocation
+            try OwnerRevocationRow(merged).save(db)
+        }
+    }
+
+    func ownerRevocations() async throws -> [OwnerRevocation] {
+        try await access { db in try OwnerRevocationRow.order(OwnerRevocationRow.Columns.owner).fetchAll(db) }.map(\.revocation)
+    }
+
+    func removeOwnerRevocations(horizonBefore cutoff: Timestamp) async throws -> Int {
+        try await access { db in try OwnerRevocationRow.filter(OwnerRevocationRow.Columns.horizon < cutoff.seconds).deleteAll(db) }
+    }
+
+    func publishSequence() async throws -> UInt64 {
+        try await access { db in try MetaRow.value(db, MetaRow.publishSequence) }
+    }
+
+    func setPublishSequence(_ sequence: UInt64) async throws {
+        try await access { db in try MetaRow.set(db, MetaRow.publishSequence, sequence) }
+    }
+
+    func recordChange(_ event: ChangeEvent) async throws -> ChangeEvent {
+        try await access { db in
+            var row = EventRow(event)
+            try row.insert(db)
+            let id = db.lastInsertedRowID
+            try EventRow.filter(EventRow.Columns.id <= id - Int64(ChangeEvent.outboxCapacity)).deleteAll(db)
+            try MetaRow.set(db, MetaRow.changeCounter, try MetaRow.value(db, MetaRow.changeCounter) + 1)
+            row.id = id
+            return row.event
+        }
+    }
+
+    func changeCounter() async throws -> UInt64 {
+        try await access { db in try MetaRow.value(db, MetaRow.changeCounter) }
+    }
+
+    func events(after id: Int64, limit: Int) async throws -> [ChangeEvent] {
+        try await access { db in
+            try EventRow.filter(EventRow.Columns.id > id).order(EventRow.Columns.id).limit(limit).fetchAll(db)
+        }.map(\.event)
+    }
+
+    func removeEvents(_ ids: [Int64]) async throws {
+        guard !ids.isEmpty else { return }
+        try await access { db in _ = try EventRow.deleteAll(db, keys: ids) }
     }
 }

@@ -4,18 +4,9 @@ import NIOCore
 import PATEdge
 import PATHummingbird
 import PATKit
+import PATManagement
 import PATRegistry
 import ServiceLifecycle
-
-/// The management API's permissions: scopes of the entity `pats`. `pats:admin` grants every
-/// operation on every owner's PATs; the others act on the caller's own PATs (`sub`), and an
-/// id in the scope (`pats:read:<PAT id>`) narrows it to that PAT.
-public enum ManagementPermission: String, Sendable, CaseIterable {
-    case create, list, read, update, revoke, regenerate, delete, admin
-
-    public static let entity = "pats"
-    public var scope: String { "\(ManagementPermission.entity):\(rawValue)" }
-}
 
 /// Settings of the management API of `pat serve`.
 public struct ManagementConfiguration: Sendable {
@@ -29,9 +20,10 @@ public struct ManagementConfiguration: Sendable {
     /// `pat publish` wrote while the server runs).
     public var refreshInterval: Duration = .seconds(5)
     /// The longest lifetime a PAT may be issued with (as `pat create --max-lifetime`).
-    public var maxLifetime: TimeSpan = Lifecycle.defaultMaxLifetime
-    /// The lifetime of a PAT created or regenerated without `expiresAt` or `duration`.
-    public var defaultLifetime = TimeSpan(seconds: 30 * 86_400)
+    public var maxLifetime: TimeSpan = ManagementPolicy.defaultMaxLifetime
+    /// The lifetime of a PAT created or regenerated without `expiresAt` or `duration` (cut to
+    /// the caller's own expiry when the delegation rules bound the caller).
+    public var defaultLifetime = ManagementPolicy.defaultDefaultLifetime
     /// Per-caller rate limit (by `sub`); nil turns it off.
     public var rateLimit: RateLimiter.Policy? = .perMinute(120, burst: 30)
     public var webhooks: WebhookConfiguration?
@@ -44,18 +36,19 @@ public struct ManagementConfiguration: Sendable {
     public init() {}
 }
 
-/// The management API and what runs beside it: the registry lifecycle, the republisher, a
-/// refresher keeping the API's validator in step with `HOME/published`, and webhook delivery.
+/// The management API of `pat serve` and what runs beside it: the management service (every
+/// rule lives there), the republisher, a refresher keeping the API's validator in step with
+/// `HOME/published`, and the webhook dispatcher draining the registry's outbox.
 ///
 /// ```swift
 /// var configuration = PATServerConfiguration(home: home)
-/// let management = try PATManagement(home: home)
+/// let management = try ManagementServer(home: home)
 /// management.install(into: &configuration)
 /// try await PATServer.run(configuration)
 /// ```
-public final class PATManagement: Sendable {
+public final class ManagementServer: Sendable {
     public let home: PATHome
-    public let lifecycle: Lifecycle
+    public let service: PATManagement
     /// Checks the bearer PATs of management requests; fed by the republisher and the refresher.
     public let validator: Validator
     public let republisher: Republisher
@@ -72,16 +65,15 @@ public final class PATManagement: Sendable {
         let store = try store ?? SQLiteRegistry(home: home)
         let catalog = try configuration.issuingCatalog ?? home.managementCatalog()
         self.home = home
-        self.lifecycle = Lifecycle(store: store, keyStore: home.keyStore, catalog: catalog,
-                                   maxLifetime: configuration.maxLifetime, clock: clock)
         var policy = Validator.Policy()
         policy.leeway = configuration.leeway
         let validator = Validator(keys: KeySet(), policy: policy, clock: clock)
         self.validator = validator
         let publisher = Publisher(store: store, keyStore: home.keyStore, outputDirectory: home.publishedDirectory,
                                   nextUpdateInterval: configuration.nextUpdateInterval, leeway: configuration.leeway, clock: clock)
-        self.republisher = Republisher(publisher: publisher, validator: validator, interval: configuration.republishInterval,
-                                       retryInterval: configuration.retryInterval, logger: logger)
+        let republisher = Republisher(publisher: publisher, validator: validator, interval: configuration.republishInterval,
+                                      retryInterval: configuration.retryInterval, logger: logger)
+        self.republisher = republisher
         // The published key set is signed by the home's trust anchor (an online one is created
         // for a home that has none, as `pat publish` would).
         try home.keyStore.ensureAnchor()
@@ -92,11 +84,14 @@ public final class PATManagement: Sendable {
                                       source: FileDocumentSource(keysPath: home.publishedKeysPath,
                                                                  revocationsPath: home.publishedRevocationsPath),
                                       trustAnchors: anchors, interval: configuration.refreshInterval, logger: logger, clock: clock)
-        self.webhooks = configuration.webhooks.map { WebhookDispatcher(configuration: $0, logger: logger, clock: clock) }
+        let webhooks = configuration.webhooks.map { WebhookDispatcher(configuration: $0, store: store, logger: logger) }
+        self.webhooks = webhooks
         self.rateLimiter = configuration.rateLimit.map { RateLimiter(policy: $0) }
-        self.routes = ManagementRoutes(lifecycle: lifecycle, validator: validator, republisher: republisher,
-                                       webhooks: webhooks, rateLimiter: rateLimiter,
-                                       defaultLifetime: configuration.defaultLifetime, logger: logger, clock: clock)
+        self.service = PATManagement(store: store, keyStore: home.keyStore,
+                                     policy: ManagementPolicy(catalog: catalog, maxLifetime: configuration.maxLifetime,
+                                                              defaultLifetime: configuration.defaultLifetime),
+                                     clock: clock, republisher: republisher, onChange: { webhooks?.wake() })
+        self.routes = ManagementRoutes(service: service, validator: validator, rateLimiter: rateLimiter, logger: logger, clock: clock)
     }
 
     /// Mounts the routes, runs the services with the server, and publishes once before the
@@ -221,64 +216,28 @@ struct ManagementBody {
         return scopes
     }
 
-    /// `expiresAt` (RFC 3339 UTC) or `duration` (`30d`), at most one; `fallback` when neither.
-    /// Checked against `now` and `maxLifetime`.
-    func expiry(now: Timestamp, fallback: TimeSpan, maxLifetime: TimeSpan) throws(PATHTTPError) -> Timestamp {
-        let at = try string("expiresAt"), duration = try string("duration")
-        let expiresAt: Timestamp
-        let field: String
-        switch (at, duration) {
+    /// `expiresAt` (RFC 3339 UTC) or `duration` (`30d`), at most one; nil when neither.
+    /// Only the form is checked here; the service checks the instant.
+    func expiry() throws(PATHTTPError) -> Expiry? {
+        switch (try string("expiresAt"), try string("duration")) {
         case (.some, .some):
             throw ManagementBody.invalid("duration", "give either expiresAt or duration, not both")
         case (.some(let text), nil):
-            field = "expiresAt"
             guard let instant = Timestamp(rfc3339: text) else {
-                throw ManagementBody.invalid(field, "must be an RFC 3339 UTC time such as 2027-01-31T12:00:00Z")
+                throw ManagementBody.invalid("expiresAt", "must be an RFC 3339 UTC time such as 2027-01-31T12:00:00Z")
             }
-            expiresAt = instant
+            return .at(instant)
         case (nil, .some(let text)):
-            field = "duration"
-            do { expiresAt = now.adding(seconds: try TimeSpan(parsing: text).seconds) } catch {
-                throw ManagementBody.invalid(field, "\(error)")
-            }
+            do { return .after(try TimeSpan(parsing: text)) } catch { throw ManagementBody.invalid("duration", "\(error)") }
         case (nil, nil):
-            field = "duration"
-            expiresAt = now.adding(seconds: fallback.seconds)
+            return nil
         }
-        guard expiresAt > now else {
-            throw ManagementBody.invalid(field, "the expiry \(expiresAt) is not in the future (now \(now))")
-        }
-        guard expiresAt.seconds - now.seconds <= maxLifetime.seconds else {
-            throw ManagementBody.invalid(field, "a lifetime until \(expiresAt) exceeds the maximum lifetime of "
-                                         + "\(formatDuration(maxLifetime.seconds))")
-        }
-        return expiresAt
     }
 }
 
 // MARK: JSON forms
 
 enum ManagementJSON {
-    /// A record as the API shows it (never the token, which is not stored).
-    static func record(_ r: PATRecord, now: Timestamp) -> JSONObject { r.json(at: now) }
-
-    /// A record with a freshly issued token: `accessToken` first, then the record.
-    static func issued(_ issued: IssuedPAT, now: Timestamp) -> JSONObject {
-        var o = JSONObject()
-        o.set("accessToken", .string(issued.token))
-        for member in record(issued.record, now: now).members { o.set(member.key, member.value) }
-        o.set("issuedAt", .string(issued.issuedAt.rfc3339))
-        return o
-    }
-
-    /// The webhook data of a deleted PAT: its last record, status `deleted`.
-    static func deleted(_ r: PATRecord, at: Timestamp) -> JSONObject {
-        var o = record(r, now: at)
-        o.set("status", .string("deleted"))
-        o.set("deletedAt", .string(at.rfc3339))
-        return o
-    }
-
     static func response(_ status: HTTPResponse.Status, _ object: JSONObject, headers: HTTPFields = [:]) -> Response {
         var fields = headers
         fields[.contentType] = "application/json; charset=utf-8"

@@ -9,7 +9,7 @@ import PATStore
 import ServiceLifecycle
 
 /// A group of routes `pat serve` mounts: distribution, the gate, the management API (behind
-/// `PATAuthenticator`, see `PATManagement`) and whatever else the server grows.
+/// `PATAuthenticator`, see `ManagementServer`) and whatever else the server grows.
 public protocol PATRouteGroup: Sendable {
     func addRoutes(to router: Router<PATServer.Context>)
 }
@@ -79,7 +79,7 @@ public struct GateConfiguration: Sendable {
 }
 
 /// Builds the `pat serve` application. Route groups are independent: the management API is one
-/// more group on the same router, behind `PATAuthenticator` (`PATManagement.install(into:)`).
+/// more group on the same router, behind `PATAuthenticator` (`ManagementServer.install(into:)`).
 public enum PATServer {
     public typealias Context = BasicPATRequestContext
     public typealias App = Application<RouterResponder<Context>>

@@ -31,7 +31,9 @@ public final class RateLimiter: Sendable {
 
     public let policy: Policy
     public let maxKeys: Int
-    private let buckets: Mutex<[String: Bucket]>
+    /// Keyed by the key's UTF-8 bytes: a `String` key would make "\u{e9}ve" and "e\u{301}ve" one
+    /// caller (Swift's `==` and hashing are canonical equivalence), letting one spend the other's rate.
+    private let buckets: Mutex<[[UInt8]: Bucket]>
     /// Monotonic seconds.
     private let now: @Sendable () -> Double
 
@@ -53,6 +55,7 @@ public final class RateLimiter: Sendable {
     /// Spends one request of `key`: nil when allowed, else the whole seconds to wait (≥ 1)
     /// before the next request would be.
     public func acquire(_ key: String) -> Int? {
+        let key = Array(key.utf8)
         let t = now()
         let capacity = Double(policy.capacity), rate = policy.refillPerSecond
         return buckets.withLock { buckets -> Int? in
@@ -76,8 +79,8 @@ public final class RateLimiter: Sendable {
     /// Buckets held now (for tests and status).
     public var keyCount: Int { buckets.withLock { $0.count } }
 
-    private static func evict(_ buckets: inout [String: Bucket], now: Double, capacity: Double, rate: Double,
-                              keeping key: String, maxKeys: Int) {
+    private static func evict(_ buckets: inout [[UInt8]: Bucket], now: Double, capacity: Double, rate: Double,
+                              keeping key: [UInt8], maxKeys: Int) {
         buckets = buckets.filter { entry in
             entry.key == key || entry.value.tokens + max(0, now - entry.value.updated) * rate < capacity
         }

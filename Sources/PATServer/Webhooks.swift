@@ -2,17 +2,9 @@ import AsyncHTTPClient
 import Logging
 import NIOCore
 import PATKit
+import PATRegistry
 import ServiceLifecycle
 import Synchronization
-
-/// The events the management API sends to webhook endpoints.
-public enum WebhookEvent: String, Sendable, CaseIterable {
-    case created = "personalAccessToken.created"
-    case revoked = "personalAccessToken.revoked"
-    case regenerated = "personalAccessToken.regenerated"
-    case scopesChanged = "personalAccessToken.scopesChanged"
-    case deleted = "personalAccessToken.deleted"
-}
 
 /// Where and how webhook events are delivered.
 public struct WebhookConfiguration: Sendable {
@@ -80,39 +72,56 @@ public enum WebhookHeader {
 
 /// One event on its way to one endpoint.
 public struct WebhookDelivery: Sendable {
+    /// The event's delivery id (`X-PAT-Delivery`), the same on every attempt and after restarts.
     public let id: String
+    /// The event's id in the registry's outbox.
+    public let eventID: Int64
     public let endpoint: String
-    public let event: WebhookEvent
+    /// The event name, e.g. `personalAccessToken.created`.
+    public let event: String
     public let body: [UInt8]
     public let signature: String
 }
 
-/// Delivers management events to the configured endpoints in the background: `send` only
-/// queues (never blocks, never fails), and one worker per endpoint posts the deliveries in
-/// order, each attempt bounded by a timeout, retrying with exponential backoff. A slow or
-/// dead endpoint therefore delays only its own queue; when a queue is full the oldest
-/// delivery is dropped with a log line.
+/// Delivers the registry's change events (its outbox) to the configured endpoints in the
+/// background. The management service records each event in the same transaction as its
+/// change — whichever process made it, the CLI included — and wakes the dispatcher; the
+/// dispatcher also looks at the outbox every `pollInterval` for changes made by other
+/// processes. One worker per endpoint posts the deliveries in order, each attempt bounded
+/// by a timeout, retrying with exponential backoff. A slow or dead endpoint therefore delays
+/// only its own queue; when a queue is full the oldest delivery is dropped with a log line.
+/// An event leaves the outbox once every endpoint had it (delivered, refused or given up);
+/// events still in it when the server stops are delivered after the next start.
 ///
-/// Bodies are `{"event": "…", "data": {…the PAT record, never the token…}, "triggeredAt": "…"}`,
-/// signed with HMAC-SHA-256 over the exact bytes sent (`X-PAT-Signature: sha256=<hex>`).
+/// Bodies are `{"event": "…", "data": {…the PAT record, never the token…}, "actor": {…},
+/// "triggeredAt": "…"}`, signed with HMAC-SHA-256 over the exact bytes sent
+/// (`X-PAT-Signature: sha256=<hex>`).
 ///
-/// Run it as a `Service`; it stops on graceful shutdown (undelivered events are logged).
+/// Run it as a `Service`; it stops on graceful shutdown.
 public final class WebhookDispatcher: Service, Sendable {
     public let configuration: WebhookConfiguration
+    public let store: any PATRegistryStore
+    /// How often the outbox is read without a wake-up (changes made by other processes).
+    public let pollInterval: Duration
     private let queues: [EndpointQueue]
     /// Deliveries taken from a queue and not finished yet.
     private let inFlight = Mutex(0)
+    /// Per outbox event: endpoints that have not finished with it yet.
+    private let outstanding = Mutex<[Int64: Int]>([:])
+    private let signal = WakeSignal()
     /// Deliveries settled: delivered, refused by the endpoint, or given up after the last attempt.
     private let settled = AwaitableCounter()
+    /// The id of the last outbox event moved into the endpoint queues.
+    private let read = AwaitableCounter()
     private let logger: Logger
-    private let clock: @Sendable () -> Timestamp
 
-    public init(configuration: WebhookConfiguration, logger: Logger = Logger(label: "patkit.webhooks"),
-                clock: @escaping @Sendable () -> Timestamp = { Timestamp.now() }) {
+    public init(configuration: WebhookConfiguration, store: any PATRegistryStore, pollInterval: Duration = .seconds(1),
+                logger: Logger = Logger(label: "patkit.webhooks")) {
         self.configuration = configuration
+        self.store = store
+        self.pollInterval = pollInterval
         self.queues = configuration.endpoints.map { EndpointQueue(endpoint: $0, capacity: configuration.queueCapacity) }
         self.logger = logger
-        self.clock = clock
     }
 
     /// The signature header value for `body` under `secret`: `sha256=<lowercase hex>`.
@@ -120,38 +129,24 @@ public final class WebhookDispatcher: Service, Sendable {
         "sha256=" + hex(Digest.hmacSHA256(key: secret, message: body))
     }
 
-    /// The JSON body of an event.
-    public static func body(event: WebhookEvent, data: JSONValue, triggeredAt: Timestamp) -> [UInt8] {
-        var o = JSONObject()
-        o.set("event", .string(event.rawValue))
-        o.set("data", data)
-        o.set("triggeredAt", .string(triggeredAt.rfc3339))
-        return JSONWriter.encode(.object(o))
-    }
-
-    /// Queues `event` for every endpoint. Never blocks.
-    public func send(_ event: WebhookEvent, data: JSONValue) {
-        guard !queues.isEmpty else { return }
-        let body = WebhookDispatcher.body(event: event, data: data, triggeredAt: clock())
-        let signature = WebhookDispatcher.signature(of: body, secret: configuration.secret)
-        for queue in queues {
-            let delivery = WebhookDelivery(id: Base64URL.encode(Digest.randomBytes(16)), endpoint: queue.endpoint,
-                                           event: event, body: body, signature: signature)
-            if let dropped = queue.push(delivery) {
-                logger.warning("webhook queue full; dropped the oldest delivery", metadata: [
-                    "endpoint": "\(queue.endpoint)", "event": "\(dropped.event.rawValue)", "delivery": "\(dropped.id)",
-                    "capacity": "\(configuration.queueCapacity)",
-                ])
-            }
-        }
-    }
+    /// Tells the dispatcher that the outbox has new events. Never blocks.
+    public func wake() { signal.signal() }
 
     /// Deliveries waiting, per endpoint (in configuration order).
     public var pending: [Int] { queues.map(\.count) }
 
+    /// Events read from the outbox and not yet finished by every endpoint.
+    public var outstandingEvents: Int { outstanding.withLock { $0.count } }
     /// Deliveries settled so far, over every endpoint: delivered, refused by the endpoint
     /// (a final 4xx), or given up after the last attempt. Dropped ones are not counted.
     public var settledCount: Int { Int(settled.value) }
+
+    /// Returns once every outbox event up to `eventID` has been moved into the endpoint queues
+    /// (or dropped from a full one). Throws `CancellationError` when the task is cancelled: bound
+    /// the wait.
+    public func waitUntilRead(through eventID: Int64) async throws {
+        try await read.wait(atLeast: UInt64(max(0, eventID)))
+    }
 
     /// Returns once `count` deliveries have settled. Throws `CancellationError` when the task
     /// is cancelled: bound the wait.
@@ -168,12 +163,76 @@ public final class WebhookDispatcher: Service, Sendable {
                 for queue in queues {
                     group.addTask { await self.work(queue, client: client) }
                 }
+                group.addTask { await self.drain() }
             }
         }
         let left = queues.reduce(0) { $0 + $1.count } + inFlight.withLock { $0 }
-        if left > 0 { logger.warning("stopping with undelivered webhook events", metadata: ["count": "\(left)"]) }
+        if left > 0 {
+            logger.notice("stopping with undelivered webhook events; they stay in the outbox for the next start",
+                          metadata: ["count": "\(left)"])
+        }
         do { try await client.shutdown() } catch {
             logger.debug("webhook client shutdown", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Moves new outbox events into the endpoint queues: at start, on every wake-up, and every
+    /// `pollInterval`.
+    private func drain() async {
+        var cursor: Int64 = 0
+        var failing = false
+        while !Task.isCancelled {
+            do {
+                let after = cursor
+                let events = try await store.read { tx in try await tx.events(after: after, limit: 100) }
+                for event in events {
+                    await enqueue(event)
+                    cursor = event.id
+                }
+                read.advance(to: UInt64(max(0, cursor)))
+                failing = false
+                if events.count == 100 { continue }
+            } catch {
+                if !failing { logger.warning("cannot read the outbox of webhook events; retrying", metadata: ["error": "\(error)"]) }
+                failing = true
+            }
+            await signal.wait(upTo: pollInterval)
+        }
+    }
+
+    private func enqueue(_ event: ChangeEvent) async {
+        guard !queues.isEmpty else { return }
+        let signature = WebhookDispatcher.signature(of: event.payload, secret: configuration.secret)
+        outstanding.withLock { $0[event.id] = queues.count }
+        for queue in queues {
+            let delivery = WebhookDelivery(id: event.delivery, eventID: event.id, endpoint: queue.endpoint, event: event.name,
+                                           body: event.payload, signature: signature)
+            if let dropped = queue.push(delivery) {
+                logger.warning("webhook queue full; dropped the oldest delivery", metadata: [
+                    "endpoint": "\(queue.endpoint)", "event": "\(dropped.event)", "delivery": "\(dropped.id)",
+                    "capacity": "\(configuration.queueCapacity)",
+                ])
+                await finished(dropped)
+            }
+        }
+    }
+
+    /// One endpoint is done with `delivery`; the event leaves the outbox when every one is.
+    private func finished(_ delivery: WebhookDelivery) async {
+        let done = outstanding.withLock { counts -> Bool in
+            guard let left = counts[delivery.eventID] else { return false }
+            if left > 1 {
+                counts[delivery.eventID] = left - 1
+                return false
+            }
+            counts[delivery.eventID] = nil
+            return true
+        }
+        guard done else { return }
+        let id = delivery.eventID
+        do { try await store.write { tx in try await tx.removeEvents([id]) } } catch {
+            logger.warning("cannot remove a delivered event from the outbox; it may be sent again after a restart",
+                           metadata: ["delivery": "\(delivery.id)", "error": "\(error)"])
         }
     }
 
@@ -182,8 +241,9 @@ public final class WebhookDispatcher: Service, Sendable {
             while !Task.isCancelled, let delivery = queue.pop() {
                 inFlight.withLock { $0 += 1 }
                 let finished = await deliver(delivery, client: client)
+                inFlight.withLock { $0 -= 1 }
                 if finished {
-                    inFlight.withLock { $0 -= 1 }
+                    await self.finished(delivery) // out of the outbox first: a settled delivery is gone from it
                     settled.increment()
                 }
             }
@@ -211,7 +271,7 @@ public final class WebhookDispatcher: Service, Sendable {
             case .failed(let reason):
                 guard attempt < configuration.maxAttempts else {
                     logger.error("webhook delivery failed; giving up", metadata: [
-                        "endpoint": "\(delivery.endpoint)", "event": "\(delivery.event.rawValue)", "delivery": "\(delivery.id)",
+                        "endpoint": "\(delivery.endpoint)", "event": "\(delivery.event)", "delivery": "\(delivery.id)",
                         "attempts": "\(attempt)", "error": "\(reason)",
                     ])
                     return true
@@ -241,7 +301,7 @@ public final class WebhookDispatcher: Service, Sendable {
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "User-Agent", value: "PATKit-Webhooks/1")
-        request.headers.add(name: WebhookHeader.event, value: delivery.event.rawValue)
+        request.headers.add(name: WebhookHeader.event, value: delivery.event)
         request.headers.add(name: WebhookHeader.delivery, value: delivery.id)
         request.headers.add(name: WebhookHeader.signature, value: delivery.signature)
         request.body = .bytes(ByteBuffer(bytes: delivery.body))
@@ -292,6 +352,55 @@ public final class WebhookDispatcher: Service, Sendable {
 }
 
 private struct WebhookTimeout: Error {}
+
+/// A wake-up for one waiting task: `signal()` wakes it, or the next `wait` when none waits.
+final class WakeSignal: Sendable {
+    private struct State {
+        var pending = false
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    func signal() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if let waiter = state.waiter {
+                state.waiter = nil
+                return waiter
+            }
+            state.pending = true
+            return nil
+        }
+        waiter?.resume()
+    }
+
+    /// Returns on a signal, after `timeout`, or at once when the task is cancelled.
+    func wait(upTo timeout: Duration) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { [self] in
+                // Cancelled: by the wait below after a signal, or with the task (handled below).
+                do { try await Task.sleep(for: timeout) } catch { return }
+                signal()
+            }
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let now = state.withLock { state -> Bool in
+                        if state.pending {
+                            state.pending = false
+                            return true
+                        }
+                        state.waiter = continuation
+                        return false
+                    }
+                    if now { continuation.resume() }
+                }
+            } onCancel: {
+                signal()
+            }
+            group.cancelAll()
+        }
+    }
+}
 
 /// One endpoint's bounded queue and the signal that wakes its worker.
 final class EndpointQueue: Sendable {

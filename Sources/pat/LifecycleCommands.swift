@@ -1,57 +1,60 @@
 import ArgumentParser
 import PATKit
+import PATManagement
 import PATRegistry
 import PATStore
 
 // The registry-backed PAT lifecycle: create, scope add/remove/clear, revoke, regenerate,
-// delete. Changes are recorded in HOME/pat.db; verifiers learn of them from the next
+// delete — each a thin adapter over the management service (`PATManagement`) acting as the
+// local operator. Changes are recorded in HOME/pat.db; verifiers learn of them from the next
 // `pat publish`.
 
-struct CreateCommand: ParsableCommand {
+struct CreateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "create",
         abstract: "Create a named PAT, record it in the registry and print its token once.",
         discussion: """
             Prints the token alone on the first line of standard output, so TOKEN=$(pat create …) works; \
-            the PAT id and a reminder go to standard error. With --json, prints one JSON object with "id" \
-            and "token" instead. The token is never stored: it cannot be shown again (`pat regenerate` \
+            the PAT id and a reminder go to standard error. With --json, prints the PAT as one JSON object \
+            instead, the token as "accessToken" (the shape of the management API and webhooks). The token is never stored: it cannot be shown again (`pat regenerate` \
             issues a new one).
 
             Scopes are ENTITY:OPERATION[:ID] (ID defaults to *), checked against the scope catalog: \
             --catalog magistrala|generic|management|FILE, else HOME/catalog.json, else magistrala \
             (management: the home's catalog plus pats:*, the scopes of `pat serve`'s management API). \
-            Names are unique per owner. The expiry may be at most --max-lifetime (default 1y) away.
+            Names are unique per owner. Owners, names and domains are compared byte for byte and must be \
+            in Unicode NFC. The expiry may be at most --max-lifetime (default 1y) away.
             """)
 
     @OptionGroup var home: HomeOption
     @Option(help: "The owner (sub).") var owner: String
     @Option(help: "A name, 1–256 characters, unique among the owner's PATs.") var name: String
     @Option(help: "A description.") var description: String?
-    @Option(name: .customLong("scope"), help: "A scope ENTITY:OPERATION[:ID]; repeat for more (at least one).") var scopes: [String] = []
+    @Option(name: .customLong("scope"), help: "A scope ENTITY:OPERATION[:ID]; repeat for more (at least one).",
+            transform: parseScope) var scopes: [Scope] = []
     @OptionGroup var expiry: ExpiryOptions
     @Option(help: "The domain the PAT acts in (dom).") var domain: String?
     @Option(help: "Scope catalog: magistrala, generic, management (adds pats:* for the management API), or a JSON file.") var catalog: String?
     @OptionGroup var policy: LifetimePolicyOption
-    @Flag(help: "Print {\"id\", \"token\", …} as one JSON object on standard output.") var json = false
+    @Flag(help: "Print the PAT as one JSON object (the token as \"accessToken\") on standard output.") var json = false
 
     func validate() throws {
         guard !scopes.isEmpty else {
             throw ValidationError("pass at least one --scope ENTITY:OPERATION[:ID] (e.g. --scope clients:view)")
         }
-        _ = try parseScopes(scopes)
     }
 
-    func run() throws {
+    func run() async throws {
         let home = self.home.resolved
-        let scopeSet = ScopeSet(try parseScopes(scopes))
-        let lifecycle = try openLifecycle(home, catalog: home.catalog(named: catalog), maxLifetime: policy.span)
-        let issued = try lifecycle.create(owner: owner, name: name, description: description, scopes: scopeSet,
-                                          expiry: try expiry.expiry, domain: domain)
-        emitIssued(issued, json: json, verb: "created PAT")
+        let service = try openService(home, catalog: home.catalog(named: catalog), maxLifetime: policy.span)
+        let request = CreateRequest(owner: owner, name: name, description: description, scopes: scopes,
+                                    expiry: try expiry.expiry, domain: domain)
+        let issued = try await operatorCall { try await service.create(request, by: .localOperator) }
+        emitIssued(issued, json: json, verb: "created PAT", now: service.clock())
     }
 }
 
-struct ScopeCommand: ParsableCommand {
+struct ScopeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "scope",
         abstract: "Change a PAT's scopes; each change re-issues it and prints the new token once.",
@@ -62,64 +65,67 @@ struct ScopeCommand: ParsableCommand {
             """,
         subcommands: [Add.self, Remove.self, Clear.self])
 
-    struct Add: ParsableCommand {
+    struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add scopes (checked against the scope catalog) and re-issue.")
         @OptionGroup var home: HomeOption
         @Argument(help: "The PAT id.") var id: String
-        @Argument(help: "Scopes ENTITY:OPERATION[:ID] to add.") var scopes: [String] = []
+        @Argument(help: "Scopes ENTITY:OPERATION[:ID] to add.", transform: parseScope) var scopes: [Scope] = []
         @Option(help: "Scope catalog: magistrala, generic, management (adds pats:* for the management API), or a JSON file.") var catalog: String?
-        @Flag(help: "Print the new token as JSON.") var json = false
+        @Flag(help: "Print the re-issued PAT as JSON.") var json = false
 
         func validate() throws {
             guard !scopes.isEmpty else { throw ValidationError("name at least one scope to add after the PAT id") }
-            _ = try parseScopes(scopes)
         }
 
-        func run() throws {
+        func run() async throws {
             let home = self.home.resolved
-            let lifecycle = try openLifecycle(home, catalog: home.catalog(named: catalog))
-            emitIssued(try lifecycle.addScopes(id: id, try parseScopes(scopes)), json: json, verb: "re-issued PAT")
+            let service = try openService(home, catalog: home.catalog(named: catalog))
+            let issued = try await operatorCall(options: ["scopes": "SCOPE"]) { try await service.addScopes(id: id, scopes, by: .localOperator) }
+            emitIssued(issued, json: json, verb: "re-issued PAT", now: service.clock())
         }
     }
 
-    struct Remove: ParsableCommand {
+    struct Remove: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove scopes and re-issue.")
         @OptionGroup var home: HomeOption
         @Argument(help: "The PAT id.") var id: String
-        @Argument(help: "Scopes ENTITY:OPERATION[:ID] to remove.") var scopes: [String] = []
-        @Flag(help: "Print the new token as JSON.") var json = false
+        @Argument(help: "Scopes ENTITY:OPERATION[:ID] to remove.", transform: parseScope) var scopes: [Scope] = []
+        @Flag(help: "Print the re-issued PAT as JSON.") var json = false
 
         func validate() throws {
             guard !scopes.isEmpty else { throw ValidationError("name at least one scope to remove after the PAT id") }
-            _ = try parseScopes(scopes)
         }
 
-        func run() throws {
-            let lifecycle = try openLifecycle(home.resolved)
-            emitIssued(try lifecycle.removeScopes(id: id, try parseScopes(scopes)), json: json, verb: "re-issued PAT")
+        func run() async throws {
+            let service = try openService(home.resolved)
+            let issued = try await operatorCall(options: ["scopes": "SCOPE"]) { try await service.removeScopes(id: id, scopes, by: .localOperator) }
+            emitIssued(issued, json: json, verb: "re-issued PAT", now: service.clock())
         }
     }
 
-    struct Clear: ParsableCommand {
+    struct Clear: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove every scope and re-issue (the new token grants nothing).")
         @OptionGroup var home: HomeOption
         @Argument(help: "The PAT id.") var id: String
-        @Flag(help: "Print the new token as JSON.") var json = false
+        @Flag(help: "Print the re-issued PAT as JSON.") var json = false
 
-        func run() throws {
-            let lifecycle = try openLifecycle(home.resolved)
-            emitIssued(try lifecycle.clearScopes(id: id), json: json, verb: "re-issued PAT")
+        func run() async throws {
+            let service = try openService(home.resolved)
+            let issued = try await operatorCall { try await service.clearScopes(id: id, by: .localOperator) }
+            emitIssued(issued, json: json, verb: "re-issued PAT", now: service.clock())
         }
     }
 }
 
-struct RevokeCommand: ParsableCommand {
+struct RevokeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "revoke",
         abstract: "Revoke a PAT, or every PAT of an owner (--owner U --all).",
         discussion: """
-            Revoking raises the PAT's lowest valid generation above its current one; `pat regenerate` \
-            can bring it back with a new token. --owner U --all marks every PAT of U revoked and also \
+            Revoking raises the PAT's lowest valid generation above its current one, which also kills \
+            every token the PAT issued through the management API (its lineage); `pat regenerate` \
+            can bring it back with a new token. A PAT revoked here can be brought back only by the \
+            operator or pats:admin, not by its owner. --owner U --all marks every PAT of U revoked and also \
             refuses every token of U issued up to now, including tokens made by `pat issue`; it asks for \
             confirmation on a terminal and needs --yes otherwise. Verifiers refuse the tokens once \
             `pat publish` runs.
@@ -133,53 +139,55 @@ struct RevokeCommand: ParsableCommand {
 
     func validate() throws { _ = try target(id: id, owner: owner, all: all, command: "revoke") }
 
-    func run() throws {
-        let lifecycle = try openLifecycle(home.resolved)
+    func run() async throws {
+        let service = try openService(home.resolved)
         switch try target(id: id, owner: owner, all: all, command: "revoke") {
         case .one(let id):
-            let result = try lifecycle.revoke(id: id)
-            let r = result.record
+            let result = try await operatorCall { try await service.revoke(id: id, by: .localOperator) }
+            let r = result.record, shown = "\"\(Printable.escaped(r.name))\" of \(Printable.escaped(r.owner))"
             if result.wasAlreadyRevoked {
-                emit("PAT \(r.id) (\"\(r.name)\" of \(r.owner)) was already revoked at \(r.revokedAt?.rfc3339 ?? "an earlier time"); nothing changed")
+                emit("PAT \(r.id) (\(shown)) was already revoked at \(r.revokedAt?.rfc3339 ?? "an earlier time"); nothing changed")
             } else {
-                emit("revoked PAT \(r.id) (\"\(r.name)\" of \(r.owner)); its tokens are refused once `pat publish` runs")
+                emit("revoked PAT \(r.id) (\(shown)); its tokens, and every token it issued, are refused once `pat publish` runs")
             }
         case .owner(let owner):
-            let now = try currentTime()
-            let count = try lifecycle.store.list(owner: owner, status: .all, now: now).count
-            try confirm("Revoke all \(count) PAT\(count == 1 ? "" : "s") of owner \(owner), and every other token issued to them until now",
+            let count = try await operatorCall { try await service.list(owner: owner, by: .localOperator).count }
+            let shown = Printable.escaped(owner)
+            try confirm("Revoke all \(count) PAT\(count == 1 ? "" : "s") of owner \(shown), and every other token issued to them until now",
                         yes: yes)
-            let result = try lifecycle.revokeAll(owner: owner)
-            emit("revoked \(result.revoked.count) PAT\(result.revoked.count == 1 ? "" : "s") of owner \(owner)"
+            let result = try await operatorCall { try await service.revokeAll(owner: owner, by: .localOperator) }
+            emit("revoked \(result.revoked.count) PAT\(result.revoked.count == 1 ? "" : "s") of owner \(shown)"
                  + (result.alreadyRevoked > 0 ? " (\(result.alreadyRevoked) already revoked)" : "")
-                 + "; every token of \(owner) issued before \(result.ownerRevocation.issuedBefore) is refused once `pat publish` runs")
+                 + "; every token of \(shown) issued before \(result.ownerRevocation.issuedBefore) is refused once `pat publish` runs")
         }
     }
 }
 
-struct RegenerateCommand: ParsableCommand {
+struct RegenerateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "regenerate",
         abstract: "Issue a new token for a PAT (active, revoked or expired) with a new expiry; print it once.",
         discussion: """
             Keeps the id, name, description and scopes; the new generation becomes the lowest valid one, \
-            so every earlier token stops validating once `pat publish` runs. A revoked PAT becomes active \
-            again. Output as for `pat create`.
+            so every earlier token — and every token those issued — stops validating once `pat publish` \
+            runs. A revoked PAT becomes active again. Output as for `pat create`.
             """)
 
     @OptionGroup var home: HomeOption
     @Argument(help: "The PAT id.") var id: String
     @OptionGroup var expiry: ExpiryOptions
     @OptionGroup var policy: LifetimePolicyOption
-    @Flag(help: "Print the new token as JSON.") var json = false
+    @Flag(help: "Print the re-issued PAT as JSON.") var json = false
 
-    func run() throws {
-        let lifecycle = try openLifecycle(home.resolved, maxLifetime: policy.span)
-        emitIssued(try lifecycle.regenerate(id: id, expiry: try expiry.expiry), json: json, verb: "regenerated PAT")
+    func run() async throws {
+        let service = try openService(home.resolved, maxLifetime: policy.span)
+        let expiry = try self.expiry.expiry
+        let issued = try await operatorCall { try await service.regenerate(id: id, expiry: expiry, by: .localOperator) }
+        emitIssued(issued, json: json, verb: "regenerated PAT", now: service.clock())
     }
 }
 
-struct DeleteCommand: ParsableCommand {
+struct DeleteCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "delete",
         abstract: "Delete a PAT, or every PAT of an owner (--owner U --all).",
@@ -197,26 +205,29 @@ struct DeleteCommand: ParsableCommand {
 
     func validate() throws { _ = try target(id: id, owner: owner, all: all, command: "delete") }
 
-    func run() throws {
-        let lifecycle = try openLifecycle(home.resolved)
+    func run() async throws {
+        let service = try openService(home.resolved)
         switch try target(id: id, owner: owner, all: all, command: "delete") {
         case .one(let id):
             do {
-                let tombstone = try lifecycle.delete(id: id)
-                emit("deleted PAT \(tombstone.id) of \(tombstone.owner); its tokens are refused once `pat publish` runs")
-            } catch let error as RegistryError where error.kind == .deleted {
-                emit("PAT \(id) was already deleted; nothing changed")
+                let deleted = try await service.delete(id: id, by: .localOperator)
+                emit("deleted PAT \(deleted.record.id) of \(Printable.escaped(deleted.record.owner)); its tokens, and every token it "
+                     + "issued, are refused once `pat publish` runs")
+            } catch where error.kind == .deleted {
+                emit("PAT \(Printable.escaped(id)) was already deleted; nothing changed")
+            } catch {
+                throw CLIFailure(message: cliMessage(error), status: 1)
             }
         case .owner(let owner):
-            let now = try currentTime()
-            let count = try lifecycle.store.list(owner: owner, status: .all, now: now).count
+            let shown = Printable.escaped(owner)
+            let count = try await operatorCall { try await service.list(owner: owner, by: .localOperator).count }
             guard count > 0 else {
-                emit("owner \(owner) has no PATs; nothing changed")
+                emit("owner \(shown) has no PATs; nothing changed")
                 return
             }
-            try confirm("Delete all \(count) PAT\(count == 1 ? "" : "s") of owner \(owner)", yes: yes)
-            let tombstones = try lifecycle.deleteAll(owner: owner)
-            emit("deleted \(tombstones.count) PAT\(tombstones.count == 1 ? "" : "s") of owner \(owner); "
+            try confirm("Delete all \(count) PAT\(count == 1 ? "" : "s") of owner \(shown)", yes: yes)
+            let deleted = try await operatorCall { try await service.deleteAll(owner: owner, by: .localOperator) }
+            emit("deleted \(deleted.count) PAT\(deleted.count == 1 ? "" : "s") of owner \(shown); "
                  + "their tokens are refused once `pat publish` runs")
         }
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import PATStore
 import PATKit
+import PATManagement
 import PATRegistry
 #if canImport(Glibc)
 import Glibc
@@ -9,7 +10,7 @@ import Darwin
 #endif
 
 @main
-struct Pat: ParsableCommand {
+struct Pat: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pat",
         abstract: "Issue, manage and verify offline-checkable personal access tokens (PASETO v4.public).",
@@ -23,15 +24,20 @@ struct Pat: ParsableCommand {
             """,
         subcommands: [KeysCommand.self, IssueCommand.self, VerifyCommand.self,
                       CreateCommand.self, ListCommand.self, ShowCommand.self, ScopeCommand.self, RevokeCommand.self,
-                      RegenerateCommand.self, DeleteCommand.self, PublishCommand.self, ServeCommand.self]
+                      RegenerateCommand.self, DeleteCommand.self, PublishCommand.self, ServeCommand.self,
+                      ScanCommand.self]
     )
 
     /// Runs the command; usage errors exit 2, failures exit 1 with a message on stderr.
-    static func main() {
+    static func main() async {
         FaultPoint.armFromEnvironment() // PAT_TEST_PAUSE_AT: crash tests only
         do {
             var command = try parseAsRoot()
-            try command.run()
+            if var asynchronous = command as? any AsyncParsableCommand {
+                try await asynchronous.run()
+            } else {
+                try command.run()
+            }
         } catch let failure as CLIFailure {
             printError(failure.message)
             Glibc.exit(failure.status)
@@ -43,6 +49,9 @@ struct Pat: ParsableCommand {
             Glibc.exit(1)
         } catch let error as RegistryError {
             printError("error: \(error)")
+            Glibc.exit(1)
+        } catch let error as ManagementError {
+            printError(cliMessage(error))
             Glibc.exit(1)
         } catch {
             let code = exitCode(for: error)

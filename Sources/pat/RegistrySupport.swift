@@ -1,5 +1,6 @@
 import ArgumentParser
 import PATKit
+import PATManagement
 import PATRegistry
 import PATStore
 #if canImport(Glibc)
@@ -49,15 +50,12 @@ func parseSpan(_ text: String, option: String) throws -> TimeSpan {
     }
 }
 
-/// Parses scope arguments, or says what is wrong.
-func parseScopes(_ items: [String]) throws -> [Scope] {
-    var scopes: [Scope] = []
-    for item in items {
-        do { scopes.append(try Scope(parsing: item)) } catch {
-            throw ValidationError("\(error); write scopes as ENTITY:OPERATION[:ID], e.g. clients:view or channels:publish:ch-42")
-        }
+/// Parses one scope option or argument (`@Option(transform:)`): a malformed scope is a usage
+/// error (exit 2) that says how to write one.
+func parseScope(_ text: String) throws -> Scope {
+    do { return try Scope(parsing: text) } catch {
+        throw ValidationError("\(error); write scopes as ENTITY:OPERATION[:ID], e.g. clients:view or channels:publish:ch-42")
     }
-    return scopes
 }
 
 /// `--expires-in DURATION | --expires-at DATE`, exactly one.
@@ -95,11 +93,38 @@ struct LifetimePolicyOption: ParsableArguments {
     var span: TimeSpan { get throws { try parseSpan(maxLifetime, option: "--max-lifetime") } }
 }
 
-/// Opens the registry of `home` and builds the lifecycle.
-func openLifecycle(_ home: PATHome, catalog: ScopeCatalog = .magistrala,
-                   maxLifetime: TimeSpan = Lifecycle.defaultMaxLifetime) throws -> Lifecycle {
-    Lifecycle(store: try SQLiteRegistry(home: home), keyStore: home.keyStore, catalog: catalog,
-              maxLifetime: maxLifetime, clock: try currentClock())
+/// The management service over the registry of `home`, for the local operator. It does not
+/// publish: verifiers learn of changes from `pat publish` (or a running `pat serve`).
+func openService(_ home: PATHome, catalog: ScopeCatalog = .magistrala,
+                 maxLifetime: TimeSpan = ManagementPolicy.defaultMaxLifetime) throws -> PATManagement {
+    PATManagement(store: try SQLiteRegistry(home: home), keyStore: home.keyStore,
+                  policy: ManagementPolicy(catalog: catalog, maxLifetime: maxLifetime), clock: try currentClock())
+}
+
+/// A service error in the CLI's words: the input named as its option, a hint where the CLI
+/// has one. The operator is trusted with internal details (paths, database messages).
+func cliMessage(_ error: ManagementError, options: [String: String] = [:]) -> String {
+    if error.kind == .internalFailure { return "error: \(error.underlying ?? error.reason)" }
+    let defaults = ["owner": "--owner", "name": "--name", "description": "--description", "domain": "--domain",
+                    "scopes": "--scope", "duration": "--expires-in", "expiresAt": "--expires-at", "status": "--status"]
+    let field = error.field.map { $0.hasPrefix("scopes[") ? "scopes" : $0 }
+    let option = field.flatMap { options[$0] ?? defaults[$0] }
+    var message = "error: " + (option.map { "\($0): " } ?? "") + error.reason
+    switch error.kind {
+    case .notFound: message += ": check the id with `pat list`"
+    case .deleted: message += "; create a new one with `pat create`"
+    case .invalidInput where error.reason.contains("maximum lifetime"): message += "; choose an earlier expiry, or raise the policy with --max-lifetime"
+    case .conflict where error.reason.contains("regenerate it first"): message += " (`pat regenerate ID --expires-in 30d`)"
+    default: break
+    }
+    return message
+}
+
+/// Runs a service call; its errors become CLI failures (exit 1).
+func operatorCall<T>(options: [String: String] = [:], _ body: () async throws -> T) async throws -> T {
+    do { return try await body() } catch let error as ManagementError {
+        throw CLIFailure(message: cliMessage(error, options: options), status: 1)
+    }
 }
 
 /// Asks before a change to many PATs: on a terminal, the user types "yes"; otherwise
@@ -126,34 +151,23 @@ func confirm(_ question: String, yes: Bool) throws {
 }
 
 /// Prints a freshly issued token: the token alone on stdout (so `TOKEN=$(pat create …)` works),
-/// the id and a reminder on stderr; or one JSON object on stdout with `--json`.
-func emitIssued(_ issued: IssuedPAT, json: Bool, verb: String) {
+/// the id and a reminder on stderr; or, with `--json`, the PAT's one JSON shape (`accessToken`
+/// first) on stdout.
+func emitIssued(_ issued: IssuedPAT, json: Bool, verb: String, now: Timestamp) {
     let record = issued.record
     if json {
-        var o = JSONObject()
-        o.set("id", .string(record.id))
-        o.set("token", .string(issued.token))
-        o.set("owner", .string(record.owner))
-        o.set("name", .string(record.name))
-        o.set("generation", .number(String(record.generation)))
-        o.set("issuedAt", .string(issued.issuedAt.rfc3339))
-        o.set("expiresAt", .string(record.expiresAt.rfc3339))
-        o.set("scopes", .array(record.scopes.map { .string($0.description) }))
-        emit(JSONValue.object(o).description)
+        emit(JSONValue.object(issued.json(at: now)).description)
         return
     }
-    emit(issued.token)
+    if let token = issued.token { emit(token) }
     var lines = ["id: \(record.id)",
-                 "\(verb) \"\(record.name)\" of \(record.owner): generation \(record.generation), expires \(record.expiresAt)"]
+                 "\(verb) \"\(Printable.escaped(record.name))\" of \(Printable.escaped(record.owner)): generation \(record.generation), expires \(record.expiresAt)"]
     if record.generation > 1 {
         lines.append("earlier tokens of this PAT stop validating once `pat publish` runs")
     }
     lines.append("note: the token above is shown only once; store it now (`pat regenerate \(record.id)` issues a new one)")
     printError(lines.joined(separator: "\n"))
 }
-
-/// The JSON form of a record (everything but the token, which is never stored).
-func recordJSON(_ r: PATRecord, now: Timestamp) -> JSONValue { .object(r.json(at: now, detailed: true)) }
 
 /// Which of `pat revoke ID` / `pat revoke --owner U --all` was asked for.
 enum Target {

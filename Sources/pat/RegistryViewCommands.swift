@@ -1,5 +1,6 @@
 import ArgumentParser
 import PATKit
+import PATManagement
 import PATRegistry
 import PATStore
 #if canImport(Glibc)
@@ -8,9 +9,11 @@ import Glibc
 import Darwin
 #endif
 
-// Reading the registry (list, show) and publishing it (publish).
+// Reading the registry (list, show) and publishing it (publish). What users typed (names,
+// owners, descriptions, domains) is shown escaped (`Printable`): a name cannot drive the
+// terminal. `--json` prints it exactly.
 
-struct ListCommand: ParsableCommand {
+struct ListCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "list",
         abstract: "List PATs: name, id, status, scope count, expiry, last rotation.",
@@ -30,33 +33,34 @@ struct ListCommand: ParsableCommand {
         }
     }
 
-    func run() throws {
+    func run() async throws {
         let filter = StatusFilter(rawValue: status) ?? .all
-        let now = try currentTime()
-        let records = try SQLiteRegistry(home: home.resolved).list(owner: owner, status: filter, now: now)
+        let service = try openService(home.resolved)
+        let now = service.clock()
+        let records = try await operatorCall { try await service.list(owner: owner, status: filter, by: .localOperator) }
         if json {
-            emit(JSONValue.array(records.map { recordJSON($0, now: now) }).description)
+            emit(JSONValue.array(records.map { .object($0.json(at: now)) }).description)
             return
         }
+        let ofOwner = owner.map { " of owner \(Printable.escaped($0))" } ?? ""
         guard !records.isEmpty else {
-            printError(filter == .all ? "no PATs\(owner.map { " of owner \($0)" } ?? "")"
-                       : "no \(filter.rawValue) PATs\(owner.map { " of owner \($0)" } ?? "")")
+            printError(filter == .all ? "no PATs\(ofOwner)" : "no \(filter.rawValue) PATs\(ofOwner)")
             return
         }
         var header = ["NAME", "ID", "STATUS", "SCOPES", "EXPIRES", "LAST ROTATED"]
         if owner == nil { header.insert("OWNER", at: 0) }
         var rows = [header]
         for r in records {
-            var row = [clip(r.name, 40), r.id, r.status(at: now).rawValue, String(r.scopes.count), r.expiresAt.rfc3339,
+            var row = [Printable.clip(r.name, 40), r.id, r.status(at: now).rawValue, String(r.scopes.count), r.expiresAt.rfc3339,
                        r.lastRotatedAt?.rfc3339 ?? "-"]
-            if owner == nil { row.insert(clip(r.owner, 32), at: 0) }
+            if owner == nil { row.insert(Printable.clip(r.owner, 32), at: 0) }
             rows.append(row)
         }
         emit(table(rows))
     }
 }
 
-struct ShowCommand: ParsableCommand {
+struct ShowCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "show",
         abstract: "Show every detail of a PAT except its token (which is never stored).")
@@ -65,19 +69,27 @@ struct ShowCommand: ParsableCommand {
     @Argument(help: "The PAT id.") var id: String
     @Flag(help: "Print a JSON object.") var json = false
 
-    func run() throws {
-        let now = try currentTime()
-        let r = try SQLiteRegistry(home: home.resolved).require(id: id)
+    func run() async throws {
+        let service = try openService(home.resolved)
+        let now = service.clock()
+        let r = try await operatorCall { try await service.record(id: id, by: .localOperator) }
         if json {
-            emit(recordJSON(r, now: now).description)
+            emit(JSONValue.object(r.json(at: now)).description)
             return
+        }
+        let revokedBy: String
+        switch r.revokedBy {
+        case nil: revokedBy = "-"
+        case .localOperator?: revokedBy = "the operator (pat CLI)"
+        case .token(let id, let generation, let subject, let admin)?:
+            revokedBy = "PAT \(id) (generation \(generation)) of \(Printable.escaped(subject))\(admin ? ", pats:admin" : "")"
         }
         let fields: [(String, String)] = [
             ("id", r.id),
-            ("name", r.name),
-            ("owner", r.owner),
-            ("description", r.description ?? "-"),
-            ("domain", r.domain ?? "-"),
+            ("name", Printable.escaped(r.name)),
+            ("owner", Printable.escaped(r.owner)),
+            ("description", r.description.map(Printable.escaped) ?? "-"),
+            ("domain", r.domain.map(Printable.escaped) ?? "-"),
             ("status", r.status(at: now).rawValue),
             ("scopes", r.scopes.isEmpty ? "(none)" : r.scopes.claim),
             ("generation", String(r.generation)),
@@ -87,13 +99,15 @@ struct ShowCommand: ParsableCommand {
             ("expires", r.expiresAt.rfc3339),
             ("last rotated", r.lastRotatedAt?.rfc3339 ?? "-"),
             ("revoked", r.revokedAt?.rfc3339 ?? "-"),
+            ("revoked by", revokedBy),
+            ("issued by", r.lineage.isEmpty ? "-" : r.lineage.map(\.description).joined(separator: " → ")),
         ]
         let width = fields.map(\.0.count).max() ?? 0
         emit(fields.map { "\(($0.0 + ":").padding(width + 1))  \($0.1)" }.joined(separator: "\n"))
     }
 }
 
-struct PublishCommand: ParsableCommand {
+struct PublishCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "publish",
         abstract: "Write the signed revocation list and the public key set for verifiers.",
@@ -120,7 +134,7 @@ struct PublishCommand: ParsableCommand {
         guard leeway >= 0, leeway <= 86_400 else { throw ValidationError("--leeway must be 0–86400 seconds") }
     }
 
-    func run() throws {
+    func run() async throws {
         let home = self.home.resolved
         var publisher = Publisher(store: try SQLiteRegistry(home: home), keyStore: home.keyStore,
                                   outputDirectory: out ?? home.publishedDirectory,
@@ -128,7 +142,11 @@ struct PublishCommand: ParsableCommand {
                                   leeway: leeway, clock: try currentClock())
         // Test seam (tests only): write the new list's temporary file, then exit 99 before the rename.
         publisher.crashBeforeRename = environmentFlag("PAT_TEST_CRASH_BEFORE_RENAME")
-        let result = try publisher.publish()
+        let result = try await publisher.publish()
+        if let newer = result.supersededBy {
+            emit("revocation list \(result.sequence) was not written: list \(newer), published meanwhile, already holds every change")
+            return
+        }
         emit("published revocation list \(result.sequence) to \(result.revocationsPath): "
              + "\(result.tokenEntries) PAT entr\(result.tokenEntries == 1 ? "y" : "ies"), "
              + "\(result.ownerEntries) owner entr\(result.ownerEntries == 1 ? "y" : "ies"), \(result.pruned) pruned; "
@@ -137,12 +155,12 @@ struct PublishCommand: ParsableCommand {
             printError("note: created the online trust anchor \(anchor); edges pin it: `pat keys export --anchors > anchors.txt`, "
                        + "then `--trust-anchor anchors.txt`")
         }
-        if result.keySetSignedNow {
-            emit("published key set \(result.keySet.sequence) to \(result.keysPath), signed by trust anchor \(result.keySet.signer); "
-                 + "next update due \(result.keySet.nextUpdate)")
-        } else {
-            emit("kept the key set \(result.keySet.sequence) signed by trust anchor \(result.keySet.signer) in \(result.keysPath) "
-                 + "(offline anchor); next update due \(result.keySet.nextUpdate)")
+        if let keySet = result.keySet, result.keySetSignedNow {
+            emit("published key set \(keySet.sequence) to \(result.keysPath), signed by trust anchor \(keySet.signer); "
+                 + "next update due \(keySet.nextUpdate)")
+        } else if let keySet = result.keySet {
+            emit("kept the key set \(keySet.sequence) signed by trust anchor \(keySet.signer) in \(result.keysPath) "
+                 + "(offline anchor); next update due \(keySet.nextUpdate)")
         }
         if let warning = result.keySetWarning { printError("warning: \(warning)") }
     }
@@ -151,10 +169,6 @@ struct PublishCommand: ParsableCommand {
 func environmentFlag(_ name: String) -> Bool {
     guard let raw = getenv(name), let value = String(validatingCString: raw) else { return false }
     return value == "1" || value == "true"
-}
-
-func clip(_ text: String, _ width: Int) -> String {
-    text.count <= width ? text : String(text.prefix(width - 1)) + "…"
 }
 
 /// Left-aligned columns separated by two spaces.

@@ -1,12 +1,11 @@
 import ArgumentParser
-import Dispatch
 import Logging
 import PATKit
+import PATManagement
 import PATServer
 import PATStore
-import Synchronization
 
-struct ServeCommand: ParsableCommand {
+struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
         abstract: "Serve the published key set and revocation list and the PAT management API over HTTP, or (--verify-only) a /verify gate for proxies.",
@@ -149,7 +148,7 @@ struct ServeCommand: ParsableCommand {
         return (host, port)
     }
 
-    func run() throws {
+    func run() async throws {
         let (host, port) = try listenAddress()
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
@@ -177,20 +176,8 @@ struct ServeCommand: ParsableCommand {
             try addManagement(to: &configuration, logger: logger)
         }
 
-        // The CLI's entry point is synchronous: run the server on the concurrency pool and wait.
-        let outcome = ServeOutcome()
-        let done = DispatchSemaphore(value: 0)
-        let serving = configuration
-        Task {
-            do { try await PATServer.run(serving, logger: logger) } catch {
-                let text = "\(error)"
-                outcome.failure.withLock { $0 = text }
-            }
-            done.signal()
-        }
-        done.wait()
-        if let failure = outcome.failure.withLock({ $0 }) {
-            throw CLIFailure(message: "error: pat serve: \(failure)")
+        do { try await PATServer.run(configuration, logger: logger) } catch {
+            throw CLIFailure(message: "error: pat serve: \(error)")
         }
     }
 }
@@ -230,15 +217,10 @@ extension ServeCommand {
             if let webhookAttempts { hooks.maxAttempts = webhookAttempts }
             settings.webhooks = hooks
         }
-        let management = try PATManagement(home: home, configuration: settings, logger: logger)
+        let management = try ManagementServer(home: home, configuration: settings, logger: logger)
         management.install(into: &configuration)
         logger.info("management API on \(ManagementRoutes.basePath)", metadata: [
             "webhooks": "\(webhooks.count)", "rate_limit_per_minute": "\(perMinute)",
         ])
     }
-}
-
-/// How the server task ended, handed back to the synchronous entry point.
-final class ServeOutcome: Sendable {
-    let failure = Mutex<String?>(nil)
 }

@@ -92,7 +92,7 @@ final class PatRunner: @unchecked Sendable {
     /// `pat create … --json` (or another token-issuing command): the id and the token.
     func issue(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) async throws -> (id: String, token: String) {
         let object = try await ok(arguments + ["--json"], sourceLocation: sourceLocation).object()
-        guard let id = object["id"] as? String, let token = object["token"] as? String else {
+        guard let id = object["id"] as? String, let token = object["accessToken"] as? String else {
             throw PatRunnerError("no id/token in \(object)")
         }
         return (id, token)

@@ -1,5 +1,6 @@
 import Foundation
 import PATKit
+import PATManagement
 import PATServer
 import PATStore
 import PATTestSupport
@@ -85,9 +86,13 @@ struct ManagementCommandTests {
                 let api = "http://127.0.0.1:\(port)\(ManagementRoutes.basePath)"
                 let created = try await request(api, method: .POST, token: admin, body: #"{"name": "hooked", "scopes": ["clients:view"]}"#)
                 #expect(created.status == 201, "\(created.text)")
-                try await receiver.waitForHooks(1)
-                let received = try #require(receiver.hooks.first)
-                #expect(received.event == WebhookEvent.created.rawValue)
+                // Two events: the bootstrap PAT the CLI created before the server ran (the registry's
+                // outbox kept it; actor cli), then this create (actor: the admin's PAT).
+                try await receiver.waitForHooks(2)
+                #expect(receiver.hooks.first?.actor?["type"] as? String == "cli")
+                let received = try #require(receiver.hooks.last)
+                #expect(received.event == ManagementEvent.created.rawValue)
+                #expect(received.actor?["subject"] as? String == "admin")
                 // The key is the file's text without its trailing newline.
                 #expect(received.signature == "sha256=" + hexString(Digest.hmacSHA256(key: Array(secret.utf8), message: received.body)))
                 let data = try #require(try received.object()["data"] as? [String: Any])

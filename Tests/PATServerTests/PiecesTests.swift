@@ -4,6 +4,7 @@ import HummingbirdTesting
 import PATEdge
 import PATHummingbird
 import PATKit
+import PATManagement
 import PATRegistry
 @testable import PATServer
 import PATStore
@@ -24,40 +25,40 @@ struct PiecesTests {
     }
 
     @Test func republisherPublishesInstallsAndSignalsEachList() async throws {
-        let home = try ManagementHome()
-        let victim = try home.issue(owner: "ivy", name: "victim", scopes: ["clients:view"])
+        let home = try await ManagementHome()
+        let victim = try await home.issue(owner: "ivy", name: "victim", scopes: ["clients:view"])
         let (republisher, validator) = try Self.republisher(home)
         #expect(republisher.interval == .seconds(1800), "half of the publisher's one-hour next-update")
         #expect(republisher.lastResult == nil)
 
-        let first = try republisher.publishNow()
+        let first = try await republisher.publishNow()
         #expect(republisher.lastResult?.sequence == first.sequence)
         #expect(validator.revocations?.sequence == first.sequence, "the list reached the validator")
         #expect(try publishedValidator(home.home).revocations?.sequence == first.sequence, "and the files")
         try await awaitEvent("published \(first.sequence)") { try await republisher.waitUntilPublished(sequence: first.sequence) }
 
-        _ = try home.lifecycle.revoke(id: victim.record.id)
+        _ = try await home.service.revoke(id: victim.record.id, by: .localOperator)
         let waiter = Task { try await republisher.waitUntilPublished(sequence: first.sequence + 1) }
         let second = try #require(await republisher.publish(reason: "test"))
         #expect(second.sequence == first.sequence + 1)
         try await awaitEvent("the waiter learns of list \(second.sequence)") { try await waiter.value }
-        #expect(validationCode { try validator.validate(victim.token) } == .revoked)
+        #expect(validationCode { try validator.validate(victim.bearer) } == .revoked)
 
         // A new signing key reaches the validator with the list it signed.
         _ = try home.home.keyStore.generate()
-        let rotated = try republisher.publishNow()
+        let rotated = try await republisher.publishNow()
         #expect(validator.keys == (try home.home.keyStore.keySet()))
         #expect(validator.revocations?.signer == rotated.signer)
     }
 
     @Test func republisherFailuresAreReportedAndRecovered() async throws {
-        let home = try ManagementHome()
+        let home = try await ManagementHome()
         let (republisher, validator) = try Self.republisher(home)
         home.store.failWrites.store(true, ordering: .relaxed)
         #expect(await republisher.publish(reason: "test") == nil, "a failure is logged and reported as nil, never thrown")
         #expect(republisher.lastError?.contains(FlakyStore.internalDetail) == true)
         #expect(validator.revocations == nil)
-        #expect(throws: RegistryError.self) { try republisher.publishNow() }
+        await #expect(throws: RegistryError.self) { try await republisher.publishNow() }
 
         home.store.failWrites.store(false, ordering: .relaxed)
         let result = try #require(await republisher.publish(reason: "test"))
@@ -66,9 +67,9 @@ struct PiecesTests {
     }
 
     @Test func republisherTimerRunsUntilCancelled() async throws {
-        let home = try ManagementHome()
+        let home = try await ManagementHome()
         let (republisher, _) = try Self.republisher(home, interval: .milliseconds(100))
-        let start = try republisher.publishNow().sequence
+        let start = try await republisher.publishNow().sequence
         let running = Task { try await republisher.run() }
         try await awaitEvent("two timer rounds") { try await republisher.waitUntilPublished(sequence: start + 2) }
         running.cancel()

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import PATKit
+import PATManagement
 import PATRegistry
 import PATServer
 import PATStore
@@ -23,12 +24,13 @@ struct WebhookTests {
     }
 
     @Test func eventsAreSignedAndCarryTheRecordNeverTheToken() async throws {
-        let home = try ManagementHome()
+        let home = try await ManagementHome()
         let secret = Digest.randomBytes(32)
         let receiver = HookReceiver()
         try await Self.withReceiver(receiver) { hook in
             try await withManagementServer(home, { $0.webhooks = WebhookConfiguration(endpoints: [hook], secret: secret) }) { url, management in
                 let api = url + Self.path
+                let adminID = try #require(try await home.service.list(owner: "admin", by: .localOperator).first?.id)
                 let created = try await request(api, method: .POST, token: home.adminToken,
                                                 body: #"{"name": "hooked", "scopes": ["clients:view"]}"#)
                 let id = try created.string("id")
@@ -44,7 +46,7 @@ struct WebhookTests {
                 try await awaitEvent("five deliveries settle") { try await dispatcher.waitUntilSettled(5) }
                 let hooks = receiver.hooks
                 #expect(hooks.count == 5, "one request per event, no retries")
-                let expected: [WebhookEvent] = [.created, .scopesChanged, .revoked, .regenerated, .deleted]
+                let expected: [ManagementEvent] = [.created, .scopesChanged, .revoked, .regenerated, .deleted]
                 #expect(hooks.map(\.event) == expected.map { Optional($0.rawValue) }, "\(hooks.map { $0.event ?? "-" })")
                 #expect(Set(hooks.compactMap(\.delivery)).count == hooks.count, "one delivery id each")
                 for hook in hooks {
@@ -53,7 +55,13 @@ struct WebhookTests {
                     #expect(hook.signature == expected)
                     #expect(hook.signature != "sha256=" + hexString(Digest.hmacSHA256(key: Digest.randomBytes(32), message: hook.body)))
                     let object = try hook.object()
-                    #expect(Set(object.keys) == ["event", "data", "triggeredAt"])
+                    #expect(Set(object.keys) == ["event", "data", "actor", "triggeredAt"])
+                    // Rule 8: the payload names the actor — here the admin's PAT.
+                    let actor = try #require(object["actor"] as? [String: Any])
+                    #expect(actor["type"] as? String == "pat")
+                    #expect(actor["subject"] as? String == "admin")
+                    #expect(actor["id"] as? String == adminID)
+                    #expect(actor["admin"] as? Bool == true)
                     #expect(object["event"] as? String == hook.event)
                     #expect((object["triggeredAt"] as? String).flatMap { Timestamp(rfc3339: $0) } != nil)
                     let data = try #require(object["data"] as? [String: Any])
@@ -71,7 +79,7 @@ struct WebhookTests {
     }
 
     @Test func failedDeliveriesAreRetriedWithBackoff() async throws {
-        let home = try ManagementHome()
+        let home = try await ManagementHome()
         let receiver = HookReceiver(failing: [500, 503])
         try await Self.withReceiver(receiver) { hook in
             let configure: (inout ManagementConfiguration) -> Void = {
@@ -97,7 +105,7 @@ struct WebhookTests {
     }
 
     @Test func aRefusingEndpointIsNotRetried() async throws {
-        let home = try ManagementHome()
+        let home = try await ManagementHome()
         let receiver = HookReceiver(failing: [400])
         try await Self.withReceiver(receiver) { hook in
             let configure: (inout ManagementConfiguration) -> Void = {
@@ -114,7 +122,7 @@ struct WebhookTests {
     }
 
     @Test func aHangingEndpointDoesNotSlowTheAPIOrOtherEndpoints() async throws {
-        let home = try ManagementHome()
+        let home = try await ManagementHome()
         let silent = try SilentListener()
         let receiver = HookReceiver()
         try await Self.withReceiver(receiver) { hook in
@@ -141,26 +149,61 @@ struct WebhookTests {
     }
 
     @Test func aFullQueueDropsTheOldest() async throws {
+        let home = try await ManagementHome()
         let logs = LogSink()
+        let silent = try SilentListener()
+        let store = home.store
+        for index in 1...5 {
+            _ = try await home.issue(owner: "owner", name: "pat-\(index)", scopes: ["clients:view"])
+        }
+        let ids = try await store.read { tx in try await tx.events(after: 0, limit: 100) }.map(\.id)
+        let dispatcher = WebhookDispatcher(
+            configuration: WebhookConfiguration(endpoints: ["http://127.0.0.1:\(silent.port)/hook"],
+                                                secret: Array("a-shared-secret-of-some-length".utf8), timeout: .seconds(60),
+                                                queueCapacity: 2),
+            store: store, logger: logs.logger())
+        let running = Task { try await dispatcher.run() }
+        defer { running.cancel() }
+        let last = try #require(ids.last)
+        try await awaitEvent("the dispatcher reads the five events") { try await dispatcher.waitUntilRead(through: last) }
+        // The endpoint hangs: at most one delivery in flight and two queued; the oldest queued ones
+        // were dropped — and left the outbox, as given up; the others stay there until delivered.
+        let outstanding = dispatcher.outstandingEvents
+        #expect((2...3).contains(outstanding), "\(outstanding)")
+        #expect(dispatcher.pending[0] <= 2)
+        #expect(logs.all.filter { $0.contains("dropped the oldest") }.count == ids.count - outstanding)
+        let left = try await store.read { tx in try await tx.events(after: 0, limit: 100) }.map(\.id)
+        #expect(left.count == outstanding && left.suffix(2) == ids.suffix(2), "\(left) of \(ids)")
+        running.cancel()
+        _ = try await withTimeLimit(.seconds(60), "the dispatcher to stop once cancelled") { await running.result }
+    }
+
+    /// Rule 8 and the outbox: a change made by the CLI — another process, no server involved —
+    /// is delivered by the next `pat serve`, naming the actor `cli`; once delivered it leaves the outbox.
+    @Test func changesMadeByTheCLIAreDeliveredNamingTheActor() async throws {
+        let home = try await ManagementHome()
         let receiver = HookReceiver()
+        let doomed = try await home.issue(owner: "ivan", name: "cli-made", scopes: ["clients:view"])
+        _ = try await home.service.revoke(id: doomed.record.id, by: .localOperator)
         try await Self.withReceiver(receiver) { hook in
-            let dispatcher = WebhookDispatcher(
-                configuration: WebhookConfiguration(endpoints: [hook], secret: Array("a-shared-secret-of-some-length".utf8), queueCapacity: 2),
-                logger: logs.logger())
-            for index in 1...3 {
-                var data = JSONObject()
-                data.set("id", .string("pat-\(index)"))
-                dispatcher.send(.created, data: .object(data))
+            let configure: (inout ManagementConfiguration) -> Void = {
+                $0.webhooks = WebhookConfiguration(endpoints: [hook], secret: Array("a-shared-secret-of-some-length".utf8))
             }
-            #expect(dispatcher.pending == [2], "sending never blocks")
-            #expect(logs.all.contains { $0.contains("dropped the oldest") })
-            let running = Task { try await dispatcher.run() }
-            defer { running.cancel() }
-            try await awaitEvent("both queued deliveries settle") { try await dispatcher.waitUntilSettled(2) }
-            let ids = try receiver.hooks.map { try #require(try $0.object()["data"] as? [String: Any])["id"] as? String }
-            #expect(ids == ["pat-2", "pat-3"])
-            running.cancel()
-            _ = try await withTimeLimit(.seconds(60), "the dispatcher to stop once cancelled") { await running.result }
+            try await withManagementServer(home, configure) { _, management in
+                let dispatcher = try #require(management.webhooks)
+                try await awaitEvent("the create and the revoke settle") { try await dispatcher.waitUntilSettled(2) }
+                #expect(receiver.hooks.map(\.event) == ["personalAccessToken.created", "personalAccessToken.revoked"])
+                for hook in receiver.hooks { #expect(hook.actor?["type"] as? String == "cli") }
+                let revoked = try #require(receiver.hooks.last).object()["data"] as? [String: Any]
+                #expect(revoked?["id"] as? String == doomed.record.id)
+                #expect((revoked?["revokedBy"] as? [String: Any])?["type"] as? String == "cli")
+                // While the server runs, the CLI changes again: the dispatcher finds it in the outbox.
+                _ = try await home.service.delete(id: doomed.record.id, by: .localOperator)
+                try await awaitEvent("the delete settles") { try await dispatcher.waitUntilSettled(3) }
+                #expect(receiver.hooks.last?.event == "personalAccessToken.deleted")
+                #expect(try await home.store.read { tx in try await tx.events(after: 0, limit: 10) }.isEmpty,
+                        "delivered events leave the outbox")
+            }
         }
     }
 

@@ -1,18 +1,18 @@
 import Logging
-import NIOPosix
 import PATKit
 import PATRegistry
 import ServiceLifecycle
 import Synchronization
 
-/// Keeps what the server publishes current: `publish()` after every registry change made
-/// through the management API, and on a timer well before the list's next-update passes
-/// (by default at half the next-update interval), so a served list is never stale. Changes
-/// made by the CLI while the server runs reach the published files on the next timer round.
+/// Keeps what a server publishes current: the management service calls `publish(reason:)`
+/// after every change it commits, and a timer republishes well before the list's next-update
+/// passes (by default at half the next-update interval), so a served list is never stale.
+/// Changes made by the CLI while the server runs reach the published files on the next timer
+/// round.
 ///
 /// Each publish also installs the new list (and key set) into the management API's own
-/// `Validator`, so a token the change killed is refused by the API at once. Publishes are
-/// serialized; the blocking work (SQLite, signing, fsync) runs on NIO's thread pool.
+/// `Validator`, so a token the change killed is refused by the API at once. Lists reach the
+/// validator in sequence order: an older one finishing later is refused as a rollback.
 public final class Republisher: Service, Sendable {
     public let publisher: Publisher
     /// The validator that learns every list this republisher writes (the management API's).
@@ -32,8 +32,6 @@ public final class Republisher: Service, Sendable {
     }
 
     private let state: Mutex<State>
-    /// Held while one publish-and-install runs, so lists reach the validator in order.
-    private let serial = Mutex<Void>(())
     /// The sequence of the last list written and installed.
     private let publishedSequence = AwaitableCounter()
 
@@ -62,47 +60,44 @@ public final class Republisher: Service, Sendable {
         try await publishedSequence.wait(atLeast: sequence)
     }
 
-    /// Publishes now and installs the list into the validator. Blocking; serialized.
+    /// Publishes now and installs the list into the validator; throws when publishing fails.
     @discardableResult
-    public func publishNow() throws -> PublishResult {
-        try serial.withLock { _ throws -> PublishResult in
-            let result: PublishResult
-            do {
-                result = try publisher.publish()
-            } catch {
-                state.withLock { s in
-                    s.lastError = "\(error)"
-                    s.failures += 1
-                    s.due = ContinuousClock.now + retryInterval
-                }
-                throw error
-            }
+    public func publishNow() async throws -> PublishResult {
+        let result: PublishResult
+        do {
+            result = try await publisher.publish()
+        } catch {
+            let retry = retryInterval
             state.withLock { s in
-                s.last = result
-                s.lastError = nil
-                s.failures = 0
-                s.due = ContinuousClock.now + interval
+                s.lastError = "\(error)"
+                s.failures += 1
+                s.due = ContinuousClock.now + retry
             }
-            install(result)
-            publishedSequence.advance(to: result.sequence)
-            return result
+            throw error
         }
+        let next = interval
+        state.withLock { s in
+            if (s.last?.sequence ?? 0) < result.sequence { s.last = result }
+            s.lastError = nil
+            s.failures = 0
+            s.due = ContinuousClock.now + next
+        }
+        install(result)
+        publishedSequence.advance(to: result.sequence)
+        return result
     }
 
-    /// Publishes on the thread pool. Never throws: a failure is logged and retried after
-    /// `retryInterval`. Returns the result, or nil when it failed.
+    /// Publishes now. Never throws: a failure is logged and retried after `retryInterval`.
+    /// Returns the result, or nil when it failed.
     @discardableResult
     public func publish(reason: String) async -> PublishResult? {
         do {
-            let result = try await NIOThreadPool.singleton.runIfActive { [self] in try publishNow() }
+            let result = try await publishNow()
             logger.debug("published the revocation list", metadata: [
                 "reason": "\(reason)", "sequence": "\(result.sequence)", "next_update": "\(result.nextUpdate)",
             ])
             return result
         } catch {
-            // Also when the work never ran (thread pool shut down): the timer must not spin.
-            let retry = retryInterval
-            state.withLock { s in s.due = max(s.due, ContinuousClock.now + retry) }
             logger.error("publishing the revocation list failed; retrying soon", metadata: [
                 "reason": "\(reason)", "error": "\(error)", "retry_in": "\(retryInterval)",
             ])
@@ -115,8 +110,7 @@ public final class Republisher: Service, Sendable {
         await cancelWhenGracefulShutdown { [self] in
             while !Task.isCancelled {
                 let due = state.withLock { $0.due }
-                let now = ContinuousClock.now
-                if now < due {
+                if ContinuousClock.now < due {
                     // A publish made meanwhile (by an API change) moves `due`: look again after sleeping.
                     do { try await Task.sleep(until: due, clock: .continuous) } catch { return }
                     continue

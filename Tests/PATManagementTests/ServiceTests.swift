@@ -1,45 +1,20 @@
 import Foundation
+import PATManagement
 import PATRegistry
+import PATRegistryTestSupport
 import PATTestSupport
 import Testing
 
-@Suite("Registry records and status")
-struct RecordTests {
-    @Test("status is derived from floor, expiry and now; revoked wins over expired")
-    func statusDerivation() throws {
-        let t0 = TestClock.start
-        var record = PATRecord(id: PATClaims.newID(), owner: "alice", name: "ci", scopes: try scopes("clients:view"),
-                               createdAt: t0, expiresAt: t0.adding(seconds: 100))
-        #expect(record.status(at: t0) == .active)
-        #expect(record.status(at: t0.adding(seconds: 99)) == .active)
-        #expect(record.status(at: t0.adding(seconds: 100)) == .expired)
-        record.floor = record.generation + 1
-        #expect(record.status(at: t0) == .revoked)
-        #expect(record.status(at: t0.adding(seconds: 1000)) == .revoked)
-        record.generation += 1
-        #expect(record.status(at: t0) == .active, "a regenerate brings the current generation back above the floor")
-    }
-
-    @Test("names are 1–256 characters without control characters")
-    func nameRules() throws {
-        #expect(throws: RegistryError.self) { try PATRecord.validateName("") }
-        #expect(throws: RegistryError.self) { try PATRecord.validateName(String(repeating: "n", count: 257)) }
-        #expect(throws: RegistryError.self) { try PATRecord.validateName("two\nlines") }
-        try PATRecord.validateName(String(repeating: "é", count: 256))
-        try PATRecord.validateName("deploy bot (prod)")
-    }
-}
-
-@Suite("Lifecycle")
-struct LifecycleTests {
+@Suite("the management service, as the operator", .timeLimit(.minutes(5)))
+struct OperatorTests {
     @Test("create issues a verifiable token of generation 1 and stores everything but the token")
-    func createIssuesToken() throws {
+    func createIssuesToken() async throws {
         let t = try TestHome()
         let clock = TestClock()
-        let issued = try t.lifecycle(at: clock).create(owner: "alice", name: "ci", description: "CI deploys",
+        let issued = try await t.lifecycle(at: clock).create(owner: "alice", name: "ci", description: "CI deploys",
                                                        scopes: try scopes("clients:view", "channels:view:ch-1"),
                                                        expiry: .after(TimeSpan(seconds: 86_400)), domain: "d1")
-        let record = try #require(try t.registry.get(id: issued.record.id))
+        let record = try #require(try await t.registry.get(id: issued.record.id))
         #expect(record == issued.record)
         #expect(record.generation == 1 && record.floor == 1)
         #expect(record.expiresAt == clock.now.adding(seconds: 86_400))
@@ -50,13 +25,13 @@ struct LifecycleTests {
         var policy = Validator.Policy()
         policy.requireRevocationList = false
         let validator = Validator(keys: try t.keyStore.keySet(), policy: policy, clock: { clock.now })
-        let pat = try validator.validate(issued.token, domain: "d1")
+        let pat = try validator.validate(issued.bearer, domain: "d1")
         #expect(pat.id == record.id && pat.subject == "alice" && pat.generation == 1)
         #expect(pat.allows(entity: "channels", operation: "view", id: "ch-1"))
         #expect(!pat.allows(entity: "channels", operation: "view", id: "ch-2"))
 
         // The token (its signed payload) appears nowhere in the database files.
-        let payload = try #require(issued.token.split(separator: ".").dropFirst(2).first)
+        let payload = try #require(issued.bearer.split(separator: ".").dropFirst(2).first)
         for suffix in ["", "-wal", "-journal"] {
             guard let data = FileManager.default.contents(atPath: t.registry.path + suffix) else { continue }
             #expect(!String(decoding: data, as: UTF8.self).contains(payload.suffix(40)))
@@ -64,56 +39,61 @@ struct LifecycleTests {
     }
 
     @Test("names are unique per owner among non-deleted PATs")
-    func nameUniquePerOwner() throws {
+    func nameUniquePerOwner() async throws {
         let t = try TestHome()
         let clock = TestClock()
         let lifecycle = t.lifecycle(at: clock)
         let expiry = Expiry.after(TimeSpan(seconds: 3600))
-        let first = try lifecycle.create(owner: "alice", name: "ci", scopes: try scopes("clients:view"), expiry: expiry)
-        let error = #expect(throws: RegistryError.self) {
-            try lifecycle.create(owner: "alice", name: "ci", scopes: try scopes("clients:view"), expiry: expiry)
+        let first = try await lifecycle.create(owner: "alice", name: "ci", scopes: try scopes("clients:view"), expiry: expiry)
+        let error = await managementError {
+            _ = try await lifecycle.create(owner: "alice", name: "ci", scopes: try scopes("clients:view"), expiry: expiry)
         }
-        #expect(error?.kind == .conflict)
-        #expect(error?.message.contains("already has a PAT named \"ci\"") == true)
-        _ = try lifecycle.create(owner: "bob", name: "ci", scopes: try scopes("clients:view"), expiry: expiry)
-        _ = try lifecycle.create(owner: "alice", name: "CI", scopes: try scopes("clients:view"), expiry: expiry)
-        try lifecycle.delete(id: first.record.id)
-        let again = try lifecycle.create(owner: "alice", name: "ci", scopes: try scopes("clients:view"), expiry: expiry)
+        #expect(error?.kind == .nameTaken)
+        #expect(error?.field == "name")
+        #expect(error?.reason.contains("already has a PAT named \"ci\"") == true)
+        _ = try await lifecycle.create(owner: "bob", name: "ci", scopes: try scopes("clients:view"), expiry: expiry)
+        _ = try await lifecycle.create(owner: "alice", name: "CI", scopes: try scopes("clients:view"), expiry: expiry)
+        try await lifecycle.delete(id: first.record.id)
+        let again = try await lifecycle.create(owner: "alice", name: "ci", scopes: try scopes("clients:view"), expiry: expiry)
         #expect(again.record.id != first.record.id)
-        #expect(try t.registry.count() == 3)
+        #expect(try await t.registry.read { tx in try await tx.recordCount() } == 3)
     }
 
     @Test("revoke, scope changes, regenerate (also of revoked and expired PATs), delete")
-    func lifecycleSemantics() throws {
+    func lifecycleSemantics() async throws {
         let t = try TestHome()
         let clock = TestClock()
         let lifecycle = t.lifecycle(at: clock)
-        let created = try lifecycle.create(owner: "alice", name: "ci", scopes: try scopes("clients:view"),
+        let created = try await lifecycle.create(owner: "alice", name: "ci", scopes: try scopes("clients:view"),
                                            expiry: .after(TimeSpan(seconds: 3600)))
         let id = created.record.id
         let exp1 = created.record.expiresAt
 
         clock.advance(10)
-        let rescoped = try lifecycle.addScopes(id: id, [try Scope(parsing: "groups:view")])
+        let rescoped = try await lifecycle.addScopes(id: id, [try Scope(parsing: "groups:view")])
         #expect(rescoped.record.generation == 2 && rescoped.record.floor == 2)
         #expect(rescoped.record.expiresAt == exp1, "a scope change keeps the expiry")
         #expect(rescoped.record.lastRotatedAt == clock.now)
         #expect(rescoped.record.scopes == (try scopes("clients:view", "groups:view")))
-        #expect(throws: RegistryError.self) { try lifecycle.addScopes(id: id, [try Scope(parsing: "groups:view")]) }
-        #expect(throws: PATKitError.self) { try lifecycle.addScopes(id: id, [try Scope(parsing: "nosuch:view")]) }
-        #expect(throws: RegistryError.self) { try lifecycle.removeScopes(id: id, [try Scope(parsing: "channels:view")]) }
+        #expect(await managementError { _ = try await lifecycle.addScopes(id: id, [try Scope(parsing: "groups:view")]) }?.kind == .conflict)
+        let unknown = await managementError { _ = try await lifecycle.addScopes(id: id, [try Scope(parsing: "nosuch:view")]) }
+        #expect(unknown?.kind == .invalidInput && unknown?.field == "scopes[0]")
+        let absent = await managementError { _ = try await lifecycle.removeScopes(id: id, [try Scope(parsing: "channels:view")]) }
+        #expect(absent?.kind == .invalidInput && absent?.field == "scopes")
 
-        let revoked = try lifecycle.revoke(id: id)
+        let revoked = try await lifecycle.revoke(id: id)
         #expect(!revoked.wasAlreadyRevoked)
         #expect(revoked.record.floor == 3 && revoked.record.generation == 2)
         #expect(revoked.record.revokedAt == clock.now)
         #expect(revoked.record.status(at: clock.now) == .revoked)
-        #expect(try lifecycle.revoke(id: id).wasAlreadyRevoked)
-        let notActive = #expect(throws: RegistryError.self) { try lifecycle.clearScopes(id: id) }
-        #expect(notActive?.message.contains("it is revoked") == true)
+        #expect(try await lifecycle.revoke(id: id).wasAlreadyRevoked)
+        #expect(revoked.record.revokedBy == .localOperator)
+        let notActive = await managementError { _ = try await lifecycle.clearScopes(id: id) }
+        #expect(notActive?.kind == .conflict)
+        #expect(notActive?.reason.contains("it is revoked") == true)
 
         clock.advance(10)
-        let regenerated = try lifecycle.regenerate(id: id, expiry: .after(TimeSpan(seconds: 7200)))
+        let regenerated = try await lifecycle.regenerate(id: id, expiry: .after(TimeSpan(seconds: 7200)))
         #expect(regenerated.record.generation == 3 && regenerated.record.floor == 3)
         #expect(regenerated.record.revokedAt == nil)
         #expect(regenerated.record.expiresAt == clock.now.adding(seconds: 7200))
@@ -122,55 +102,55 @@ struct LifecycleTests {
         #expect(regenerated.record.name == "ci")
 
         clock.advance(7200)
-        #expect(try t.registry.require(id: id).status(at: clock.now) == .expired)
-        #expect(try t.registry.list(status: .expired, now: clock.now).map(\.id) == [id])
-        #expect(try t.registry.list(status: .active, now: clock.now).isEmpty)
-        let renewed = try lifecycle.regenerate(id: id, expiry: .after(TimeSpan(seconds: 60)))
+        #expect(try await t.registry.get(id: id)?.status(at: clock.now) == .expired)
+        #expect(try await t.registry.list(status: .expired, now: clock.now).map(\.id) == [id])
+        #expect(try await t.registry.list(status: .active, now: clock.now).isEmpty)
+        let renewed = try await lifecycle.regenerate(id: id, expiry: .after(TimeSpan(seconds: 60)))
         #expect(renewed.record.generation == 4 && renewed.record.status(at: clock.now) == .active)
 
-        let cleared = try lifecycle.clearScopes(id: id)
+        let cleared = try await lifecycle.clearScopes(id: id)
         #expect(cleared.record.scopes.isEmpty && cleared.record.generation == 5)
-        #expect(throws: RegistryError.self) { try lifecycle.clearScopes(id: id) }
+        #expect(await managementError { _ = try await lifecycle.clearScopes(id: id) }?.kind == .conflict)
 
-        let tombstone = try lifecycle.delete(id: id)
-        #expect(tombstone.horizon == cleared.record.maxExpiresAt)
-        #expect(try t.registry.get(id: id) == nil)
-        let deleted = #expect(throws: RegistryError.self) { try lifecycle.revoke(id: id) }
+        let gone = try await lifecycle.delete(id: id)
+        #expect(gone.tombstone.horizon == cleared.record.maxExpiresAt)
+        #expect(try await t.registry.get(id: id) == nil)
+        let deleted = await managementError { _ = try await lifecycle.revoke(id: id) }
         #expect(deleted?.kind == .deleted)
-        let unknown = #expect(throws: RegistryError.self) { try t.registry.require(id: "no-such-pat-id-aaaaaaaaaa") }
-        #expect(unknown?.kind == .notFound)
-        #expect(unknown?.message.contains("no PAT with id no-such-pat-id-aaaaaaaaaa") == true)
+        let missing = await managementError { _ = try await lifecycle.revoke(id: "no-such-pat-id-aaaaaaaaaa") }
+        #expect(missing?.kind == .notFound)
+        #expect(missing?.reason.contains("no PAT with id no-such-pat-id-aaaaaaaaaa") == true)
     }
 
     @Test("the maximum lifetime policy is enforced with a clear error")
-    func maxLifetime() throws {
+    func maxLifetime() async throws {
         let t = try TestHome()
         let clock = TestClock()
         let lifecycle = t.lifecycle(at: clock)
-        let year = Lifecycle.defaultMaxLifetime.seconds
-        _ = try lifecycle.create(owner: "a", name: "one-year", scopes: try scopes("clients:view"), expiry: .after(TimeSpan(seconds: year)))
-        let error = #expect(throws: RegistryError.self) {
-            try lifecycle.create(owner: "a", name: "too-long", scopes: try scopes("clients:view"),
-                                 expiry: .at(clock.now.adding(seconds: year + 1)))
+        let year = ManagementPolicy.defaultMaxLifetime.seconds
+        _ = try await lifecycle.create(owner: "a", name: "one-year", scopes: try scopes("clients:view"), expiry: .after(TimeSpan(seconds: year)))
+        let error = await managementError {
+            _ = try await lifecycle.create(owner: "a", name: "too-long", scopes: try scopes("clients:view"),
+                                           expiry: .at(clock.now.adding(seconds: year + 1)))
         }
-        #expect(error?.kind == .policy)
-        #expect(error?.message.contains("exceeds the maximum lifetime of 1y") == true)
-        let past = #expect(throws: RegistryError.self) {
-            try lifecycle.create(owner: "a", name: "past", scopes: try scopes("clients:view"), expiry: .at(clock.now))
+        #expect(error?.kind == .invalidInput && error?.field == "expiresAt")
+        #expect(error?.reason.contains("exceeds the maximum lifetime of 1y") == true)
+        let past = await managementError {
+            _ = try await lifecycle.create(owner: "a", name: "past", scopes: try scopes("clients:view"), expiry: .at(clock.now))
         }
-        #expect(past?.kind == .invalid)
+        #expect(past?.kind == .invalidInput)
         let relaxed = t.lifecycle(at: clock, maxLifetime: TimeSpan(seconds: 3 * year))
-        _ = try relaxed.create(owner: "a", name: "two-years", scopes: try scopes("clients:view"), expiry: .after(TimeSpan(seconds: 2 * year)))
+        _ = try await relaxed.create(owner: "a", name: "two-years", scopes: try scopes("clients:view"), expiry: .after(TimeSpan(seconds: 2 * year)))
     }
 
     @Test("reopening the database keeps records and does not migrate twice")
-    func reopen() throws {
+    func reopen() async throws {
         let t = try TestHome()
         let clock = TestClock()
-        let issued = try t.lifecycle(at: clock).create(owner: "a", name: "n", scopes: try scopes("clients:view"),
+        let issued = try await t.lifecycle(at: clock).create(owner: "a", name: "n", scopes: try scopes("clients:view"),
                                                        expiry: .after(TimeSpan(seconds: 60)))
         let reopened = try SQLiteRegistry(path: t.registry.path)
-        #expect(try reopened.get(id: issued.record.id) == issued.record)
+        #expect(try await reopened.get(id: issued.record.id) == issued.record)
     }
 
     @Test("concurrent writers on separate connections lose nothing")
@@ -182,30 +162,32 @@ struct LifecycleTests {
         let lifecycle = t.lifecycle(at: clock)
         var victims: [String] = []
         for i in 0..<20 {
-            victims.append(try lifecycle.create(owner: "victim", name: "v\(i)", scopes: try scopes("clients:view"),
+            victims.append(try await lifecycle.create(owner: "victim", name: "v\(i)", scopes: try scopes("clients:view"),
                                                 expiry: .after(TimeSpan(seconds: 3600))).record.id)
         }
         let ids = victims
         try await withThrowingTaskGroup(of: Void.self) { group in
             for worker in 0..<4 {
                 group.addTask {
-                    let own = Lifecycle(store: try SQLiteRegistry(path: path), keyStore: keyStore, clock: { clock.now })
+                    let own = OperatorOps(service: PATManagement(store: try SQLiteRegistry(path: path), keyStore: keyStore,
+                                                                 clock: { clock.now }))
                     for i in 0..<25 {
-                        _ = try own.create(owner: "worker\(worker)", name: "pat\(i)", scopes: try scopes("clients:view"),
+                        _ = try await own.create(owner: "worker\(worker)", name: "pat\(i)", scopes: try scopes("clients:view"),
                                            expiry: .after(TimeSpan(seconds: 3600)))
                     }
                 }
             }
             group.addTask {
-                let own = Lifecycle(store: try SQLiteRegistry(path: path), keyStore: keyStore, clock: { clock.now })
-                for id in ids { _ = try own.revoke(id: id) }
+                let own = OperatorOps(service: PATManagement(store: try SQLiteRegistry(path: path), keyStore: keyStore,
+                                                             clock: { clock.now }))
+                for id in ids { _ = try await own.revoke(id: id) }
             }
             try await group.waitForAll()
         }
-        #expect(try t.registry.count() == 120)
-        #expect(try t.registry.list(status: .revoked, now: clock.now).count == 20)
+        #expect(try await t.registry.read { tx in try await tx.recordCount() } == 120)
+        #expect(try await t.registry.list(status: .revoked, now: clock.now).count == 20)
         for worker in 0..<4 {
-            #expect(try t.registry.list(owner: "worker\(worker)", now: clock.now).count == 25)
+            #expect(try await t.registry.list(owner: "worker\(worker)", now: clock.now).count == 25)
         }
     }
 }
@@ -213,76 +195,76 @@ struct LifecycleTests {
 @Suite("Publisher", .timeLimit(.minutes(5)))
 struct PublisherTests {
     @Test("published list refuses superseded, revoked and deleted PATs and accepts current ones")
-    func publishReflectsLifecycle() throws {
+    func publishReflectsLifecycle() async throws {
         let t = try TestHome()
         let clock = TestClock()
         let lifecycle = t.lifecycle(at: clock)
         let day = Expiry.after(TimeSpan(seconds: 86_400))
-        let a = try lifecycle.create(owner: "alice", name: "a", scopes: try scopes("clients:view"), expiry: day)
-        let b = try lifecycle.create(owner: "alice", name: "b", scopes: try scopes("clients:view"), expiry: day)
-        let c = try lifecycle.create(owner: "bob", name: "c", scopes: try scopes("clients:view"), expiry: day)
-        let a2 = try lifecycle.addScopes(id: a.record.id, [try Scope(parsing: "groups:view")])
-        _ = try lifecycle.revoke(id: b.record.id)
-        try lifecycle.delete(id: c.record.id)
-        let result = try t.publisher(at: clock).publish()
+        let a = try await lifecycle.create(owner: "alice", name: "a", scopes: try scopes("clients:view"), expiry: day)
+        let b = try await lifecycle.create(owner: "alice", name: "b", scopes: try scopes("clients:view"), expiry: day)
+        let c = try await lifecycle.create(owner: "bob", name: "c", scopes: try scopes("clients:view"), expiry: day)
+        let a2 = try await lifecycle.addScopes(id: a.record.id, [try Scope(parsing: "groups:view")])
+        _ = try await lifecycle.revoke(id: b.record.id)
+        try await lifecycle.delete(id: c.record.id)
+        let result = try await t.publisher(at: clock).publish()
         #expect(result.sequence == 1 && result.tokenEntries == 3 && result.ownerEntries == 0)
         #expect(result.nextUpdate == clock.now.adding(seconds: 3600))
 
         let validator = try t.validator(at: clock)
-        #expect(rejection(validator, a.token) == .revoked)
-        #expect(rejection(validator, a2.token) == nil)
-        #expect(try validator.validate(a2.token).allows(entity: "groups", operation: "view"))
-        #expect(rejection(validator, b.token) == .revoked)
-        #expect(rejection(validator, c.token) == .revoked)
+        #expect(rejection(validator, a.bearer) == .revoked)
+        #expect(rejection(validator, a2.bearer) == nil)
+        #expect(try validator.validate(a2.bearer).allows(entity: "groups", operation: "view"))
+        #expect(rejection(validator, b.bearer) == .revoked)
+        #expect(rejection(validator, c.bearer) == .revoked)
         #expect(validator.revocations?.check(try PATClaims(json: Array(#"{"jti":"\#(c.record.id)","sub":"bob","gen":9,"iat":"2027-01-15T08:00:00Z","exp":"2027-01-16T08:00:00Z"}"#.utf8))) == .deleted)
     }
 
     @Test("revoke-all refuses every earlier token of the owner, also unrecorded ones; new tokens in the same second work")
-    func revokeAll() throws {
+    func revokeAll() async throws {
         let t = try TestHome()
         let clock = TestClock()
         let lifecycle = t.lifecycle(at: clock)
         let day = Expiry.after(TimeSpan(seconds: 86_400))
-        let a1 = try lifecycle.create(owner: "alice", name: "a1", scopes: try scopes("clients:view"), expiry: day)
-        let a2 = try lifecycle.create(owner: "alice", name: "a2", scopes: try scopes("clients:view"), expiry: day)
-        let b1 = try lifecycle.create(owner: "bob", name: "b1", scopes: try scopes("clients:view"), expiry: day)
-        _ = try lifecycle.revoke(id: a2.record.id)
+        let a1 = try await lifecycle.create(owner: "alice", name: "a1", scopes: try scopes("clients:view"), expiry: day)
+        let a2 = try await lifecycle.create(owner: "alice", name: "a2", scopes: try scopes("clients:view"), expiry: day)
+        let b1 = try await lifecycle.create(owner: "bob", name: "b1", scopes: try scopes("clients:view"), expiry: day)
+        _ = try await lifecycle.revoke(id: a2.record.id)
         let unrecorded = try Issuer(key: t.keyStore.signingKey()).issue(
             PATClaims(id: PATClaims.newID(), subject: "alice", issuedAt: clock.now, expiresAt: clock.now.adding(seconds: 600)))
 
         clock.advance(5)
-        let result = try lifecycle.revokeAll(owner: "alice")
+        let result = try await lifecycle.revokeAll(owner: "alice")
         #expect(result.revoked.map(\.id) == [a1.record.id])
         #expect(result.alreadyRevoked == 1)
         #expect(result.ownerRevocation.issuedBefore == clock.now.adding(seconds: 1))
         #expect(result.ownerRevocation.horizon >= a1.record.maxExpiresAt)
-        #expect(try t.registry.list(owner: "alice", status: .revoked, now: clock.now).count == 2)
+        #expect(try await t.registry.list(owner: "alice", status: .revoked, now: clock.now).count == 2)
 
         // Issued in the very same second as the revoke-all: iat moves to the revoke-all instant.
-        let a3 = try lifecycle.create(owner: "alice", name: "a3", scopes: try scopes("clients:view"), expiry: day)
+        let a3 = try await lifecycle.create(owner: "alice", name: "a3", scopes: try scopes("clients:view"), expiry: day)
         #expect(a3.issuedAt == result.ownerRevocation.issuedBefore)
-        let a1b = try lifecycle.regenerate(id: a1.record.id, expiry: day)
+        let a1b = try await lifecycle.regenerate(id: a1.record.id, expiry: day)
 
-        let published = try t.publisher(at: clock).publish()
+        let published = try await t.publisher(at: clock).publish()
         #expect(published.ownerEntries == 1)
         let validator = try t.validator(at: clock)
-        #expect(rejection(validator, a1.token) == .revoked)
-        #expect(rejection(validator, a2.token) == .revoked)
+        #expect(rejection(validator, a1.bearer) == .revoked)
+        #expect(rejection(validator, a2.bearer) == .revoked)
         #expect(rejection(validator, unrecorded) == .revoked)
-        #expect(rejection(validator, b1.token) == nil)
-        #expect(rejection(validator, a3.token) == nil)
-        #expect(rejection(validator, a1b.token) == nil)
+        #expect(rejection(validator, b1.bearer) == nil)
+        #expect(rejection(validator, a3.bearer) == nil)
+        #expect(rejection(validator, a1b.bearer) == nil)
     }
 
     @Test("10,000 revoked PATs whose expiry passed are all pruned")
-    func tenThousandPruned() throws {
+    func tenThousandPruned() async throws {
         let t = try TestHome()
         let clock = TestClock()
         let count = 10_000
         let expires = clock.now.adding(seconds: 86_400)
-        try t.registry.write { tx in
+        try await t.registry.write { tx in
             for i in 0..<count {
-                try tx.insert(PATRecord(id: PATClaims.newID(), owner: "user\(i % 100)", name: "pat\(i)",
+                try await tx.insert(PATRecord(id: PATClaims.newID(), owner: "user\(i % 100)", name: "pat\(i)",
                                         scopes: try scopes("clients:view"), generation: 1, floor: 2, createdAt: clock.now,
                                         expiresAt: expires, revokedAt: clock.now))
             }
@@ -290,67 +272,68 @@ struct PublisherTests {
         // Some deleted ones and a revoke-all too, whose rows must leave the database once pruned.
         let lifecycle = t.lifecycle(at: clock)
         for i in 0..<10 {
-            let issued = try lifecycle.create(owner: "gone", name: "g\(i)", scopes: try scopes("clients:view"),
+            let issued = try await lifecycle.create(owner: "gone", name: "g\(i)", scopes: try scopes("clients:view"),
                                               expiry: .at(expires))
-            try lifecycle.delete(id: issued.record.id)
+            try await lifecycle.delete(id: issued.record.id)
         }
-        _ = try lifecycle.revokeAll(owner: "gone")
+        _ = try await lifecycle.revokeAll(owner: "gone")
 
-        let before = try t.publisher(at: clock).publish()
+        let before = try await t.publisher(at: clock).publish()
         #expect(before.tokenEntries == count + 10)
         #expect(before.ownerEntries == 1)
         #expect(try t.validator(at: clock).revocations?.tokenEntryCount == count + 10)
 
-        clock.advance(Lifecycle.defaultMaxLifetime.seconds + 86_400 + 61)
-        let after = try t.publisher(at: clock).publish()
+        clock.advance(ManagementPolicy.defaultMaxLifetime.seconds + 86_400 + 61)
+        let after = try await t.publisher(at: clock).publish()
         #expect(after.tokenEntries == 0)
         #expect(after.ownerEntries == 0)
         #expect(after.pruned == count + 10 + 1)
         #expect(after.sequence == before.sequence + 1)
         let list = try #require(try t.validator(at: clock).revocations)
         #expect(list.tokenEntryCount == 0 && list.ownerEntryCount == 0)
-        #expect(try t.registry.read { tx in try tx.tombstones() }.isEmpty)
-        #expect(try t.registry.ownerRevocations().isEmpty)
-        #expect(try t.registry.count() == count, "revoked records stay listed; only their list entries go")
+        #expect(try await t.registry.read { tx in try await tx.tombstones() }.isEmpty)
+        #expect(try await t.registry.read { tx in try await tx.ownerRevocations() }.isEmpty)
+        #expect(try await t.registry.read { tx in try await tx.recordCount() } == count,
+                "revoked records stay listed; only their list entries go")
     }
 
     @Test("an entry stays while a verifier's leeway could still accept its tokens")
-    func pruneRespectsLeeway() throws {
+    func pruneRespectsLeeway() async throws {
         let t = try TestHome()
         let clock = TestClock()
         let lifecycle = t.lifecycle(at: clock)
-        let issued = try lifecycle.create(owner: "a", name: "n", scopes: try scopes("clients:view"), expiry: .after(TimeSpan(seconds: 100)))
-        _ = try lifecycle.revoke(id: issued.record.id)
+        let issued = try await lifecycle.create(owner: "a", name: "n", scopes: try scopes("clients:view"), expiry: .after(TimeSpan(seconds: 100)))
+        _ = try await lifecycle.revoke(id: issued.record.id)
         clock.advance(100 + 60)
-        #expect(try t.publisher(at: clock).publish().tokenEntries == 1)
+        #expect(try await t.publisher(at: clock).publish().tokenEntries == 1)
         clock.advance(1)
-        #expect(try t.publisher(at: clock).publish().tokenEntries == 0)
+        #expect(try await t.publisher(at: clock).publish().tokenEntries == 0)
     }
 
     @Test("the sequence strictly increases and publishing twice without changes is harmless")
-    func sequenceAndRepublish() throws {
+    func sequenceAndRepublish() async throws {
         let t = try TestHome()
         let clock = TestClock()
         let lifecycle = t.lifecycle(at: clock)
-        let kept = try lifecycle.create(owner: "a", name: "kept", scopes: try scopes("clients:view"), expiry: .after(TimeSpan(seconds: 3600)))
-        let dead = try lifecycle.create(owner: "a", name: "dead", scopes: try scopes("clients:view"), expiry: .after(TimeSpan(seconds: 3600)))
-        _ = try lifecycle.revoke(id: dead.record.id)
+        let kept = try await lifecycle.create(owner: "a", name: "kept", scopes: try scopes("clients:view"), expiry: .after(TimeSpan(seconds: 3600)))
+        let dead = try await lifecycle.create(owner: "a", name: "dead", scopes: try scopes("clients:view"), expiry: .after(TimeSpan(seconds: 3600)))
+        _ = try await lifecycle.revoke(id: dead.record.id)
 
         let publisher = t.publisher(at: clock)
-        let first = try publisher.publish()
+        let first = try await publisher.publish()
         let validator = try t.validator(at: clock)
         var sequences = [first.sequence]
         for _ in 0..<3 {
             clock.advance(1)
-            let next = try publisher.publish()
+            let next = try await publisher.publish()
             #expect(next.tokenEntries == first.tokenEntries && next.ownerEntries == first.ownerEntries)
             try validator.installRevocations(next.bytes)
             sequences.append(next.sequence)
         }
         #expect(sequences == [1, 2, 3, 4])
-        #expect(try t.registry.publishSequence() == 4)
-        #expect(rejection(validator, kept.token) == nil)
-        #expect(rejection(validator, dead.token) == .revoked)
+        #expect(try await t.registry.publishSequence() == 4)
+        #expect(rejection(validator, kept.bearer) == nil)
+        #expect(rejection(validator, dead.bearer) == .revoked)
         #expect(throws: PATKitError.self) { try validator.installRevocations(first.bytes) } // rollback refused
         #expect(Publisher.verifiedSequence(ofListAt: t.home.publishedRevocationsPath, keys: try t.keyStore.keySet()) == 4)
         let keys = try SignedKeySet(verifying: SecureFile.read(t.home.publishedKeysPath, maxBytes: SignedKeySet.maxDocumentBytes),
@@ -359,44 +342,44 @@ struct PublisherTests {
     }
 
     @Test("the sequence also stays above a list of ours already in the output folder (e.g. a registry restored from an old backup)")
-    func sequenceAboveExistingFile() throws {
+    func sequenceAboveExistingFile() async throws {
         let t = try TestHome()
         let clock = TestClock()
-        for _ in 0..<3 { try t.publisher(at: clock).publish() }
+        for _ in 0..<3 { try await t.publisher(at: clock).publish() }
         let restored = try SQLiteRegistry(path: t.home.path + "/restored.db") // knows no publish yet
-        let result = try Publisher(store: restored, keyStore: t.keyStore, outputDirectory: t.home.publishedDirectory,
-                                   clock: { clock.now }).publish()
+        let result = try await Publisher(store: restored, keyStore: t.keyStore, outputDirectory: t.home.publishedDirectory,
+                                         clock: { clock.now }).publish()
         #expect(result.sequence == 4)
 
         // A list another issuer signed is not ours: its sequence is not followed.
         let other = try TestHome()
-        let foreign = try other.publisher(at: clock, directory: t.home.path + "/foreign").publish()
+        let foreign = try await other.publisher(at: clock, directory: t.home.path + "/foreign").publish()
         #expect(Publisher.verifiedSequence(ofListAt: foreign.revocationsPath, keys: try t.keyStore.keySet()) == nil)
         #expect(Publisher.verifiedSequence(ofListAt: foreign.revocationsPath, keys: try other.keyStore.keySet()) == 1)
     }
 
     @Test("published keys list retired keys as retired; the list is signed by the newest active key")
-    func keysPublished() throws {
+    func keysPublished() async throws {
         let t = try TestHome()
         let clock = TestClock()
         let old = try t.keyStore.signingKey()
-        let issuedOld = try t.lifecycle(at: clock).create(owner: "a", name: "old", scopes: try scopes("clients:view"),
+        let issuedOld = try await t.lifecycle(at: clock).create(owner: "a", name: "old", scopes: try scopes("clients:view"),
                                                          expiry: .after(TimeSpan(seconds: 3600)))
         let new = try t.keyStore.generate(now: clock.now)
-        let issuedNew = try t.lifecycle(at: clock).create(owner: "a", name: "new", scopes: try scopes("clients:view"),
+        let issuedNew = try await t.lifecycle(at: clock).create(owner: "a", name: "new", scopes: try scopes("clients:view"),
                                                          expiry: .after(TimeSpan(seconds: 3600)))
-        var result = try t.publisher(at: clock).publish()
+        var result = try await t.publisher(at: clock).publish()
         #expect(result.signer == new.id)
         var validator = try t.validator(at: clock)
-        #expect(rejection(validator, issuedOld.token) == nil, "after a rotation old keys keep verifying")
-        #expect(rejection(validator, issuedNew.token) == nil)
+        #expect(rejection(validator, issuedOld.bearer) == nil, "after a rotation old keys keep verifying")
+        #expect(rejection(validator, issuedNew.bearer) == nil)
 
         try t.keyStore.retire(old.id)
-        result = try t.publisher(at: clock).publish()
+        result = try await t.publisher(at: clock).publish()
         validator = try t.validator(at: clock)
         #expect(validator.keys.entries.first { $0.id == old.id }?.status == .retired)
-        #expect(rejection(validator, issuedOld.token) == .unknownKey)
-        #expect(rejection(validator, issuedNew.token) == nil)
+        #expect(rejection(validator, issuedOld.bearer) == .unknownKey)
+        #expect(rejection(validator, issuedNew.bearer) == nil)
     }
 
     @Test("a crash between writing the new list and renaming it leaves the previous list intact")
@@ -405,10 +388,10 @@ struct PublisherTests {
         let pat = try await Prerequisite.patBinary.require()
         let clock = TestClock()
         let lifecycle = t.lifecycle(at: clock)
-        let victim = try lifecycle.create(owner: "a", name: "victim", scopes: try scopes("clients:view"),
+        let victim = try await lifecycle.create(owner: "a", name: "victim", scopes: try scopes("clients:view"),
                                           expiry: .after(TimeSpan(seconds: 3600)))
-        let previous = try t.publisher(at: clock).publish()
-        _ = try lifecycle.revoke(id: victim.record.id)
+        let previous = try await t.publisher(at: clock).publish()
+        _ = try await lifecycle.revoke(id: victim.record.id)
 
         let crashed = try await run(pat, ["publish", "--home", t.home.path],
                               environment: ["PAT_NOW": clock.now.rfc3339, "PAT_TEST_CRASH_BEFORE_RENAME": "1"])
@@ -420,13 +403,13 @@ struct PublisherTests {
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: t.home.publishedDirectory)
             .filter { $0.hasPrefix("revocations.bin.tmp-") }
         #expect(leftovers.count == 1, "the crash happened after the temporary file was written")
-        #expect(rejection(try t.validator(at: clock), victim.token) == nil, "the old list does not know the revoke yet")
+        #expect(rejection(try t.validator(at: clock), victim.bearer) == nil, "the old list does not know the revoke yet")
 
         let recovered = try await run(pat, ["publish", "--home", t.home.path], environment: ["PAT_NOW": clock.now.rfc3339])
         #expect(recovered == 0)
         let after = try t.validator(at: clock)
         #expect(try #require(after.revocations).sequence == previous.sequence + 2, "the crashed run's sequence is not reused")
-        #expect(rejection(after, victim.token) == .revoked)
+        #expect(rejection(after, victim.bearer) == .revoked)
         #expect(try FileManager.default.contentsOfDirectory(atPath: t.home.publishedDirectory)
             .filter { $0.contains(".tmp-") }.isEmpty, "a later publish removes the stale temporary file")
     }

@@ -1,0 +1,165 @@
+import PATKit
+import PATRegistry
+
+/// Where minting is bounded: every rule that keeps what a token hands out within what it has.
+///
+/// Verification is offline, so a token minted wrongly can never be caught later: the issuer is
+/// the only place where authority can be bounded. A caller bounded by these rules — a PAT
+/// without `pats:admin` — is the *parent* of every token it mints or re-issues:
+///
+/// 1. **Domain**: the token acts in the parent's `dom`; a parent without `dom` mints only
+///    domain-less tokens.
+/// 2. **Scopes**: every scope of the token is covered by one of the parent's (structurally:
+///    `clients:view:*` covers `clients:view:c-1`, not the reverse). `pats` scopes follow the
+///    same rule, so no one hands out management rights it does not hold.
+/// 3. **Lifetime**: the token never expires after the parent (an explicit later expiry is
+///    refused naming the parent's; without one, the default lifetime is cut to it). Besides,
+///    no token outlives the policy's maximum lifetime, whoever mints it.
+/// 4. **Lineage**: the token carries the parent's chain plus the parent (`par`, at most
+///    `PATAncestor.maxDepth` entries; deeper minting is refused), so revoking, regenerating or
+///    deleting any ancestor kills it at the next list. The chain comes from the parent's
+///    record; the parent must be live in the registry (with its ancestors) when it mints: the
+///    registry knows of a revocation before any list.
+/// 5. **Who may undo**: a PAT revoked by anyone but its owner acting alone (an admin, the
+///    operator, another PAT) can be regenerated only by `pats:admin` or the operator.
+///
+/// The operator (CLI) and `pats:admin` have full authority; what they issue has no lineage.
+/// Ownership (a caller acts on its own `sub`'s PATs unless admin) is `Caller`'s rule.
+struct Delegation: Sendable {
+    let caller: Caller
+    let policy: ManagementPolicy
+
+    /// The PAT that bounds what is handed out; nil for the operator and `pats:admin`.
+    var parent: VerifiedPAT? {
+        guard case .token(let pat) = caller, !caller.isAdmin else { return nil }
+        return pat
+    }
+
+    // MARK: 1. domain
+
+    /// The domain of a new token: `requested`, or the parent's when nil.
+    func domain(_ requested: String?) throws(ManagementError) -> String? {
+        if let requested { try Identifier.check(requested, field: "domain") }
+        guard let parent else { return requested }
+        guard let requested else { return parent.domain }
+        try checkDomain(requested, field: "domain")
+        return requested
+    }
+
+    /// Throws unless a token acting in `domain` is within the parent's domain.
+    func checkDomain(_ domain: String?, field: String = "domain") throws(ManagementError) {
+        guard let parent, !Identifier.same(domain, parent.domain) else { return }
+        let what = domain.map { "domain \"\(Printable.clip($0, 64))\"" } ?? "no domain"
+        let allowed = parent.domain.map { "only tokens of its own domain \"\(Printable.clip($0, 64))\"" } ?? "only tokens without a domain"
+        throw ManagementError(.forbidden, field: field,
+                              "a token with \(what) cannot be issued by PAT \(parent.id), which issues \(allowed) (pats:admin may choose)")
+    }
+
+    // MARK: 2. scopes
+
+    /// Throws, naming the first scope no scope of the parent covers.
+    func checkScopes(_ scopes: some Sequence<Scope>, field: String = "scopes") throws(ManagementError) {
+        guard let parent else { return }
+        for scope in scopes where !parent.scopes.allows(scope) {
+            throw ManagementError(.forbidden, field: field,
+                                  "a token carrying \(scope) can only be issued by a caller holding a scope that covers it "
+                                  + "(or pats:admin); PAT \(parent.id) does not", scope: scope.description)
+        }
+    }
+
+    // MARK: 3. lifetime
+
+    /// The expiry of a new or regenerated token: in the future, within the maximum lifetime,
+    /// and never after the parent's.
+    func expiry(_ requested: Expiry?, now: Timestamp) throws(ManagementError) -> Timestamp {
+        let field = requested?.field ?? "duration"
+        let expiresAt: Timestamp
+        switch requested {
+        case .after(let span)?: expiresAt = now.adding(seconds: span.seconds)
+        case .at(let instant)?: expiresAt = instant
+        case nil:
+            let byDefault = now.adding(seconds: policy.defaultLifetime.seconds)
+            expiresAt = parent.map { min(byDefault, $0.expiresAt) } ?? byDefault
+        }
+        guard expiresAt > now else {
+            throw ManagementError(.invalidInput, field: field, "the expiry \(expiresAt) is not in the future (now \(now))")
+        }
+        let lifetime = expiresAt.seconds - now.seconds
+        guard lifetime <= policy.maxLifetime.seconds else {
+            throw ManagementError(.invalidInput, field: field,
+                                  "a lifetime of \(formatDuration(lifetime)) (until \(expiresAt)) exceeds the maximum lifetime "
+                                  + "of \(formatDuration(policy.maxLifetime.seconds))")
+        }
+        try checkWithinParent(expiresAt, field: field)
+        return expiresAt
+    }
+
+    /// Throws when a token expiring at `expiresAt` would outlive the parent.
+    func checkWithinParent(_ expiresAt: Timestamp, field: String) throws(ManagementError) {
+        guard let parent, expiresAt > parent.expiresAt else { return }
+        throw ManagementError(.invalidInput, field: field,
+                              "the expiry \(expiresAt) is after the expiry of the calling PAT \(parent.id) (\(parent.expiresAt)): "
+                              + "a token never outlives the token that issues it; choose \(parent.expiresAt) or earlier")
+    }
+
+    // MARK: 4. lineage
+
+    /// The parent's record, after checking that the parent and every ancestor of it are live
+    /// in the registry: recorded, not deleted, their generation not below the floor. The
+    /// registry knows of a revocation before any published list does. Nil when nothing bounds
+    /// the caller.
+    func liveParent(_ tx: any RegistryTransaction) async throws -> PATRecord? {
+        guard let parent else { return nil }
+        guard let record = try await tx.record(id: parent.id) else {
+            let fate = try await tx.tombstone(id: parent.id) == nil
+                ? "is not in the registry (e.g. made by `pat issue`): only registry PATs issue tokens" : "was deleted"
+            throw ManagementError(.callerRevoked, "PAT \(parent.id) \(fate)")
+        }
+        guard parent.generation >= record.floor, parent.generation <= record.generation else {
+            throw ManagementError(.callerRevoked,
+                                  "generation \(parent.generation) of PAT \(parent.id) is no longer valid (revoked, regenerated or re-scoped)")
+        }
+        for link in record.lineage {
+            guard let ancestor = try await tx.record(id: link.id), link.generation >= ancestor.floor,
+                  link.generation <= ancestor.generation else {
+                throw ManagementError(.callerRevoked, "PAT \(link.id), which issued the calling PAT \(parent.id), is revoked, "
+                                      + "regenerated or deleted: so is everything it issued")
+            }
+        }
+        return record
+    }
+
+    /// The lineage of a token issued now: none for the operator and admins; the parent's chain
+    /// plus the parent otherwise. Re-issuing the parent's own PAT keeps the parent's chain (the
+    /// parent's generation dies with the re-issue).
+    /// - Parameters:
+    ///   - id: the PAT being re-issued, nil for a new PAT.
+    ///   - parentRecord: the parent's record, from `liveParent`.
+    func lineage(reissuing id: String?, parentRecord: PATRecord?) throws(ManagementError) -> [PATRecord.Ancestor] {
+        guard let parent, let parentRecord else { return [] }
+        if let id, Identifier.same(id, parent.id) { return parentRecord.lineage }
+        if let id, parentRecord.lineage.contains(where: { Identifier.same($0.id, id) }) {
+            throw ManagementError(.forbidden, field: "id",
+                                  "PAT \(id) is an ancestor of the calling PAT \(parent.id): re-issuing it would revoke the "
+                                  + "caller and everything it issued; use a token outside its lineage, or pats:admin")
+        }
+        guard parentRecord.lineage.count < PATAncestor.maxDepth else {
+            throw ManagementError(.forbidden,
+                                  "PAT \(parent.id) was issued through \(parentRecord.lineage.count) levels of delegation, the "
+                                  + "most there may be (\(PATAncestor.maxDepth)): it cannot issue tokens; ask a token higher in "
+                                  + "its lineage, or pats:admin")
+        }
+        return parentRecord.lineage + [PATRecord.Ancestor(id: parent.id, generation: parent.generation)]
+    }
+
+    // MARK: 5. who may undo
+
+    /// Throws when bringing back the revoked `record` needs more authority than the caller's.
+    func checkMayRevive(_ record: PATRecord) throws(ManagementError) {
+        guard record.isRevoked, !caller.isAdmin else { return }
+        guard record.revokedBy?.isOwnerActingAlone(record.owner) != true else { return }
+        throw ManagementError(.forbidden, field: "id",
+                              "PAT \(record.id) was revoked by an administrator or by someone other than its owner: only "
+                              + "\(ManagementPermission.admin.scope) can bring it back", scope: ManagementPermission.admin.scope)
+    }
+}
