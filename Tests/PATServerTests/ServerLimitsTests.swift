@@ -73,8 +73,12 @@ struct ServerLimitsTests {
             // order the server's event loops accept them in). It is answered and closed; the
             // others stay open until this test closes them.
             var connections: [IdleConnection] = []
+            defer { for connection in connections { connection.close() } } // also when an expectation below throws
             for _ in 0..<5 { connections.append(try await IdleConnection.open(port)) }
-            let (first, rest) = try await IdleConnection.firstToEnd(connections)
+            let open = connections
+            let (first, rest) = try await awaitEvent("a connection over the cap is answered and closed") {
+                try await IdleConnection.firstToEnd(open)
+            }
             #expect(first.hasPrefix("HTTP/1.1 503"), "\(first.prefix(200))")
             #expect(first.contains("\"code\":\"unavailable\"") && first.lowercased().contains("retry-after: 1"))
             #expect(rest.allSatisfy { !$0.hasPrefix("HTTP/") }, "only one was refused: \(rest.map { $0.prefix(20) })")
@@ -94,9 +98,10 @@ struct ServerLimitsTests {
         try await withPATServer(configuration) { port, _ in
             let silent = try await IdleConnection.open(port)
             let partial = try await IdleConnection.open(port)
+            defer { silent.close(); partial.close() }
             try await partial.send("GET /verify HTTP/1.1\r\nHost: x\r\n") // a head that never ends (slowloris)
-            #expect(try await silent.receiveUntilClosed().isEmpty)
-            #expect(try await partial.receiveUntilClosed().isEmpty)
+            #expect(try await awaitEvent("the server closes a silent connection") { try await silent.receiveUntilClosed() }.isEmpty)
+            #expect(try await awaitEvent("the server closes a never-ending head") { try await partial.receiveUntilClosed() }.isEmpty)
             // A prompt client is unaffected.
             #expect(try await http("http://127.0.0.1:\(port)/healthz").status == 200)
         }
@@ -118,13 +123,17 @@ struct ServerLimitsTests {
                 throw TestFailure("pat serve ended before listening:\n\(child.stderr.suffix(3000))")
             }
             var idle: [IdleConnection] = []
+            defer { for connection in idle { connection.close() } }
             for _ in 0..<300 { idle.append(try await IdleConnection.open(port)) }
             // Over the cap (at most 256 − 64 = 192 held), connections are answered 503 and closed
             // at once: the descriptors stay bounded and the server keeps answering.
             #expect(try Self.openDescriptors(child.pid) < 256)
             let during = try await http("http://127.0.0.1:\(port)/verify", headers: [("Authorization", "Bearer \(token)")])
             #expect(during.status == 503 || during.status == 204, "answered, not hung: \(during.status)")
-            let (first, rest) = try await IdleConnection.firstToEnd(idle) // then closes the others
+            let flood = idle
+            let (first, rest) = try await awaitEvent("a connection over the cap is answered and closed") {
+                try await IdleConnection.firstToEnd(flood) // then closes the others
+            }
             let refused = rest.filter { $0.hasPrefix("HTTP/1.1 503") }.count + (first.hasPrefix("HTTP/1.1 503") ? 1 : 0)
             #expect(first.hasPrefix("HTTP/1.1 503"), "the first to end was refused at the cap (\(refused) of 300 were): \(first.prefix(200))")
             try await awaitCondition("a valid request is served once the idle connections are gone") {
