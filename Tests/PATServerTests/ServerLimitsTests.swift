@@ -25,8 +25,12 @@ struct IdleConnection: Sendable {
         try await channel.channel.writeAndFlush(ByteBuffer(string: text))
     }
 
-    /// Closes from this side (what a receive then sees as the end).
-    func close() { channel.channel.close(promise: nil) }
+    /// Closes from this side (what a receive then sees as the end). The writer is finished too:
+    /// NIO requires it of every async channel, also one whose receive never ran.
+    func close() {
+        channel.outbound.finish()
+        channel.channel.close(promise: nil)
+    }
 
     /// What the first of `connections` to be closed by the server received, and — after
     /// closing the others from this side — what the others had received.
