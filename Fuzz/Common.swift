@@ -20,6 +20,12 @@ enum FuzzFixture {
     static let retired: SecretKey = key(0xB2)
     /// Not in the key set at all.
     static let stranger: SecretKey = key(0xC3)
+    /// The trust anchor that signs key sets, and the anchors pinning it.
+    static let anchor: SecretKey = key(0xD4)
+    static let anchors: TrustAnchors = {
+        guard let anchors = try? TrustAnchors([anchor.publicKey]) else { fail("anchors") }
+        return anchors
+    }()
 
     static func key(_ byte: UInt8) -> SecretKey {
         guard let key = try? SecretKey.fromSeed([UInt8](repeating: byte, count: 32)) else { fail("fromSeed failed") }

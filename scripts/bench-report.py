@@ -85,12 +85,20 @@ def main():
         ("validate.cached", "a token seen before (times, list, keys still checked)", "≥ 50"),
         ("authorize.20_scopes", "scope check on a verified PAT with 20 scopes", "—"),
         ("issue.sign", "issuing (signing) a token", "—"),
+        ("baseline.libsodium_verify_all_cores", "bare libsodium on every core at once (per verification)", "—"),
         ("validate.fresh_all_cores", "fresh validations across all cores (per validation)", "≥ 1.9 × fresh"),
+        ("validate.cached_all_cores", "cached validations across all cores, own tokens per thread (per validation)", "—"),
     ]
     print_table(t, rows, "per second", lambda v: f"{1 / v:,.0f}", "ratio to baseline", base)
     fresh, allc, m1 = t("validate.fresh"), t("validate.fresh_all_cores"), t("validate.revocations_1M")
     if fresh and allc:
         print(f"\nAll cores vs one core (validate.fresh): {fresh / allc:.2f} ×")
+    cached, callc = t("validate.cached"), t("validate.cached_all_cores")
+    if cached and callc:
+        print(f"All cores vs one core (validate.cached): {cached / callc:.2f} ×")
+    ball = t("baseline.libsodium_verify_all_cores")
+    if ball:
+        print(f"All cores vs one core (bare libsodium, same run): {base / ball:.2f} ×")
     if fresh and m1:
         print(f"1,000,000-entry list vs small list (4,096 tokens cycled, cold slots): {100 * (m1 / fresh - 1):+.1f} % time")
     deep = t("validate.fresh_lineage_4")
@@ -114,9 +122,12 @@ def main():
             print(f"{name}: {fmt_time(d.get('Time (wall clock)', 0))} to read and verify, "
                   f"{d.get('file_bytes_per_entry', 0):.0f} bytes/entry on disk, "
                   f"resident set +{mb(held)} once loaded, {mb(allocated)} allocated while loading")
-    c = r.get("validate.cached", {}).get("cache_bytes_per_entry")
+    cached = r.get("validate.cached", {})
+    c = cached.get("cache_bytes_per_entry")
     if c:
-        print(f"cache memory: about {c:.0f} bytes per cached token")
+        print(f"cache memory: about {c:.0f} bytes per cached token (charged {cached.get('cache_charged_per_entry', 0):.0f}); "
+              f"with 100 scopes {cached.get('cache_bytes_per_entry_100_scopes', 0):.0f} "
+              f"(charged {cached.get('cache_charged_per_entry_100_scopes', 0):.0f})")
     scan_report(t)
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # PATKit quick start on a fresh Debian/Ubuntu machine with Swift 6:
 # installs the system libraries, builds `pat`, makes a signing key under keys/ (once),
-# issues a PAT and verifies it offline. Safe to run again.
+# publishes the signed key set and revocation list, issues a PAT and verifies it offline as an
+# edge would (pinning the trust anchor). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,10 +35,14 @@ fi
 echo "==> keys"
 "$PAT" keys list
 
+echo "==> publishing the key set (signed by the online trust anchor) and the revocation list to published/"
+"$PAT" publish
+"$PAT" keys export --anchors > published/anchors.txt
+
 echo "==> issuing a PAT for alice (clients:view, channels:connect_client:ch-42; 30 days)"
 TOKEN="$("$PAT" issue --subject alice --scope clients:view --scope channels:connect_client:ch-42 --expires-in 30d --domain demo)"
 echo "$TOKEN"
 
-echo "==> verifying it offline (token on standard input), requiring clients:view"
-echo "$TOKEN" | "$PAT" verify --require clients:view --domain demo
+echo "==> verifying it offline as an edge would: key set signed by the pinned anchor, revocation list checked"
+echo "$TOKEN" | "$PAT" verify --trust-anchor published/anchors.txt --require clients:view --domain demo
 echo "==> done: the token above is valid"

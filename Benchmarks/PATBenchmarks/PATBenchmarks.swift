@@ -2,6 +2,7 @@ import Benchmark
 import CSodium
 import Dispatch
 import PATKit
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -47,8 +48,10 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("revocations.lookup_1M", configuration: .init(metrics: timing, scalingFactor: .kilo)) { benchmark in
         runLookup(benchmark, MillionFixture.shared.list, MillionFixture.shared.probes)
     }
-    Benchmark("validate.cached", configuration: .init(metrics: timing + [.custom("cache_bytes_per_entry", useScalingFactor: false)],
-                                                      scalingFactor: .kilo)) { benchmark in
+    let cacheMetrics: [BenchmarkMetric] = ["cache_bytes_per_entry", "cache_charged_per_entry",
+                                           "cache_bytes_per_entry_100_scopes", "cache_charged_per_entry_100_scopes"]
+        .map { .custom($0, useScalingFactor: false) }
+    Benchmark("validate.cached", configuration: .init(metrics: timing + cacheMetrics, scalingFactor: .kilo)) { benchmark in
         runCached(benchmark, Fixture.shared)
     }
     Benchmark("authorize.20_scopes", configuration: .init(metrics: timing, scalingFactor: .kilo)) { benchmark in
@@ -70,8 +73,18 @@ let benchmarks: @Sendable () -> Void = {
     } setup: {
         Fixture.shared.writeListFile(entries: 1_000_000)
     }
+    // The same two-thread shape twice, interleaved: bare libsodium on every core, then
+    // validations on every core. Their ratios to the one-core figures are compared.
+    Benchmark("baseline.libsodium_verify_all_cores", configuration: .init(metrics: timing, scalingFactor: .kilo, maxDuration: .seconds(5))) { benchmark in
+        runBaselineAllCores(benchmark, Fixture.shared)
+    }
     Benchmark("validate.fresh_all_cores", configuration: .init(metrics: timing, scalingFactor: .kilo, maxDuration: .seconds(5))) { benchmark in
         runAllCores(benchmark, Fixture.shared)
+    }
+    // Cached validations on every core, each thread with its own tokens: what is left is the
+    // shared state every call reads (the validator's snapshot), so contention there shows.
+    Benchmark("validate.cached_all_cores", configuration: .init(metrics: timing, scalingFactor: .mega, maxDuration: .seconds(5))) { benchmark in
+        runCachedAllCores(benchmark, Fixture.shared)
     }
     registerScanBenchmarks()
 }
@@ -156,7 +169,12 @@ func runCached(_ benchmark: Benchmark, _ f: Fixture) {
     let validator = f.cachingValidator
     _ = mustValidate(validator, f.token) // warm
     let hits = validator.cacheHitCount
-    benchmark.measurement(.custom("cache_bytes_per_entry", useScalingFactor: false), f.cacheBytesPerEntry)
+    // Memory per cached token, measured (resident set growth) and as the cache charges it
+    // against `cacheMaxBytes`: the charge must not be below the measurement.
+    benchmark.measurement(.custom("cache_bytes_per_entry", useScalingFactor: false), f.cacheBytesPerEntry.measured)
+    benchmark.measurement(.custom("cache_charged_per_entry", useScalingFactor: false), f.cacheBytesPerEntry.charged)
+    benchmark.measurement(.custom("cache_bytes_per_entry_100_scopes", useScalingFactor: false), f.wideCacheBytesPerEntry.measured)
+    benchmark.measurement(.custom("cache_charged_per_entry_100_scopes", useScalingFactor: false), f.wideCacheBytesPerEntry.charged)
     benchmark.startMeasurement()
     for _ in benchmark.scaledIterations {
         blackHole(mustValidate(validator, f.token))
@@ -225,6 +243,47 @@ func runAllCores(_ benchmark: Benchmark, _ f: Fixture) {
     benchmark.stopMeasurement()
 }
 
+func runCachedAllCores(_ benchmark: Benchmark, _ f: Fixture) {
+    let validator = f.cachingValidator
+    let cores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    let tokens = f.threadTokens
+    for list in tokens { for t in list { _ = mustValidate(validator, t) } } // warm
+    let hits = validator.cacheHitCount
+    let total = benchmark.configuration.scalingFactor.rawValue
+    benchmark.startMeasurement()
+    DispatchQueue.concurrentPerform(iterations: cores) { core in
+        let mine = tokens[core % tokens.count]
+        let share = total / cores + (core < total % cores ? 1 : 0)
+        for i in 0..<share { blackHole(mustValidate(validator, mine[i & 63])) }
+    }
+    benchmark.stopMeasurement()
+    if validator.cacheHitCount == hits { fail("validate.cached_all_cores: no validation was answered from the cache") }
+}
+
+/// Bare `crypto_sign_verify_detached` on every core at once: the ceiling for `runAllCores`.
+func runBaselineAllCores(_ benchmark: Benchmark, _ f: Fixture) {
+    let cores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    let total = benchmark.configuration.scalingFactor.rawValue
+    let message = f.pae, signature = f.signature, key = f.publicKey.bytes
+    let failures = Atomic<Int>(0)
+    benchmark.startMeasurement()
+    DispatchQueue.concurrentPerform(iterations: cores) { core in
+        let share = total / cores + (core < total % cores ? 1 : 0)
+        message.withUnsafeBufferPointer { m in
+            signature.withUnsafeBufferPointer { s in
+                key.withUnsafeBufferPointer { k in
+                    guard let mp = m.baseAddress, let sp = s.baseAddress, let kp = k.baseAddress else { return }
+                    var failed = 0
+                    for _ in 0..<share { failed &+= Int(crypto_sign_verify_detached(sp, mp, UInt64(m.count), kp) != 0 ? 1 : 0) }
+                    failures.add(failed, ordering: .relaxed)
+                }
+            }
+        }
+    }
+    benchmark.stopMeasurement()
+    if failures.load(ordering: .relaxed) != 0 { fail("baseline all cores: crypto_sign_verify_detached did not return 0") }
+}
+
 /// Validates or stops the run: a benchmark of failing validations would measure nothing useful.
 @inline(__always)
 func mustValidate(_ validator: Validator, _ token: String) -> VerifiedPAT {
@@ -288,7 +347,10 @@ final class Fixture: Sendable {
     let freshValidator: Validator
     let cachingValidator: Validator
     let twentyScopePAT: VerifiedPAT
-    let cacheBytesPerEntry: Int
+    let cacheBytesPerEntry: (measured: Int, charged: Int)
+    let wideCacheBytesPerEntry: (measured: Int, charged: Int)
+    /// 64 distinct tokens for each of up to 8 threads.
+    let threadTokens: [[String]]
 
     init() {
         do {
@@ -338,6 +400,18 @@ final class Fixture: Sendable {
                 fail("the 20-scope fixture does not grant its last scope")
             }
             cacheBytesPerEntry = try Fixture.measureCacheEntryBytes(secretKey: secretKey, keySet: keySet, list: small, template: claims)
+            var hundred = claims
+            hundred.scopes = try ScopeSet(parsing: (0..<100).map { "clients:view:c-\($0)" })
+            let threadIssuer = Issuer(key: secretKey)
+            let template = claims
+            threadTokens = try (0..<8).map { _ in
+                try (0..<64).map { _ in
+                    var c = template
+                    c.id = PATClaims.newID()
+                    return try threadIssuer.issue(c)
+                }
+            }
+            wideCacheBytesPerEntry = try Fixture.measureCacheEntryBytes(secretKey: secretKey, keySet: keySet, list: small, template: hundred)
         } catch {
             fail("benchmark fixture failed: \(error)")
         }
@@ -369,7 +443,8 @@ final class Fixture: Sendable {
     /// Memory the cache holds per entry: growth of the resident set while a fresh cache
     /// fills with 20,000 distinct tokens (the token strings are counted back in, since the
     /// test also holds them).
-    static func measureCacheEntryBytes(secretKey: SecretKey, keySet: KeySet, list: RevocationList, template: PATClaims) throws -> Int {
+    static func measureCacheEntryBytes(secretKey: SecretKey, keySet: KeySet, list: RevocationList,
+                                       template: PATClaims) throws -> (measured: Int, charged: Int) {
         let count = 20_000
         let issuer = Issuer(key: secretKey)
         var tokens: [String] = []
@@ -379,12 +454,16 @@ final class Fixture: Sendable {
             c.id = PATClaims.newID()
             tokens.append(try issuer.issue(c))
         }
-        let validator = Validator(keys: keySet, revocations: list)
+        var policy = Validator.Policy()
+        policy.cacheMaxBytes = 1 << 30 // room for all of them: this measures, it does not evict
+        let validator = Validator(keys: keySet, revocations: list, policy: policy)
+        trimMalloc()
         let before = residentBytes()
         for t in tokens { _ = try validator.validate(t) }
         let after = residentBytes()
         let tokenBytes = tokens.reduce(0) { $0 + $1.utf8.count + 32 }
-        return (after - before + tokenBytes) / count
+        guard validator.cachedTokenCount == count else { throw PATKitError.invalidArgument("only \(validator.cachedTokenCount) cached") }
+        return ((after - before + tokenBytes) / count, validator.cachedBytes / count)
     }
 }
 

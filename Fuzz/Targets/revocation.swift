@@ -2,14 +2,14 @@
 //
 // The first byte picks the mode:
 //   'S'  the rest describes a list body — u8 split, u64 sequence, i64 issuedAt, i64 nextUpdate,
-//        then 32-byte entries (the first `split` are token entries, the rest owner entries) —
+//        u32 prune margin, then 32-byte entries (the first `split` are token entries, the rest owner entries) —
 //        which is assembled with the correct counts, signed by the active key and parsed, so
 //        the header checks, the ordering checks and the hash tables are reached. The outcome
 //        must match a model of the rules exactly;
 //   else the input is a list as received (also signed by whoever: magic, lengths, kid, signature).
 // Invariants: an accepted list is signed by the active key, re-builds and re-signs to the very
 // same bytes, finds every one of its entries, and installs on a validator (same list again: no-op;
-// lower sequence: rollback).
+// lower sequence: rollback; a prune margin below the validator's leeway: refused).
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
@@ -23,11 +23,12 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
 }
 
 private func fuzzSignedBody(_ rest: [UInt8]) {
-    guard rest.count >= 25 else { return }
+    guard rest.count >= 29 else { return }
     var reader = ByteReader(rest)
     let split = Int(reader.u8()!)
     let sequence = reader.u64()!, issued = Int64(bitPattern: reader.u64()!), next = Int64(bitPattern: reader.u64()!)
-    let entryBytes = Array(rest[25...].prefix((rest.count - 25) / 32 * 32))
+    let margin = reader.u32()!
+    let entryBytes = Array(rest[29...].prefix((rest.count - 29) / 32 * 32))
     let entryCount = entryBytes.count / 32
     let tokenCount = min(split, entryCount), ownerCount = entryCount - tokenCount
 
@@ -38,13 +39,15 @@ private func fuzzSignedBody(_ rest: [UInt8]) {
     body.appendLE(sequence)
     body.appendLE(UInt64(bitPattern: issued))
     body.appendLE(UInt64(bitPattern: next))
+    body.appendLE(margin)
     body.appendLE(UInt32(tokenCount))
     body.appendLE(UInt32(ownerCount))
     body += entryBytes
     let message = body.withUnsafeBytes { RevocationList.signedMessage($0) }
     let signed = body + message.withUnsafeBytes { FuzzFixture.signer.sign($0) }
 
-    // The model: sequence ≥ 1, issued < next, each table strictly ascending by its 16-byte key.
+    // The model: 1 ≤ sequence ≤ 2^53 − 1, issued < next, margin ≤ 7 days, each table strictly
+    // ascending by its 16-byte key.
     func ascending(_ range: Range<Int>) -> Bool {
         guard range.count > 1 else { return true }
         for i in range.dropFirst() {
@@ -53,7 +56,8 @@ private func fuzzSignedBody(_ rest: [UInt8]) {
         }
         return true
     }
-    let expectValid = sequence >= 1 && issued < next && ascending(0..<tokenCount) && ascending(tokenCount..<entryCount)
+    let expectValid = sequence >= 1 && sequence <= SignedDocument.maxSequence && issued < next
+        && Int64(margin) <= RevocationList.maxPruneMargin && ascending(0..<tokenCount) && ascending(tokenCount..<entryCount)
     let list: RevocationList
     do { list = try RevocationList(verifying: signed, keys: FuzzFixture.keys) } catch {
         invariant(!expectValid, "a well-formed signed list is refused: \(error)")
@@ -61,14 +65,15 @@ private func fuzzSignedBody(_ rest: [UInt8]) {
         return
     }
     invariant(expectValid, "accepted a list the model refuses (sequence \(sequence), issued \(issued), next \(next))")
-    invariant(list.sequence == sequence && list.issuedAt.seconds == issued && list.nextUpdate.seconds == next, "header fields")
+    invariant(list.sequence == sequence && list.issuedAt.seconds == issued && list.nextUpdate.seconds == next
+              && list.pruneMargin == Int64(margin), "header fields")
     invariant(list.tokenEntryCount == tokenCount && list.ownerEntryCount == ownerCount, "entry counts")
     checkAccepted(list, signed)
 }
 
 private func checkAccepted(_ list: RevocationList, _ bytes: [UInt8]) {
     invariant(sameBytes(list.signer.rawValue, FuzzFixture.signer.id.rawValue), "accepted a list signed by \(list.signer)")
-    invariant(list.sequence >= 1 && list.issuedAt < list.nextUpdate, "header rules")
+    invariant(list.sequence >= 1 && list.sequence <= SignedDocument.maxSequence && list.issuedAt < list.nextUpdate, "header rules")
     invariant(list.signature == Array(bytes.suffix(64)), "signature")
 
     // Every entry is found with its own values.
@@ -87,12 +92,21 @@ private func checkAccepted(_ list: RevocationList, _ bytes: [UInt8]) {
     let rebuilt: [UInt8]
     do {
         rebuilt = try list.builder.sign(with: FuzzFixture.signer, sequence: list.sequence,
-                                        issuedAt: list.issuedAt, nextUpdate: list.nextUpdate)
+                                        issuedAt: list.issuedAt, nextUpdate: list.nextUpdate, pruneMargin: list.pruneMargin)
     } catch { fail("an accepted list cannot be re-signed: \(error)") }
     invariant(rebuilt == bytes, "an accepted list does not re-build to its own bytes")
 
     // Installation: a fresh validator takes it; the same list again is a no-op; a lower sequence is a rollback.
     let validator = Validator(keys: FuzzFixture.keys, policy: Validator.Policy(), clock: { FuzzFixture.now })
+    guard list.pruneMargin >= validator.policy.leeway else {
+        do {
+            try validator.install(list)
+            fail("installed a list whose prune margin \(list.pruneMargin) s is below the leeway")
+        } catch {
+            invariant(error.isInvalidDocument, "a narrow margin refused with \(error)")
+        }
+        return
+    }
     do {
         try validator.install(list)
         try validator.install(list)

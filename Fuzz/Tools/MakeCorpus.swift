@@ -135,6 +135,7 @@ struct MakeCorpus {
         body.appendLE(UInt64(5))
         body.appendLE(UInt64(bitPattern: now.seconds))
         body.appendLE(UInt64(bitPattern: now.seconds + 3600))
+        body.appendLE(UInt32(60))
         var b = RevocationList.Builder()
         for i in 0..<3 { b.revoke(id: "entry-\(i)-0000000000000000", below: UInt64(i + 2), horizon: now.adding(seconds: 86_400)) }
         b.revokeAll(subject: "owner", issuedBefore: now, horizon: now.adding(seconds: 86_400))
@@ -147,6 +148,21 @@ struct MakeCorpus {
         write("keyset", "fixture", f.keys.encoded())
         write("keyset", "minimal", Array(#"{"keys":[{"kid":"\#(signer.id.rawValue)","key":"\#(signer.publicKey.paserk)"}]}"#.utf8))
         write("keyset", "empty", Array(#"{"keys":[]}"#.utf8))
+
+        // signedkeyset: a signed set, a payload for the 'P' form, an anchors file for the 'A' form
+        let signedSet = try SignedKeySet.sign(f.keys, with: f.anchor, sequence: 3, issuedAt: now, nextUpdate: now.adding(seconds: 86_400))
+        write("signedkeyset", "fixture", signedSet)
+        write("signedkeyset", "plain", f.keys.encoded())
+        write("signedkeyset", "foreign-anchor", try SignedKeySet.sign(f.keys, with: f.stranger, sequence: 3, issuedAt: now,
+                                                                      nextUpdate: now.adding(seconds: 86_400)))
+        var payload = JSONObject()
+        payload.set("sequence", .number("3"))
+        payload.set("issuedAt", .string(now.rfc3339))
+        payload.set("nextUpdate", .string(now.adding(seconds: 86_400).rfc3339))
+        payload.set("keys", f.keys.json["keys"] ?? .array([]))
+        write("signedkeyset", "payload", Array("P".utf8) + JSONWriter.encode(.object(payload)))
+        write("signedkeyset", "anchors", Array(("A# anchors\n" + f.anchor.publicKey.paserk + "\r\n\n" + f.signer.publicKey.paserk + "\n").utf8))
+        write("signedkeyset", "anchors-secret", Array(("A" + f.stranger.exportPASERK() + "\n").utf8))
 
         // time: timestamps and durations
         for (i, t) in ["2026-01-31T12:00:00Z", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "2024-02-29T23:59:59Z",

@@ -17,6 +17,17 @@ public struct PATRefresherStatus: Sendable, CustomStringConvertible {
     public var consecutiveFailures = 0
     /// Active keys the validator trusts now.
     public var activeKeyCount = 0
+    /// How many trust anchors are pinned.
+    public var trustAnchorCount = 0
+    /// The held signed key set: its sequence, signing anchor and next-update.
+    public var keySetSequence: UInt64?
+    public var keySetSigner: KeyID?
+    public var keySetNextUpdate: Timestamp?
+    /// True when the held key set is past next-update plus the policy's grace.
+    public var isKeySetStale = false
+    /// Why the last held list was dropped (a new key set no longer trusts its signer), until a
+    /// list is installed.
+    public var droppedList: String?
     /// The held revocation list: its sequence, issue time and next-update.
     public var sequence: UInt64?
     public var issuedAt: Timestamp?
@@ -38,6 +49,9 @@ public struct PATRefresherStatus: Sendable, CustomStringConvertible {
     public var description: String {
         var parts = ["source: \(location)"]
         parts.append("keys: \(activeKeyCount) active")
+        if let keySetSequence, let keySetNextUpdate {
+            parts.append("key set: sequence \(keySetSequence), next update \(keySetNextUpdate)\(isKeySetStale ? " (stale)" : "")")
+        }
         if let sequence, let nextUpdate {
             parts.append("revocation list: sequence \(sequence), next update \(nextUpdate)\(isStale ? " (stale)" : "")")
         } else {
@@ -56,6 +70,12 @@ public struct PATRefresherStatus: Sendable, CustomStringConvertible {
         o.set("acceptingTokens", .bool(acceptingTokens))
         if let refusal { o.set("refusal", .string(refusal)) }
         o.set("activeKeys", .number(String(activeKeyCount)))
+        o.set("trustAnchors", .number(String(trustAnchorCount)))
+        if let keySetSequence { o.set("keySetSequence", .number(String(keySetSequence))) }
+        if let keySetSigner { o.set("keySetSigner", .string(keySetSigner.rawValue)) }
+        if let keySetNextUpdate { o.set("keySetNextUpdate", .string(keySetNextUpdate.rfc3339)) }
+        o.set("keySetStale", .bool(isKeySetStale))
+        if let droppedList { o.set("droppedList", .string(droppedList)) }
         if let sequence { o.set("sequence", .number(String(sequence))) }
         if let issuedAt { o.set("issuedAt", .string(issuedAt.rfc3339)) }
         if let nextUpdate { o.set("nextUpdate", .string(nextUpdate.rfc3339)) }
@@ -72,13 +92,18 @@ public struct PATRefresherStatus: Sendable, CustomStringConvertible {
     }
 }
 
-/// Keeps a live `Validator` current: polls the key set and the revocation list from a
+/// Keeps a live `Validator` current: polls the signed key set and the revocation list from a
 /// `PATDocumentSource` (conditional GET), verifies them, and swaps them in atomically.
 ///
-/// - A key set must parse and hold at least one active key; a list must verify with the
-///   validator's keys, and the validator refuses a lower sequence (rollback), a different list
-///   under the held sequence, and a list signed by a key it does not trust. Anything refused
-///   leaves the last good copy in place; `status` says why.
+/// - A key set is accepted only when signed by one of the pinned `trustAnchors` (anchor-only:
+///   no key set vouches for the next), with a sequence not below the one held (rollback) and
+///   at least one active key. A list must verify with the keys of the key set it is installed
+///   with, and the validator refuses a lower sequence, a different list under the held
+///   sequence, and a list signed by a key it does not trust. Anything refused leaves the last
+///   good copy in place; `status` says why.
+/// - When a new key set no longer trusts the held list's signer and no newer list came with
+///   it, the list is dropped: tokens are refused (503) until a list from a trusted key arrives,
+///   and `status.droppedList` says why.
 /// - With a cache directory, every accepted document is written there (atomically) and read
 ///   back at start, so a restart without the network serves with the last good copy.
 /// - A stale list (past next-update plus the grace) is the validator's policy to decide
@@ -88,6 +113,8 @@ public struct PATRefresherStatus: Sendable, CustomStringConvertible {
 public final class PATRefresher: Service, Sendable {
     public let validator: Validator
     public let source: any PATDocumentSource
+    /// The keys a key set must be signed by.
+    public let trustAnchors: TrustAnchors
     public let interval: Duration
     public let cacheDirectory: String?
     public let maxKeySetBytes: Int
@@ -102,6 +129,14 @@ public final class PATRefresher: Service, Sendable {
         var refreshing = false
         /// Callers that asked for a round while one was running; resumed when it ends.
         var waiters: [CheckedContinuation<Void, Never>] = []
+        /// Callers of `waitForStatus`, resumed after the first round whose status satisfies them.
+        var watchers: [UInt64: Watcher] = [:]
+        var nextWatcher: UInt64 = 0
+    }
+
+    private struct Watcher {
+        let predicate: @Sendable (PATRefresherStatus) -> Bool
+        let continuation: CheckedContinuation<PATRefresherStatus, Never>
     }
 
     private let state: Mutex<State>
@@ -114,18 +149,21 @@ public final class PATRefresher: Service, Sendable {
 
     /// - Parameters:
     ///   - validator: the live validator to keep current (share it with the request handlers).
+    ///   - trustAnchors: the anchors key sets must be signed by (e.g. `TrustAnchors(contentsOfFile:)`
+    ///     on the output of `pat keys export --anchors`).
     ///   - interval: time between rounds in `run()`.
     ///   - cacheDirectory: where to keep the last good documents across restarts (created if missing).
     ///   - clock: the time used for status (staleness); the validator keeps its own clock.
-    public init(validator: Validator, source: any PATDocumentSource, interval: Duration = .seconds(5),
+    public init(validator: Validator, source: any PATDocumentSource, trustAnchors: TrustAnchors, interval: Duration = .seconds(5),
                 cacheDirectory: String? = nil, maxRevocationListBytes: Int = PATRefresher.defaultMaxRevocationListBytes,
                 logger: Logger = Logger(label: "patkit.edge"),
                 clock: @escaping @Sendable () -> Timestamp = { Timestamp.now() }) {
         self.validator = validator
         self.source = source
+        self.trustAnchors = trustAnchors
         self.interval = interval
         self.cacheDirectory = cacheDirectory.map { $0.hasSuffix("/") && $0.count > 1 ? String($0.dropLast()) : $0 }
-        self.maxKeySetBytes = KeySet.maxDocumentBytes
+        self.maxKeySetBytes = SignedKeySet.maxDocumentBytes
         self.maxRevocationListBytes = min(maxRevocationListBytes, RevocationList.defaultMaxBytes)
         self.logger = logger
         self.clock = clock
@@ -134,12 +172,13 @@ public final class PATRefresher: Service, Sendable {
     }
 
     /// A refresher with its own validator, fed over HTTP(S) from the two URLs.
-    public convenience init(keysURL: String, revocationsURL: String, policy: Validator.Policy = Validator.Policy(),
+    public convenience init(keysURL: String, revocationsURL: String, trustAnchors: TrustAnchors,
+                            policy: Validator.Policy = Validator.Policy(),
                             interval: Duration = .seconds(5), cacheDirectory: String? = nil,
                             logger: Logger = Logger(label: "patkit.edge")) {
         self.init(validator: Validator(keys: KeySet(), policy: policy),
                   source: HTTPDocumentSource(keysURL: keysURL, revocationsURL: revocationsURL),
-                  interval: interval, cacheDirectory: cacheDirectory, logger: logger)
+                  trustAnchors: trustAnchors, interval: interval, cacheDirectory: cacheDirectory, logger: logger)
     }
 
     /// The current status, with staleness computed now.
@@ -207,40 +246,91 @@ public final class PATRefresher: Service, Sendable {
         var errors: [String] = []
         var cacheErrors: [String] = []
         var cacheWritten = false
+        // The key set first: a new list may be signed by a key only the new set holds.
+        var offeredKeys: (set: SignedKeySet, etag: String?)? = nil
         do {
             switch try await source.fetch(.keys, ifNoneMatch: keysETag, maxBytes: maxKeySetBytes) {
             case .notModified:
                 break
             case .modified(let bytes, let etag):
-                try acceptKeys(bytes)
-                state.withLock { $0.keysETag = etag }
-                if let problem = persist(.keys, bytes) { cacheErrors.append(problem) } else { cacheWritten = true }
+                offeredKeys = (try SignedKeySet(verifying: bytes, anchors: trustAnchors), etag)
             }
         } catch {
             errors.append("key set: \(error)")
         }
+        var offeredList: (list: RevocationList, bytes: [UInt8], etag: String?)? = nil
         do {
             switch try await source.fetch(.revocations, ifNoneMatch: listETag, maxBytes: maxRevocationListBytes) {
             case .notModified:
                 break
             case .modified(let bytes, let etag):
-                let held = validator.revocations?.sequence
-                let list = try validator.installRevocations(bytes)
-                state.withLock { $0.listETag = etag }
-                if held != list.sequence {
-                    logger.info("installed revocation list", metadata: [
-                        "sequence": "\(list.sequence)", "next_update": "\(list.nextUpdate)", "signer": "\(list.signer)",
-                    ])
-                    if let problem = persist(.revocations, bytes) { cacheErrors.append(problem) } else { cacheWritten = true }
-                }
-                installedSequence.advance(to: list.sequence)
+                let list = try RevocationList(verifying: bytes, keys: offeredKeys?.set.keys ?? validator.keys)
+                offeredList = (list, bytes, etag)
             }
         } catch {
             errors.append("revocation list: \(error)")
         }
+        let heldKeys = validator.signedKeySet?.sequence
+        let heldList = validator.revocations?.sequence
+        var keysInstalled = false, listInstalled = false
+        if let offeredKeys {
+            do {
+                // Together when both came, so the swap is atomic; the key set alone when the
+                // list is refused (its error is reported below).
+                if let offeredList {
+                    do {
+                        try validator.install(offeredKeys.set, revocations: offeredList.list)
+                        listInstalled = true
+                    } catch {
+                        errors.append("revocation list: \(error)")
+                        try validator.install(offeredKeys.set)
+                    }
+                } else {
+                    try validator.install(offeredKeys.set)
+                }
+                keysInstalled = true
+            } catch {
+                errors.append("key set: \(error)")
+            }
+        } else if let offeredList {
+            do {
+                try validator.install(offeredList.list)
+                listInstalled = true
+            } catch {
+                errors.append("revocation list: \(error)")
+            }
+        }
+        if keysInstalled, let offeredKeys {
+            state.withLock { $0.keysETag = offeredKeys.etag }
+            if heldKeys != offeredKeys.set.sequence {
+                logger.info("installed key set", metadata: [
+                    "sequence": "\(offeredKeys.set.sequence)", "anchor": "\(offeredKeys.set.signer)",
+                    "active_keys": "\(offeredKeys.set.keys.activeKeys.map(\.id.rawValue))",
+                ])
+                if let problem = persist(.keys, offeredKeys.set.bytes) { cacheErrors.append(problem) } else { cacheWritten = true }
+            }
+            if let dropped = validator.droppedList, !listInstalled {
+                logger.warning("dropped the held revocation list", metadata: ["reason": "\(dropped)"])
+            }
+        }
+        if listInstalled, let offeredList {
+            state.withLock { $0.listETag = offeredList.etag }
+            installedSequence.advance(to: offeredList.list.sequence)
+            if heldList != offeredList.list.sequence {
+                logger.info("installed revocation list", metadata: [
+                    "sequence": "\(offeredList.list.sequence)", "next_update": "\(offeredList.list.nextUpdate)",
+                    "signer": "\(offeredList.list.signer)",
+                ])
+                if let problem = persist(.revocations, offeredList.bytes) { cacheErrors.append(problem) } else { cacheWritten = true }
+            }
+        }
+        if validator.revocations == nil {
+            // A dropped list's entity tag must not hide the next copy of the same file.
+            state.withLock { $0.listETag = nil }
+        }
 
         let now = clock()
-        let (status, previousError, waiters) = state.withLock { s -> (PATRefresherStatus, String?, [CheckedContinuation<Void, Never>]) in
+        let (status, previousError, waiters, watchers) = state.withLock { s -> (PATRefresherStatus, String?, [CheckedContinuation<Void, Never>], [Watcher]) in
             let previous = s.status.lastError
             if errors.isEmpty {
                 s.status.lastSuccess = now
@@ -260,10 +350,16 @@ public final class PATRefresher: Service, Sendable {
             s.refreshing = false
             let waiters = s.waiters
             s.waiters = []
-            return (s.status, previous, waiters)
+            let watchers = Array(s.watchers.values)
+            return (s.status, previous, waiters, watchers)
         }
         for waiter in waiters { waiter.resume() }
         finishedRounds.increment()
+        if !watchers.isEmpty {
+            var filled = status
+            fill(&filled)
+            notify(filled)
+        }
         if let error = status.lastError {
             // Repeated identical failures are logged once at warning, then at debug.
             let level: Logger.Level = error == previousError ? .debug : .warning
@@ -276,18 +372,35 @@ public final class PATRefresher: Service, Sendable {
         return filled
     }
 
-    /// Parses a key set and swaps it in when it differs from the one held.
+    /// Waits until the status after a round (or right now) satisfies `predicate`, e.g.
+    /// `{ $0.sequence == 7 }`: for tests and start-up code that need an event, not a delay.
+    /// Returns the current status early when the calling task is cancelled.
     @discardableResult
-    private func acceptKeys(_ bytes: [UInt8]) throws -> KeySet {
-        let keys = try KeySet(json: bytes)
-        guard !keys.activeKeys.isEmpty else {
-            throw PATEdgeError("the key set has no active key; keeping the last good one")
+    public func waitForStatus(_ predicate: @escaping @Sendable (PATRefresherStatus) -> Bool) async -> PATRefresherStatus {
+        let now = status
+        if predicate(now) { return now }
+        let id = state.withLock { s -> UInt64 in s.nextWatcher += 1; return s.nextWatcher }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<PATRefresherStatus, Never>) in
+                let current = status
+                let resumeNow = Task.isCancelled || predicate(current) || state.withLock { s -> Bool in
+                    s.watchers[id] = Watcher(predicate: predicate, continuation: continuation)
+                    return false
+                }
+                if resumeNow { continuation.resume(returning: current) }
+            }
+        } onCancel: {
+            let watcher = state.withLock { $0.watchers.removeValue(forKey: id) }
+            watcher?.continuation.resume(returning: status)
         }
-        if keys != validator.keys {
-            validator.replaceKeys(keys)
-            logger.info("installed key set", metadata: ["active_keys": "\(keys.activeKeys.map(\.id.rawValue))"])
+    }
+
+    private func notify(_ status: PATRefresherStatus) {
+        let ready = state.withLock { s -> [Watcher] in
+            let ids = s.watchers.filter { $0.value.predicate(status) }.map(\.key)
+            return ids.compactMap { s.watchers.removeValue(forKey: $0) }
         }
-        return keys
+        for watcher in ready { watcher.continuation.resume(returning: status) }
     }
 
     // MARK: status
@@ -297,6 +410,14 @@ public final class PATRefresher: Service, Sendable {
         let policy = validator.policy
         let keys = validator.keys
         status.activeKeyCount = keys.activeKeys.count
+        status.trustAnchorCount = trustAnchors.keys.count
+        let keySet = validator.signedKeySet
+        status.keySetSequence = keySet?.sequence
+        status.keySetSigner = keySet?.signer
+        status.keySetNextUpdate = keySet?.nextUpdate
+        status.isKeySetStale = keySet?.isStale(at: now, grace: policy.staleGrace) ?? false
+        let dropped = validator.droppedList
+        status.droppedList = dropped?.description
         status.staleListPolicy = policy.staleListPolicy
         let list = validator.revocations
         status.sequence = list?.sequence
@@ -305,7 +426,12 @@ public final class PATRefresher: Service, Sendable {
         status.isStale = list?.isStale(at: now, grace: policy.staleGrace) ?? false
         let cause = status.lastError.map { " (last refresh error: \($0))" } ?? ""
         if status.activeKeyCount == 0 {
-            status.refusal = "no trusted key is loaded\(cause)"
+            status.refusal = "no trusted key set is loaded (it must be signed by one of the \(trustAnchors.keys.count) pinned trust anchors)\(cause)"
+        } else if let keySet, status.isKeySetStale, policy.staleListPolicy == .reject {
+            status.refusal = "key set \(keySet.sequence) was due for update at \(keySet.nextUpdate) "
+                + "(grace \(policy.staleGrace) s); the policy refuses tokens until a fresh key set arrives\(cause)"
+        } else if list == nil, let dropped, policy.requireRevocationList {
+            status.refusal = "no revocation list is loaded: \(dropped)\(cause)"
         } else if let list, status.isStale, policy.staleListPolicy == .reject {
             status.refusal = "revocation list \(list.sequence) was due for update at \(list.nextUpdate) "
                 + "(grace \(policy.staleGrace) s); the policy refuses tokens until a fresh list arrives\(cause)"
@@ -342,7 +468,7 @@ public final class PATRefresher: Service, Sendable {
         var problems: [String] = []
         if SecureFile.exists(keysPath) {
             do {
-                try acceptKeys(SecureFile.read(keysPath, maxBytes: maxKeySetBytes))
+                try validator.install(SignedKeySet(verifying: SecureFile.read(keysPath, maxBytes: maxKeySetBytes), anchors: trustAnchors))
                 loaded = true
             } catch {
                 problems.append("cached key set \(keysPath): \(error)")

@@ -60,8 +60,8 @@ public struct PATHTTPError: HTTPResponseError, Sendable, CustomStringConvertible
 
     /// The response for a token the validator refused:
     /// - `scope_missing` → 403;
-    /// - `stale_revocation_list`, `missing_revocation_list` → 503 with `Retry-After`: the
-    ///   verifier cannot decide, the token is not known to be bad;
+    /// - `stale_revocation_list`, `missing_revocation_list`, `stale_key_set`, `missing_key_set`
+    ///   → 503 with `Retry-After`: the verifier cannot decide, the token is not known to be bad;
     /// - anything else → 401 with `WWW-Authenticate: Bearer error="invalid_token", error_description="…"`.
     public static func refused(_ error: PATValidationError, retryAfterSeconds: Int = 30) -> PATHTTPError {
         switch error.code {
@@ -69,7 +69,7 @@ public struct PATHTTPError: HTTPResponseError, Sendable, CustomStringConvertible
             var headers = HTTPFields()
             headers[.wwwAuthenticate] = "Bearer error=\"insufficient_scope\""
             return PATHTTPError(.forbidden, code: error.code.rawValue, message: error.reason, headers: headers)
-        case .staleRevocationList, .missingRevocationList:
+        case .staleRevocationList, .missingRevocationList, .staleKeySet, .missingKeySet:
             var headers = HTTPFields()
             headers[.retryAfter] = String(retryAfterSeconds)
             return PATHTTPError(.serviceUnavailable, code: error.code.rawValue, message: error.reason, headers: headers)

@@ -15,6 +15,8 @@ public enum PATKitError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidDocument(String)
     /// A revocation list older than the one already held.
     case rollback(held: UInt64, offered: UInt64)
+    /// A signed key set older than the one already held.
+    case keySetRollback(held: UInt64, offered: UInt64)
     /// libsodium reported a failure.
     case crypto(String)
     /// A caller passed a value outside the accepted range.
@@ -32,6 +34,8 @@ public enum PATKitError: Error, Sendable, Equatable, CustomStringConvertible {
         case .invalidDocument(let r): return "invalid document: \(r)"
         case .rollback(let held, let offered):
             return "refusing revocation list sequence \(offered): sequence \(held) is already held (rollback)"
+        case .keySetRollback(let held, let offered):
+            return "refusing key set sequence \(offered): sequence \(held) is already held (rollback)"
         case .crypto(let r): return "cryptography failure: \(r)"
         case .invalidArgument(let r): return r
         }
@@ -53,6 +57,10 @@ public struct PATValidationError: Error, Sendable, Equatable, CustomStringConver
         case ancestorRevoked = "ancestor_revoked"
         case staleRevocationList = "stale_revocation_list"
         case missingRevocationList = "missing_revocation_list"
+        /// No trusted key set is loaded (an edge before its first good key set).
+        case missingKeySet = "missing_key_set"
+        /// The signed key set is past its next-update (plus grace) and the policy refuses.
+        case staleKeySet = "stale_key_set"
         case wrongDomain = "wrong_domain"
         case scopeMissing = "scope_missing"
     }

@@ -91,6 +91,11 @@ public struct KeySet: Sendable, Equatable {
         guard case .object(let root) = value, case .array(let items)? = root["keys"] else {
             throw .invalidDocument("key set must be {\"keys\": [...]}")
         }
+        self.init(try KeySet.parseEntries(items))
+    }
+
+    /// The members of a `"keys"` array, strictly: each `kid` must be the id of its `key`.
+    static func parseEntries(_ items: [JSONValue]) throws(PATKitError) -> [Entry] {
         guard items.count <= KeySet.maxKeys else { throw .invalidDocument("key set holds more than \(KeySet.maxKeys) keys") }
         var entries: [Entry] = []
         for (i, item) in items.enumerated() {
@@ -116,7 +121,7 @@ public struct KeySet: Sendable, Equatable {
             guard !entries.contains(where: { $0.id == key.id }) else { throw .invalidDocument("key \(kid) is listed twice") }
             entries.append(Entry(key: key, status: status, created: created))
         }
-        self.init(entries)
+        return entries
     }
 }
 

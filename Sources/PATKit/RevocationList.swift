@@ -26,21 +26,26 @@ public enum Revocation: Sendable, Equatable, CustomStringConvertible {
 /// The signed, versioned revocation list: PAT id → lowest valid generation, and
 /// owner → revoke-all instant. One rule covers revoke, regenerate and delete.
 ///
-/// Binary form (little-endian), 32 bytes an entry:
+/// Binary form (little-endian), 32 bytes an entry (byte-level description in FORMATS.md):
 /// ```
-/// "PATKRL01" | u8 kid length | kid | u64 sequence | i64 issuedAt | i64 nextUpdate
+/// "PATKRL02" | u8 kid length | kid | u64 sequence | i64 issuedAt | i64 nextUpdate | u32 pruneMargin
 /// | u32 token entries | u32 owner entries
 /// | token entries: 16-byte BLAKE2b-128("patkit.jti\0" ‖ jti), u64 floor, i64 horizon (ascending by hash)
 /// | owner entries: 16-byte BLAKE2b-128("patkit.sub\0" ‖ sub), i64 before, i64 horizon (ascending by hash)
-/// | 64-byte Ed25519 signature over PAE("patkit.revocation-list.v1", BLAKE2b-512(everything before it))
+/// | 64-byte Ed25519 signature over PAE("patkit.revocation-list.v2", BLAKE2b-512(everything before it))
 /// ```
-/// The signature's domain string and piece count differ from PASETO's, so a list can never
-/// pass as a token nor a token as a list. An entry's horizon is the latest `exp` among the
-/// generations it kills; once passed, the entry can be pruned.
+/// The signature's domain string and piece count differ from PASETO's and from the key set's,
+/// so a list can never pass as a token or a key set, nor they as a list. An entry's horizon is
+/// the latest `exp` among the generations it kills; the issuer prunes an entry once its horizon
+/// is more than `pruneMargin` seconds past, so a verifier must not use a clock-skew leeway
+/// larger than `pruneMargin` (the `Validator` refuses such a list).
 public struct RevocationList: Sendable {
     public let sequence: UInt64
     public let issuedAt: Timestamp
     public let nextUpdate: Timestamp
+    /// Seconds past an entry's horizon before the issuer prunes it: the largest leeway a
+    /// verifier may use with this list.
+    public let pruneMargin: Int64
     /// The key that signed the list.
     public let signer: KeyID
     public let signature: [UInt8]
@@ -52,9 +57,13 @@ public struct RevocationList: Sendable {
     public var tokenEntryCount: Int { tokens.count }
     public var ownerEntryCount: Int { owners.count }
 
-    static let magic: [UInt8] = Array("PATKRL01".utf8)
-    static let domain: [UInt8] = Array("patkit.revocation-list.v1".utf8)
+    static let magic: [UInt8] = Array("PATKRL02".utf8)
+    static var domain: [UInt8] { SignedDocument.revocationListDomain }
     static let entrySize = 32
+    /// The margin `prune` and `sign` use unless told otherwise: 60 s, the default leeway.
+    public static let defaultPruneMargin: Int64 = 60
+    /// The largest prune margin a signer writes: 7 days.
+    public static let maxPruneMargin: Int64 = 7 * 86_400
     /// Refused before parsing: 8 Mi entries.
     public static let defaultMaxBytes = 256 * 1024 * 1024
 
@@ -112,17 +121,20 @@ public struct RevocationList: Sendable {
         public let sequence: UInt64
         public let issuedAt: Timestamp
         public let nextUpdate: Timestamp
+        public let pruneMargin: Int64
 
         /// nil when `bytes` do not start with a list header.
         public init?(_ bytes: [UInt8]) {
             var reader = ByteReader(bytes)
             guard let magic = reader.take(8), magic.elementsEqual(RevocationList.magic),
                   let kidLength = reader.u8(), let kid = reader.take(Int(kidLength)),
-                  let sequence = reader.u64(), let issued = reader.u64(), let next = reader.u64() else { return nil }
+                  let sequence = reader.u64(), let issued = reader.u64(), let next = reader.u64(),
+                  let margin = reader.u32() else { return nil }
             signer = String(decoding: kid, as: UTF8.self)
             self.sequence = sequence
             issuedAt = Timestamp(seconds: Int64(bitPattern: issued))
             nextUpdate = Timestamp(seconds: Int64(bitPattern: next))
+            pruneMargin = Int64(margin)
         }
     }
 
@@ -130,7 +142,7 @@ public struct RevocationList: Sendable {
     public static func unverifiedSequence(header bytes: [UInt8]) -> UInt64? { UnverifiedHeader(bytes)?.sequence }
 
     /// Bytes enough to hold any list header (for `unverifiedSequence(header:)`).
-    public static let maxHeaderBytes = 8 + 1 + 255 + 8 * 3 + 4 * 2
+    public static let maxHeaderBytes = 8 + 1 + 255 + 8 * 3 + 4 * 3
 
     /// Parses and verifies a list. It must be signed by an active key of `keys`.
     public init(verifying bytes: [UInt8], keys: KeySet, maxBytes: Int = RevocationList.defaultMaxBytes) throws(PATKitError) {
@@ -138,8 +150,13 @@ public struct RevocationList: Sendable {
             throw .invalidDocument("revocation list of \(bytes.count) bytes exceeds the limit of \(maxBytes)")
         }
         var reader = ByteReader(bytes)
-        guard let magic = reader.take(8), magic.elementsEqual(RevocationList.magic) else {
-            throw .invalidDocument("not a PATKit revocation list (bad magic; expected PATKRL01)")
+        let magic = reader.take(8)
+        guard let magic, magic.elementsEqual(RevocationList.magic) else {
+            if magic?.elementsEqual(Array("PATKRL01".utf8)) == true {
+                throw .invalidDocument("a version 1 revocation list (PATKRL01): this verifier reads version 2 (PATKRL02), "
+                                       + "which declares its prune margin; republish with a current `pat publish`")
+            }
+            throw .invalidDocument("not a PATKit revocation list (bad magic; expected PATKRL02)")
         }
         guard let kidLength = reader.u8(), let kidBytes = reader.take(Int(kidLength)),
               let kidText = String(validating: kidBytes, as: UTF8.self) else {
@@ -149,7 +166,7 @@ public struct RevocationList: Sendable {
         do { signer = try KeyID(kidText) } catch {
             throw .invalidDocument("revocation list: the signer is not a k4.pid key id")
         }
-        guard let sequence = reader.u64(), let issued = reader.u64(), let next = reader.u64(),
+        guard let sequence = reader.u64(), let issued = reader.u64(), let next = reader.u64(), let margin = reader.u32(),
               let tokenCount = reader.u32(), let ownerCount = reader.u32() else {
             throw .invalidDocument("revocation list: truncated header")
         }
@@ -172,9 +189,15 @@ public struct RevocationList: Sendable {
         }
         guard signedOK else { throw .invalidDocument("revocation list signature does not verify with \(signer)") }
         guard sequence >= 1 else { throw .invalidDocument("revocation list sequence must start at 1") }
+        guard sequence <= SignedDocument.maxSequence else {
+            throw .invalidDocument("revocation list sequence \(sequence) exceeds the largest allowed, 2^53 − 1")
+        }
         let issuedAt = Timestamp(seconds: Int64(bitPattern: issued))
         let nextUpdate = Timestamp(seconds: Int64(bitPattern: next))
         guard issuedAt < nextUpdate else { throw .invalidDocument("revocation list next-update is not after its issue time") }
+        guard Int64(margin) <= RevocationList.maxPruneMargin else {
+            throw .invalidDocument("revocation list prune margin of \(margin) s exceeds \(RevocationList.maxPruneMargin) s")
+        }
 
         let storage = bytes
         let ownersStart = entriesStart + Int(tokenCount) * RevocationList.entrySize
@@ -185,6 +208,7 @@ public struct RevocationList: Sendable {
         self.sequence = sequence
         self.issuedAt = issuedAt
         self.nextUpdate = nextUpdate
+        self.pruneMargin = Int64(margin)
         self.signer = signer
         self.signature = Array(bytes[bodyLength...])
         self.tokens = tokens
@@ -241,22 +265,27 @@ public struct RevocationList: Sendable {
             ownerEntries[key] = (max(before.seconds, old?.before ?? .min), max(horizon.seconds, old?.horizon ?? .min))
         }
 
-        /// Drops entries whose horizon has passed: the tokens they kill have expired anyway.
-        /// `leeway` keeps entries that a verifier's clock-skew leeway could still accept: use at
-        /// least the verifiers' `Validator.Policy.leeway` (default 60 s, as here).
+        /// Drops entries whose horizon is more than `margin` seconds past: the tokens they kill
+        /// have expired even for a verifier with that much clock-skew leeway. Sign with the same
+        /// margin (`sign(…, pruneMargin:)`), which verifiers then hold their leeway to.
         @discardableResult
-        public mutating func prune(now: Timestamp, leeway: Int64 = 60) -> Int {
+        public mutating func prune(now: Timestamp, margin: Int64 = RevocationList.defaultPruneMargin) -> Int {
             let before = tokenEntries.count + ownerEntries.count
-            let cutoff = now.seconds - leeway
+            let cutoff = now.adding(seconds: -max(0, margin)).seconds
             tokenEntries = tokenEntries.filter { $0.value.horizon >= cutoff }
             ownerEntries = ownerEntries.filter { $0.value.horizon >= cutoff }
             return before - tokenEntries.count - ownerEntries.count
         }
 
-        /// The signed binary list.
-        public func sign(with key: SecretKey, sequence: UInt64, issuedAt: Timestamp, nextUpdate: Timestamp) throws(PATKitError) -> [UInt8] {
-            guard sequence >= 1 else { throw .invalidArgument("revocation list sequence must be at least 1") }
+        /// The signed binary list. `pruneMargin` is the margin entries were pruned with (see
+        /// `prune(now:margin:)`): verifiers refuse the list when their leeway exceeds it.
+        public func sign(with key: SecretKey, sequence: UInt64, issuedAt: Timestamp, nextUpdate: Timestamp,
+                         pruneMargin: Int64 = RevocationList.defaultPruneMargin) throws(PATKitError) -> [UInt8] {
+            try SignedDocument.checkSequence(sequence, "revocation list")
             guard issuedAt < nextUpdate else { throw .invalidArgument("next-update must be after the issue time") }
+            guard pruneMargin >= 0, pruneMargin <= RevocationList.maxPruneMargin else {
+                throw .invalidArgument("prune margin must be 0–\(RevocationList.maxPruneMargin) seconds")
+            }
             var out: [UInt8] = []
             out.reserveCapacity(128 + (tokenEntries.count + ownerEntries.count) * RevocationList.entrySize)
             out += RevocationList.magic
@@ -266,6 +295,7 @@ public struct RevocationList: Sendable {
             out.appendLE(sequence)
             out.appendLE(UInt64(bitPattern: issuedAt.seconds))
             out.appendLE(UInt64(bitPattern: nextUpdate.seconds))
+            out.appendLE(UInt32(pruneMargin))
             out.appendLE(UInt32(tokenEntries.count))
             out.appendLE(UInt32(ownerEntries.count))
             for (k, v) in tokenEntries.sorted(by: { $0.key < $1.key }) {

@@ -100,6 +100,20 @@ package enum SecureFile {
         }
     }
 
+    /// Creates an empty file with `mode` unless something exists at `path` (never follows a
+    /// link). For files another library then opens, e.g. a database that must not be created
+    /// with the process umask.
+    package static func createIfAbsent(_ path: String, mode: mode_t) throws(PATKitError) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
+        if fd < 0 {
+            if errno == EEXIST { return }
+            throw .io(path: path, reason: "cannot create: \(errnoText())")
+        }
+        defer { close(fd) }
+        // The umask may have narrowed the mode further, never widened it; set it exactly.
+        guard fchmod(fd, mode) == 0 else { throw .io(path: path, reason: "chmod failed: \(errnoText())") }
+    }
+
     package static func exists(_ path: String) -> Bool {
         var info = stat()
         return stat(path, &info) == 0
@@ -120,10 +134,21 @@ package struct FileLock: Sendable {
 
     package init(path: String) { self.path = path }
 
+    /// Opens (creating it 0600 if missing) and locks the file. A symbolic link or anything but a
+    /// regular file at `path` is refused: a planted link must not make the lock create or
+    /// truncate a file elsewhere.
     package func withLock<R>(_ body: () throws -> R) throws -> R {
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw PATKitError.io(path: path, reason: "cannot open lock file: \(SecureFile.errnoText())") }
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else {
+            let reason = errno == ELOOP ? "it is a symbolic link; remove it (lock files are plain files PATKit creates)"
+                : SecureFile.errnoText()
+            throw PATKitError.io(path: path, reason: "cannot open lock file: \(reason)")
+        }
         defer { close(fd) } // closing releases the lock
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+            throw PATKitError.io(path: path, reason: "the lock file is not a regular file; remove it")
+        }
         while flock(fd, LOCK_EX) != 0 {
             if errno != EINTR { throw PATKitError.io(path: path, reason: "cannot lock: \(SecureFile.errnoText())") }
         }

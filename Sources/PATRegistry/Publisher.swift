@@ -26,20 +26,33 @@ public struct PublishResult: Sendable {
     /// Set when the files were left alone because a list with this higher sequence was
     /// written meanwhile (by another process or task); it holds every change this one holds.
     public let supersededBy: UInt64?
+    /// The signed key set published beside it (re-signed now with an online anchor, or the
+    /// offline-signed set already there); nil when the files were left alone.
+    public let keySet: SignedKeySet?
+    /// True when the key set was signed by this run (online anchor).
+    public let keySetSignedNow: Bool
+    /// The online trust anchor this run created for a home that had none.
+    public let createdAnchor: KeyID?
+    /// Something the operator should act on about the key set (offline anchor), or nil.
+    public let keySetWarning: String?
 }
 
 /// Publishes what verifiers fetch: the signed revocation list built from the registry and
 /// the public key set.
 ///
 /// Each run reads the registry in one transaction that first takes the next sequence number
-/// (strictly increasing: kept in the store — on PostgreSQL under a row lock, so that publishers
-/// on several nodes take turns — and also above the sequence of the list already in `DIR`), then
-/// prunes entries past their horizon and reads the entries; signs with the keystore's signing key; then,
-/// under an exclusive lock on `DIR/.lock`, writes `DIR/keys.json` and `DIR/revocations.bin`,
-/// each atomically (temporary file, fsync, rename) — unless a list with a higher sequence was
-/// written meanwhile: it was read from the registry later, so it already holds every change
-/// this one holds. A crash leaves the previous files intact; running it twice without changes
-/// only publishes the same entries under a new sequence.
+/// (strictly increasing, at most 2^53 − 1: kept in the store — on PostgreSQL under a row lock,
+/// so that publishers on several nodes take turns — and also above the sequence of the list
+/// already in `DIR` when that list verifies with the keystore's keys: a planted or garbled file
+/// is never trusted), then prunes entries more than `leeway` past their horizon and reads the
+/// entries; signs with the keystore's signing key, writing `leeway` into the list as its prune
+/// margin; then, under an exclusive lock on `DIR/.lock`, writes the signed key set
+/// `DIR/keys.json` (`KeyStore.publishableKeySet`: signed now with an online anchor, or the
+/// offline-signed one kept) and `DIR/revocations.bin`, each atomically (temporary file, fsync,
+/// rename) — unless a list with a higher sequence was written meanwhile: it was read from the
+/// registry later, so it already holds every change this one holds. A crash leaves the previous
+/// files intact; running it twice without changes only publishes the same entries under a new
+/// sequence.
 public struct Publisher: Sendable {
     public let store: any PATRegistryStore
     public let keyStore: KeyStore
@@ -48,7 +61,8 @@ public struct Publisher: Sendable {
     /// How long until verifiers should fetch a new list (default 1 hour).
     public var nextUpdateInterval: TimeSpan
     /// Entries stay until their horizon is this many seconds in the past, so that a verifier
-    /// whose clock-skew leeway still accepts a token also still refuses it.
+    /// whose clock-skew leeway still accepts a token also still refuses it. Written into the
+    /// list as its prune margin: verifiers refuse the list when their leeway is larger.
     public var leeway: Int64
     public var clock: @Sendable () -> Timestamp
     /// Test seam: end the process with status 99 once the new list's temporary file is written
@@ -78,7 +92,7 @@ public struct Publisher: Sendable {
         let now = clock()
         let key = try keyStore.signingKey()
         let keys = try keyStore.keySet()
-        let previous = Publisher.sequence(ofListAt: revocationsPath)
+        let previous = Publisher.verifiedSequence(ofListAt: revocationsPath, keys: keys)
         let leeway = self.leeway
 
         struct Snapshot: Sendable {
@@ -106,51 +120,61 @@ public struct Publisher: Sendable {
             for revocation in owners {
                 builder.revokeAll(subject: revocation.owner, issuedBefore: revocation.issuedBefore, horizon: revocation.horizon)
             }
-            pruned += builder.prune(now: now, leeway: leeway)
-            let sequence = max(stored, previous ?? 0) + 1
+            pruned += builder.prune(now: now, margin: leeway)
+            let sequence = try SignedDocument.nextSequence(after: max(stored, previous ?? 0), "revocation list")
             try await tx.setPublishSequence(sequence)
             return Snapshot(builder: builder, sequence: sequence, pruned: pruned)
         }
 
         let nextUpdate = now.adding(seconds: nextUpdateInterval.seconds)
-        let bytes = try snapshot.builder.sign(with: key, sequence: snapshot.sequence, issuedAt: now, nextUpdate: nextUpdate)
-        // Never publish a list that verifiers holding this key set would refuse.
-        let list = try RevocationList(verifying: bytes, keys: keys)
-        let written = try await offload { [self] in try writeFiles(keys: keys, list: bytes, sequence: list.sequence) }
+        let bytes = try snapshot.builder.sign(with: key, sequence: snapshot.sequence, issuedAt: now, nextUpdate: nextUpdate,
+                                              pruneMargin: leeway)
+        let written = try await offload { [self] in
+            try writeFiles(list: bytes, sequence: snapshot.sequence, signer: key.id, keys: keys, now: now)
+        }
+        let list = written.list
         return PublishResult(sequence: list.sequence, issuedAt: list.issuedAt, nextUpdate: list.nextUpdate, signer: list.signer,
                              tokenEntries: list.tokenEntryCount, ownerEntries: list.ownerEntryCount, pruned: snapshot.pruned,
-                             revocationsPath: revocationsPath, keysPath: keysPath, bytes: bytes, supersededBy: written)
+                             revocationsPath: revocationsPath, keysPath: keysPath, bytes: bytes, supersededBy: written.supersededBy,
+                             keySet: written.keySet?.keySet, keySetSignedNow: written.keySet?.signedNow ?? false,
+                             createdAnchor: written.keySet?.createdAnchor, keySetWarning: written.keySet?.warning)
     }
 
-    /// Writes both files under the directory lock, unless the list in place has a higher
-    /// sequence; returns that sequence then (nil: written).
-    private func writeFiles(keys: KeySet, list bytes: [UInt8], sequence: UInt64) throws -> UInt64? {
-        try SecureFile.createDirectory(outputDirectory, mode: 0o755)
-        return try FileLock(path: outputDirectory + "/.lock").withLock { () throws -> UInt64? in
+    private struct Written: Sendable {
+        let list: RevocationList
+        let keySet: KeySetPublication?
+        let supersededBy: UInt64?
+    }
+
+    /// Under the directory lock: unless the list in place has a higher (verified) sequence,
+    /// signs or keeps the key set (`KeyStore.publishableKeySet`), checks that verifiers holding
+    /// it accept the list, and writes both files.
+    private func writeFiles(list bytes: [UInt8], sequence: UInt64, signer: KeyID, keys: KeySet, now: Timestamp) throws -> Written {
+        try SecureFile.createDirectory(outputDirectory, mode: 0o700)
+        return try FileLock(path: outputDirectory + "/.lock").withLock { () throws -> Written in
             removeStaleTemporaryFiles()
-            if let held = Publisher.sequence(ofListAt: revocationsPath), held > sequence { return held }
-            try SecureFile.writeAtomically(keysPath, keys.encoded(), mode: 0o644)
+            if let held = Publisher.verifiedSequence(ofListAt: revocationsPath, keys: keys), held > sequence {
+                return Written(list: try RevocationList(verifying: bytes, keys: keys), keySet: nil, supersededBy: held)
+            }
+            let keySet = try keyStore.publishableKeySet(publishedPath: keysPath, listSigner: signer, now: now,
+                                                        validity: nextUpdateInterval)
+            // Never publish a list that verifiers holding the published key set would refuse.
+            let list = try RevocationList(verifying: bytes, keys: keySet.keySet.keys)
+            if keySet.signedNow { try SecureFile.writeAtomically(keysPath, keySet.keySet.bytes, mode: 0o644) }
             let crash = crashBeforeRename
             try SecureFile.writeAtomically(revocationsPath, bytes, mode: 0o644, beforeRename: { if crash { _exit(99) } })
-            return nil
+            return Written(list: list, keySet: keySet, supersededBy: nil)
         }
     }
 
-    /// The sequence in the header of the list at `path` (signature not checked: it only keeps
-    /// the next sequence above it); nil when there is no readable list.
-    public static func sequence(ofListAt path: String) -> UInt64? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var header = [UInt8](repeating: 0, count: RevocationList.maxHeaderBytes)
-        var total = 0
-        while total < header.count {
-            let n = header.withUnsafeMutableBytes { buf in read(fd, buf.baseAddress.map { $0 + total }, buf.count - total) }
-            if n < 0, errno == EINTR { continue }
-            if n <= 0 { break }
-            total += n
-        }
-        return RevocationList.unverifiedSequence(header: Array(header.prefix(total)))
+    /// The sequence of the list at `path` when it verifies with one of `keys`' keys, retired
+    /// ones included (a list signed before a rotation still counts); nil when there is no list
+    /// or it does not verify. An unverified header is never trusted: a planted file with a huge
+    /// sequence must neither crash nor wedge publishing.
+    public static func verifiedSequence(ofListAt path: String, keys: KeySet) -> UInt64? {
+        guard SecureFile.exists(path), let bytes = try? SecureFile.read(path, maxBytes: RevocationList.defaultMaxBytes) else { return nil }
+        let everyKey = KeySet(keys: keys.entries.map(\.key))
+        return (try? RevocationList(verifying: bytes, keys: everyKey))?.sequence
     }
 
     /// Removes `revocations.bin.tmp-*` and `keys.json.tmp-*` left by a crashed run. Called

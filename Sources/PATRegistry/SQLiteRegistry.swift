@@ -58,6 +58,9 @@ public final class SQLiteRegistry: PATRegistryStore {
         }
         do {
             queue = try FileLock(path: path + ".lock").withLock {
+                // Created 0600 before SQLite opens it (SQLite would use the umask, often 0644);
+                // its -wal and -shm files take the database's mode.
+                try SecureFile.createIfAbsent(path, mode: 0o600)
                 let queue = try DatabaseQueue(path: path, configuration: config)
                 try queue.writeWithoutTransaction { db in
                     if try SQLiteRegistry.migrator.hasBeenSuperseded(db) {

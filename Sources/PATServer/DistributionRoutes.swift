@@ -18,14 +18,19 @@ public struct DistributionRoutes: PATRouteGroup {
 
     public init(home: PATHome, maxRevocationListBytes: Int = RevocationList.defaultMaxBytes,
                 clock: @escaping @Sendable () -> Timestamp = { Timestamp.now() }, logger: Logger = Logger(label: "patkit.serve")) {
-        let keys = PublishedFile(path: home.publishedKeysPath, maxBytes: KeySet.maxDocumentBytes)
+        let keys = PublishedFile(path: home.publishedKeysPath, maxBytes: SignedKeySet.maxDocumentBytes)
         self.keys = keys
+        let keyStore = home.keyStore
         self.revocations = PublishedFile(path: home.publishedRevocationsPath, maxBytes: maxRevocationListBytes) { bytes in
             // The list's next-update sets max-age; it is read by verifying the list against the
-            // published keys (a list that does not verify is still served, with no-cache).
+            // published key set, itself verified with the home's trust anchors (a list that does
+            // not verify is still served, with no-cache).
             do {
-                let keySet = try KeySet(json: Array(keys.current().bytes.readableBytesView))
-                return try RevocationList(verifying: bytes, keys: keySet).nextUpdate
+                guard let anchors = try keyStore.trustAnchors() else {
+                    throw PATKitError.invalidArgument("no trust anchor in \(keyStore.anchorsPath)")
+                }
+                let keySet = try SignedKeySet(verifying: Array(keys.current().bytes.readableBytesView), anchors: anchors)
+                return try RevocationList(verifying: bytes, keys: keySet.keys).nextUpdate
             } catch {
                 logger.warning("the published revocation list does not verify with the published keys; serving it with no-cache",
                                metadata: ["error": "\(error)"])

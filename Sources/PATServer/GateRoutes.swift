@@ -17,12 +17,14 @@ import PATKit
 /// The proxy should set (or clear) `X-PAT-Require-Scope` and `X-PAT-Domain` itself, and
 /// overwrite `X-PAT-Subject` / `X-PAT-Id` towards the upstream with the gate's answer.
 ///
-/// Answers 204 with `X-PAT-Subject` (the owner; bytes outside visible ASCII and `%` are
-/// percent-encoded), `X-PAT-Id`, `X-PAT-Generation`, `X-PAT-Scope` (granted scopes) and
+/// Answers 204 with `X-PAT-Subject` (the owner; bytes outside visible ASCII, `%` and
+/// `" , ; = \` are percent-encoded), `X-PAT-Id`, `X-PAT-Generation`, `X-PAT-Scope` (granted scopes) and
 /// `X-PAT-Domain` when the PAT has one; 401 (missing or refused token, with
 /// `WWW-Authenticate`), 403 (a required scope is missing; named), 503 (stale or missing
 /// revocation list), or 400 (a malformed `X-PAT-Require-Scope`: a proxy misconfiguration).
-/// `GET /status` returns the refresher's status as JSON.
+/// `GET /status` returns the refresher's status as JSON: 200 while tokens can pass, 503 with the
+/// reason in `"refusal"` while every token is refused (a readiness probe). `GET /healthz`
+/// answers 200 while the process serves (a liveness probe).
 public struct GateRoutes: PATRouteGroup {
     public let validator: Validator
     public let refresher: PATRefresher?
@@ -42,6 +44,12 @@ public struct GateRoutes: PATRouteGroup {
             router.on("/verify", method: method) { request, _ in try gate.verify(request) }
         }
         router.get("/status") { _, _ in gate.statusResponse() }
+        router.get("/healthz") { _, _ in
+            var headers = HTTPFields()
+            headers[.contentType] = "application/json; charset=utf-8"
+            headers[.cacheControl] = "no-store"
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: "{\"alive\":true}\n")))
+        }
     }
 
     func verify(_ request: Request) throws(PATHTTPError) -> Response {
@@ -54,7 +62,8 @@ public struct GateRoutes: PATRouteGroup {
         }
         let asked = request.headers[GateHeader.domain].map { String(Substring($0).trimmingSpaces()) }.flatMap { $0.isEmpty ? nil : $0 }
         if let asked, let own = self.domain, asked != own {
-            throw PATHTTPError.refused(PATValidationError(.wrongDomain, "this gate accepts domain \"\(own)\" only, not \"\(asked.prefix(64))\""))
+            // Said without naming the gate's domain: the caller is not authenticated yet.
+            throw PATHTTPError.refused(PATValidationError(.wrongDomain, "X-PAT-Domain names a domain this gate does not serve"))
         }
         let domain = self.domain ?? asked
         let pat: VerifiedPAT
@@ -97,22 +106,37 @@ public struct GateRoutes: PATRouteGroup {
                 out.append(Requirement(entity: String(parts[0]), operation: String(parts[1]), id: id == "*" ? nil : id))
             }
         }
+        // A header that is present but names nothing (empty, or separators only) is a proxy
+        // misconfiguration, never "no scope required".
+        if !values.isEmpty, out.isEmpty {
+            throw PATHTTPError(.badRequest, code: "bad_request", message: "X-PAT-Require-Scope is present but names no scope")
+        }
         return out
     }
 
     func statusResponse() -> Response {
         var o: JSONObject
+        let accepting: Bool
         if let refresher {
-            o = refresher.status.json
+            let status = refresher.status
+            o = status.json
+            accepting = status.acceptingTokens
         } else {
             o = JSONObject()
-            o.set("activeKeys", .number(String(validator.keys.activeKeys.count)))
+            let active = validator.keys.activeKeys.count
+            o.set("activeKeys", .number(String(active)))
             if let list = validator.revocations { o.set("sequence", .number(String(list.sequence))) }
+            let refusal: String? = active == 0 ? "no trusted key set is loaded"
+                : validator.revocations == nil && validator.policy.requireRevocationList ? "no revocation list is loaded" : nil
+            accepting = refusal == nil
+            o.set("acceptingTokens", .bool(accepting))
+            if let refusal { o.set("refusal", .string(refusal)) }
         }
         var headers = HTTPFields()
         headers[.contentType] = "application/json; charset=utf-8"
         headers[.cacheControl] = "no-store"
-        return Response(status: .ok, headers: headers,
+        if !accepting { headers[.retryAfter] = "5" }
+        return Response(status: accepting ? .ok : .serviceUnavailable, headers: headers,
                         body: .init(byteBuffer: ByteBuffer(bytes: JSONWriter.encode(.object(o)) + [0x0A])))
     }
 }
@@ -139,14 +163,18 @@ extension HTTPFields {
     }
 }
 
-/// Percent-encodes every byte outside visible ASCII, and `%` itself, so a value travels in a
-/// header unchanged or recognisably encoded — never silently altered.
+/// Percent-encodes every byte outside visible ASCII, `%` itself, and the bytes that delimit
+/// items or parameters in structured header values (`"` `,` `;` `=` `\`), so a value travels in
+/// a header unchanged or recognisably encoded — never silently altered, and never read by a
+/// downstream parser as several values (`eve,admin`).
 enum PercentEncoding {
+    static let delimiters: Set<UInt8> = [0x22, 0x2C, 0x3B, 0x3D, 0x5C, 0x25]
+
     static func encode(_ text: String) -> String {
         let hex: [Character] = Array("0123456789ABCDEF")
         var out = ""
         for byte in text.utf8 {
-            if byte >= 0x21, byte <= 0x7E, byte != 0x25 {
+            if byte >= 0x21, byte <= 0x7E, !delimiters.contains(byte) {
                 out.unicodeScalars.append(Unicode.Scalar(byte))
             } else {
                 out.append("%")

@@ -74,10 +74,16 @@ public final class ManagementServer: Sendable {
         let republisher = Republisher(publisher: publisher, validator: validator, interval: configuration.republishInterval,
                                       retryInterval: configuration.retryInterval, logger: logger)
         self.republisher = republisher
+        // The published key set is signed by the home's trust anchor (an online one is created
+        // for a home that has none, as `pat publish` would).
+        try home.keyStore.ensureAnchor()
+        guard let anchors = try home.keyStore.trustAnchors() else {
+            throw PATKitError.invalidArgument("no trust anchor in \(home.keyStore.anchorsPath)")
+        }
         self.refresher = PATRefresher(validator: validator,
                                       source: FileDocumentSource(keysPath: home.publishedKeysPath,
                                                                  revocationsPath: home.publishedRevocationsPath),
-                                      interval: configuration.refreshInterval, logger: logger, clock: clock)
+                                      trustAnchors: anchors, interval: configuration.refreshInterval, logger: logger, clock: clock)
         let webhooks = configuration.webhooks.map { WebhookDispatcher(configuration: $0, store: store, logger: logger) }
         self.webhooks = webhooks
         self.rateLimiter = configuration.rateLimit.map { RateLimiter(policy: $0) }

@@ -1,4 +1,6 @@
 import Hummingbird
+import HummingbirdCore
+import NIOCore
 import Logging
 import PATEdge
 import PATHummingbird
@@ -32,6 +34,8 @@ public struct PATServerConfiguration: Sendable {
     public var services: [any Service]
     /// Work done before the server accepts requests (e.g. the management API's first publish).
     public var startupTasks: [@Sendable () async throws -> Void] = []
+    /// Connection cap and timeouts.
+    public var limits = ServerLimits()
 
     public init(host: String = "127.0.0.1", port: Int = 8080, home: PATHome, mode: Mode = .distribution,
                 routeGroups: [any PATRouteGroup] = [], services: [any Service] = []) {
@@ -54,6 +58,8 @@ public struct GateConfiguration: Sendable {
     }
 
     public var source: Source
+    /// The keys the published key set must be signed by (`--trust-anchor FILE`).
+    public var trustAnchors: TrustAnchors
     public var refreshInterval: Duration
     /// Where the refresher keeps the last good documents across restarts (URL source).
     public var cacheDirectory: String?
@@ -61,9 +67,10 @@ public struct GateConfiguration: Sendable {
     /// The domain tokens must act in when the request names none (`X-PAT-Domain`).
     public var domain: String?
 
-    public init(source: Source = .published, refreshInterval: Duration = .seconds(5), cacheDirectory: String? = nil,
-                policy: Validator.Policy = Validator.Policy(), domain: String? = nil) {
+    public init(source: Source = .published, trustAnchors: TrustAnchors, refreshInterval: Duration = .seconds(5),
+                cacheDirectory: String? = nil, policy: Validator.Policy = Validator.Policy(), domain: String? = nil) {
         self.source = source
+        self.trustAnchors = trustAnchors
         self.refreshInterval = refreshInterval
         self.cacheDirectory = cacheDirectory
         self.policy = policy
@@ -98,14 +105,21 @@ public enum PATServer {
                 source = HTTPDocumentSource(keysURL: keys, revocationsURL: revocations)
             }
             let validator = Validator(keys: KeySet(), policy: gate.policy, clock: clock)
-            let feeder = PATRefresher(validator: validator, source: source, interval: gate.refreshInterval,
+            let feeder = PATRefresher(validator: validator, source: source, trustAnchors: gate.trustAnchors, interval: gate.refreshInterval,
                                       cacheDirectory: gate.cacheDirectory, logger: logger, clock: clock)
             refresher = feeder
             GateRoutes(validator: validator, refresher: feeder, domain: gate.domain).addRoutes(to: router)
         }
         for group in configuration.routeGroups { group.addRoutes(to: router) }
+        let limits = configuration.limits
+        let counter = ConnectionCounter(maximum: limits.effectiveMaxConnections)
+        let (idleSeconds, idleAttoseconds) = limits.idleTimeout.components
+        let http1 = HTTP1Channel.Configuration(
+            additionalChannelHandlers: [ConnectionGuard(counter: counter, headerTimeout: limits.headerTimeout)],
+            idleTimeout: .nanoseconds(idleSeconds * 1_000_000_000 + idleAttoseconds / 1_000_000_000))
         var app = Application(
             router: router,
+            server: .http1(configuration: http1),
             configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port),
                                                     serverName: "PATKit"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },

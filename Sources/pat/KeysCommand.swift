@@ -1,22 +1,32 @@
 import ArgumentParser
+import PATRegistry
 import PATStore
 
 struct KeysCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keys",
         abstract: "Manage the issuer's Ed25519 signing keys (PASERK k4) in HOME/keys.",
-        subcommands: [Generate.self, List.self, Export.self, Rotate.self, Retire.self]
+        subcommands: [Generate.self, List.self, Export.self, Rotate.self, Retire.self, Anchor.self, SignSet.self]
     )
 
     struct Generate: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create a new signing key; it becomes the key new tokens are signed with.",
-            discussion: "Writes k4.pid.<id>.secret (mode 0600), k4.pid.<id>.public and keyset.json in HOME/keys and prints the new key id.")
+            discussion: """
+                Writes k4.pid.<id>.secret (mode 0600), k4.pid.<id>.public and keyset.json in HOME/keys and prints \
+                the new key id. A home without a trust anchor also gets an online one (HOME/keys/anchor/, listed \
+                in HOME/keys/anchors), which signs the published key set; edges pin it.
+                """)
         @OptionGroup var home: HomeOption
 
         func run() throws {
-            let key = try home.resolved.keyStore.generate()
+            let store = home.resolved.keyStore
+            let key = try store.generate()
             emit(key.id.rawValue)
+            if let anchor = try store.ensureAnchor() {
+                printError("note: created the online trust anchor \(anchor) (HOME/keys/anchor); edges pin it: "
+                           + "`pat keys export --anchors > anchors.txt`, then `--trust-anchor anchors.txt`")
+            }
         }
     }
 
@@ -41,11 +51,21 @@ struct KeysCommand: ParsableCommand {
 
     struct Export: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Print the public key set as JSON (what verifiers need; no secret material).")
+            abstract: "Print the public key set as JSON, or (--anchors) the trust anchors edges pin; no secret material.")
         @OptionGroup var home: HomeOption
+        @Flag(help: "Print the trust anchors, one k4.public line each: the file edges pass as --trust-anchor.") var anchors = false
 
         func run() throws {
-            let set = try home.resolved.keyStore.keySet()
+            let store = home.resolved.keyStore
+            if anchors {
+                guard let anchors = try store.trustAnchors() else {
+                    throw CLIFailure(message: "error: no trust anchor in \(store.anchorsPath): `pat keys generate` or `pat publish` creates "
+                                     + "an online one; `pat keys anchor generate --out FILE` an offline one")
+                }
+                emit(String(anchors.text.dropLast()))
+                return
+            }
+            let set = try store.keySet()
             guard !set.isEmpty else { throw CLIFailure(message: "no keys to export: run `pat keys generate` first") }
             emit(String(decoding: set.encoded().dropLast(), as: UTF8.self))
         }
@@ -109,6 +129,82 @@ extension KeysCommand {
             if set.newest?.id == id, let next = try store.keySet().newest {
                 printError("note: new tokens and lists are now signed with \(next.id)")
             }
+        }
+    }
+}
+
+extension KeysCommand {
+    struct Anchor: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "anchor",
+            abstract: "Manage trust anchors: the keys that sign the published key set, which edges pin.",
+            subcommands: [Generate.self])
+
+        struct Generate: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Create a trust anchor and add its public key to HOME/keys/anchors.",
+                discussion: """
+                    Without --out the anchor is online: its secret stays in HOME/keys/anchor/ (mode 0600) and \
+                    `pat publish` signs the key set with it. With --out FILE the secret is written to FILE only \
+                    (a new file, mode 0600): keep it offline and sign with `pat keys sign-set --anchor-key FILE`. \
+                    Edges must pin the new anchor (`pat keys export --anchors`) before they see a key set it signed. \
+                    Prints the anchor's key id.
+                    """)
+            @OptionGroup var home: HomeOption
+            @Option(help: ArgumentHelp("Write the anchor's secret key here instead of keeping it in HOME (offline anchor).", valueName: "FILE"))
+            var out: String?
+
+            func run() throws {
+                let key = try home.resolved.keyStore.generateAnchor(offlinePath: out)
+                emit(key.id.rawValue)
+                if let out {
+                    printError("note: the anchor's secret key is in \(out) only: move it offline. Sign key sets with "
+                               + "`pat keys sign-set --anchor-key \(out)`; edges pin `pat keys export --anchors`")
+                } else {
+                    printError("note: online anchor; `pat publish` signs the key set with the newest online anchor")
+                }
+            }
+        }
+    }
+
+    struct SignSet: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "sign-set",
+            abstract: "Sign the key set with a trust anchor's secret key file and publish it (offline anchors).",
+            discussion: """
+                Signs HOME/keys/keyset.json with the anchor in FILE (a k4.secret PASERK, mode 0600, one of \
+                HOME/keys/anchors) and writes DIR/keys.json atomically. The sequence is above the key set \
+                already in DIR and at least the current Unix time. Edges refuse every token once the set is \
+                past its next-update, so sign again before then (and after every `pat keys rotate` or \
+                `pat keys retire`). `pat publish` keeps a set signed this way when the home has no online anchor.
+                """)
+        @OptionGroup var home: HomeOption
+        @Option(name: .customLong("anchor-key"), help: ArgumentHelp("The anchor's secret key file.", valueName: "FILE")) var anchorKey: String
+        @Option(help: ArgumentHelp("Output folder (default: HOME/published).", valueName: "DIR")) var out: String?
+        @Option(name: .customLong("next-update"), help: ArgumentHelp("How long edges may use the set: 30d by default.", valueName: "DURATION"))
+        var nextUpdate = "30d"
+
+        func validate() throws {
+            let span = try parseSpan(nextUpdate, option: "--next-update")
+            guard span.seconds > 0, span.seconds <= 366 * 86_400 else { throw ValidationError("--next-update must be from 1s to 366d") }
+        }
+
+        func run() throws {
+            let home = self.home.resolved
+            let store = home.keyStore
+            let directory = out ?? home.publishedDirectory
+            let path = directory + "/" + Publisher.keysFileName
+            let anchor = try store.anchorSecret(file: anchorKey)
+            try SecureFile.createDirectory(directory, mode: 0o700)
+            let signed = try FileLock(path: directory + "/.lock").withLock { () throws -> SignedKeySet in
+                let previous = SecureFile.exists(path) ? try SecureFile.read(path, maxBytes: SignedKeySet.maxDocumentBytes) : nil
+                let signed = try store.signKeySet(with: anchor, previous: previous, now: try currentTime(),
+                                                  validity: try parseSpan(nextUpdate, option: "--next-update"))
+                try SecureFile.writeAtomically(path, signed.bytes, mode: 0o644)
+                return signed
+            }
+            emit("signed key set \(signed.sequence) with trust anchor \(signed.signer) to \(path): "
+                 + "\(signed.keys.activeKeys.count) active key\(signed.keys.activeKeys.count == 1 ? "" : "s"); next update due \(signed.nextUpdate)")
         }
     }
 }

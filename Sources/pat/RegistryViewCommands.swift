@@ -114,10 +114,14 @@ struct PublishCommand: AsyncParsableCommand {
         commandName: "publish",
         abstract: "Write the signed revocation list and the public key set for verifiers.",
         discussion: """
-            Writes DIR/keys.json (every key, retired ones marked retired) and DIR/revocations.bin \
-            (signed by the newest active key, with a strictly increasing sequence number), each \
-            atomically, under a lock on DIR/.lock. Entries whose every killed token has expired are \
-            pruned. DIR defaults to HOME/published. Running it again without changes is harmless.
+            Writes DIR/keys.json (every key, retired ones marked retired, signed by the home's online \
+            trust anchor — created on first use — with a strictly increasing sequence) and \
+            DIR/revocations.bin (signed by the newest active key, with a strictly increasing sequence \
+            number), each atomically, under a lock on DIR/.lock. With only an offline anchor, the key \
+            set signed by `pat keys sign-set` is kept. Entries whose every killed token has expired \
+            more than --leeway ago are pruned; the list declares that margin, and verifiers refuse it \
+            when their own leeway is larger. DIR defaults to HOME/published. Running it again without \
+            changes is harmless.
             """)
 
     @OptionGroup var home: HomeOption
@@ -125,7 +129,8 @@ struct PublishCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Output folder (default: HOME/published).", valueName: "DIR")) var out: String?
     @Option(name: .customLong("next-update"), help: ArgumentHelp("When verifiers should expect the next list.", valueName: "DURATION"))
     var nextUpdate: String = "1h"
-    @Option(help: "Keep entries this many seconds past their horizon (match the verifiers' leeway).") var leeway: Int64 = 60
+    @Option(help: "Keep entries this many seconds past their horizon: the largest leeway verifiers may use with the list.")
+    var leeway: Int64 = 60
 
     func validate() throws {
         _ = try parseSpan(nextUpdate, option: "--next-update")
@@ -149,7 +154,18 @@ struct PublishCommand: AsyncParsableCommand {
              + "\(result.tokenEntries) PAT entr\(result.tokenEntries == 1 ? "y" : "ies"), "
              + "\(result.ownerEntries) owner entr\(result.ownerEntries == 1 ? "y" : "ies"), \(result.pruned) pruned; "
              + "signed by \(result.signer); next update due \(result.nextUpdate)")
-        emit("published key set to \(result.keysPath)")
+        if let anchor = result.createdAnchor {
+            printError("note: created the online trust anchor \(anchor); edges pin it: `pat keys export --anchors > anchors.txt`, "
+                       + "then `--trust-anchor anchors.txt`")
+        }
+        if let keySet = result.keySet, result.keySetSignedNow {
+            emit("published key set \(keySet.sequence) to \(result.keysPath), signed by trust anchor \(keySet.signer); "
+                 + "next update due \(keySet.nextUpdate)")
+        } else if let keySet = result.keySet {
+            emit("kept the key set \(keySet.sequence) signed by trust anchor \(keySet.signer) in \(result.keysPath) "
+                 + "(offline anchor); next update due \(keySet.nextUpdate)")
+        }
+        if let warning = result.keySetWarning { printError("warning: \(warning)") }
     }
 }
 

@@ -37,9 +37,14 @@ struct ScanCommand: AsyncParsableCommand {
     var paths: [String] = []
     @Flag(help: "Scan the history of the git repositories given: every blob, commit and tag reachable from any ref.")
     var git = false
-    @Option(help: ArgumentHelp("Public key set JSON whose tokens count as ours (as `pat keys export` prints it).", valueName: "FILE"))
+    @Option(help: ArgumentHelp("Key set JSON whose tokens count as ours: a plain one (`pat keys export`) or the signed keys.json "
+                               + "(`pat publish`), checked against the trust anchors.", valueName: "FILE"))
     var keys: DocumentLocation?
     @Option(help: ArgumentHelp("Signed revocation list file.", valueName: "FILE")) var revocations: DocumentLocation?
+    @Option(name: .customLong("trust-anchor"),
+            help: ArgumentHelp("Trust anchors (k4.public lines) a signed key set must be signed by (default: HOME/keys/anchors).",
+                               valueName: "FILE"))
+    var trustAnchor: String?
     @Option(help: "Clock-skew leeway in seconds for expiry, as a verifier applies it.") var leeway: Int64 = 60
     @Flag(name: .customLong("include-binary"), help: "Also scan files and blobs that look binary.") var includeBinary = false
     @Flag(name: .customLong("include-dot-git"), help: "Also walk into .git directories (their objects are compressed: prefer --git).")
@@ -56,7 +61,7 @@ struct ScanCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let trust = try ScanTrust.load(keys: keys, revocations: revocations, home: home.resolved)
+        let trust = try ScanTrust.load(keys: keys, revocations: revocations, trustAnchors: trustAnchor, home: home.resolved)
         let clock = try currentClock() // $PAT_NOW (a testing aid) or the system clock
         let inspector = TokenInspector(keys: trust.keys, revocations: trust.revocations, leeway: leeway, clock: clock)
         let session = ScanSession(inspector: inspector,

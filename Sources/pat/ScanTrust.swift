@@ -30,9 +30,22 @@ struct ScanTrust {
 
     /// Loads the keys and the list. Keys: `--keys FILE`, else the home's keystore (every key
     /// the issuer made, retired ones included, as `pat verify` reads it), else the home's
-    /// published `keys.json`. List: `--revocations FILE`, else the home's published list when
-    /// present; it must verify with those keys. Every failure says what to pass instead.
-    static func load(keys keysOption: DocumentLocation?, revocations listOption: DocumentLocation?, home: PATHome) throws -> ScanTrust {
+    /// published `keys.json`; a signed key set must verify with the trust anchors
+    /// (`--trust-anchor FILE`, else the home's). List: `--revocations FILE`, else the home's
+    /// published list when present; it must verify with those keys. Every failure says what to
+    /// pass instead.
+    static func load(keys keysOption: DocumentLocation?, revocations listOption: DocumentLocation?, trustAnchors anchorsPath: String? = nil,
+                     home: PATHome) throws -> ScanTrust {
+        // A key set document: plain (the user vouches for it) or signed (checked against the anchors).
+        let parseKeys = { (bytes: [UInt8]) throws(PATKitError) -> KeySet in
+            guard SignedKeySet.looksSigned(bytes) else { return try KeySet(json: bytes) }
+            var anchors: TrustAnchors? = nil
+            if let anchorsPath { anchors = try TrustAnchors(contentsOfFile: anchorsPath) } else { anchors = try home.keyStore.trustAnchors() }
+            guard let anchors else {
+                throw .invalidArgument("it is a signed key set: pass --trust-anchor FILE (the issuer's `pat keys export --anchors`)")
+            }
+            return try SignedKeySet(verifying: bytes, anchors: anchors).keys
+        }
         let keySet: KeySet
         let keysOrigin: String
         switch keysOption {
@@ -40,7 +53,7 @@ struct ScanTrust {
             throw CLIFailure(message: "error: --keys \(url.prefix(200)): fetching keys over HTTP needs the signed key set, which this "
                              + "version cannot check yet; download the issuer's keys.json and pass --keys FILE", status: 2)
         case .file(let path):
-            keySet = try loadDocument("--keys", path) { bytes throws(PATKitError) in try KeySet(json: bytes) }
+            keySet = try loadDocument("--keys", path, maxBytes: SignedKeySet.maxDocumentBytes, parseKeys)
             keysOrigin = path
         case nil:
             let stored = try usable("keystore", home.keyStore.manifestPath) { () throws(PATKitError) in try home.keyStore.keySet() }
@@ -48,7 +61,7 @@ struct ScanTrust {
                 keySet = stored
                 keysOrigin = home.keyStore.manifestPath
             } else if SecureFile.exists(home.publishedKeysPath) {
-                keySet = try loadDocument("published keys", home.publishedKeysPath) { bytes throws(PATKitError) in try KeySet(json: bytes) }
+                keySet = try loadDocument("published keys", home.publishedKeysPath, maxBytes: SignedKeySet.maxDocumentBytes, parseKeys)
                 keysOrigin = home.publishedKeysPath
             } else {
                 throw CLIFailure(message: "error: no keys to check tokens against in \(home.path) (neither \(home.keyStore.manifestPath) "

@@ -19,7 +19,13 @@ struct ServeCommand: AsyncParsableCommand {
             (scopes that must be granted) and X-PAT-Domain headers, and answers 204 (with X-PAT-Subject, X-PAT-Id, \
             X-PAT-Scope), 401, 403 or 503, for nginx `auth_request` and similar. Keys and list come from \
             HOME/published (default) or from --keys-url and --revocations-url, refreshed every --refresh-interval; \
-            GET /status tells what the gate holds and why it would refuse tokens.
+            the key set must be signed by a trust anchor of --trust-anchor FILE (default: HOME/keys/anchors). \
+            GET /status tells what the gate holds and answers 503 with the reason while it refuses every \
+            token (a readiness probe); GET /healthz answers 200 while the process serves.
+
+            Every mode bounds its clients: --max-connections (default 512, and at most the open-file limit \
+            minus 64; beyond it a connection is answered 503), --header-timeout (10s to receive a request head \
+            after connecting or after the previous response) and --idle-timeout (30s).
 
             Management API (default mode, when HOME/keys has a signing key; --no-management turns it off): \
             /v3/personal-access-tokens creates, lists, shows, re-scopes, revokes, regenerates and deletes PATs \
@@ -47,6 +53,16 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("refresh-interval"), help: "Gate and management API: how often to re-read keys and list, e.g. 5s, 1m.")
     var refreshInterval = "5s"
     @Option(name: .customLong("cache-dir"), help: "Gate: keep the last good keys and list here across restarts.") var cacheDirectory: String?
+    @Option(name: .customLong("trust-anchor"),
+            help: ArgumentHelp("Gate: trust anchors, one k4.public line each (the issuer's `pat keys export --anchors`); "
+                               + "the key set must be signed by one (default: HOME/keys/anchors).", valueName: "FILE"))
+    var trustAnchor: String?
+    @Option(name: .customLong("max-connections"), help: "Connections served at once; more are answered 503 (default 512).")
+    var maxConnections: Int?
+    @Option(name: .customLong("header-timeout"), help: "Time to receive a request head after connecting or the previous response (default 10s).")
+    var headerTimeout: String?
+    @Option(name: .customLong("idle-timeout"), help: "Close a connection after this long without reading a request part (default 30s).")
+    var idleTimeout: String?
     @Option(help: "Gate: the domain tokens must act in when the request names none (X-PAT-Domain).") var domain: String?
     @Option(name: .customLong("stale-grace"), help: "Gate: how long past its next-update a list still counts as fresh, e.g. 10m.")
     var staleGrace: String?
@@ -88,8 +104,16 @@ struct ServeCommand: AsyncParsableCommand {
         if (keysURL == nil) != (revocationsURL == nil) {
             throw ValidationError("--keys-url and --revocations-url go together")
         }
-        if !verifyOnly, keysURL != nil || cacheDirectory != nil || staleGrace != nil || acceptStale || domain != nil {
-            throw ValidationError("--keys-url, --revocations-url, --cache-dir, --domain, --stale-grace and --accept-stale apply to --verify-only")
+        if !verifyOnly, keysURL != nil || cacheDirectory != nil || staleGrace != nil || acceptStale || domain != nil || trustAnchor != nil {
+            throw ValidationError("--keys-url, --revocations-url, --cache-dir, --trust-anchor, --domain, --stale-grace and --accept-stale apply to --verify-only")
+        }
+        if let maxConnections, !(1...1_000_000).contains(maxConnections) {
+            throw ValidationError("--max-connections must be from 1 to 1000000")
+        }
+        for (name, value) in [("--header-timeout", headerTimeout), ("--idle-timeout", idleTimeout)] {
+            if let value, (try? TimeSpan(parsing: value))?.seconds ?? 0 <= 0 {
+                throw ValidationError("\(name) must be a positive duration, e.g. 10s")
+            }
         }
         if verifyOnly || noManagement, managementOptionsGiven {
             throw ValidationError("--database, --catalog, --max-lifetime, --default-lifetime, --next-update, --rate-limit, "
@@ -146,14 +170,17 @@ struct ServeCommand: AsyncParsableCommand {
         let logger = Logger(label: "patkit.serve")
 
         var configuration = PATServerConfiguration(host: host, port: port, home: home.resolved)
+        if let maxConnections { configuration.limits.maxConnections = maxConnections }
+        if let headerTimeout { configuration.limits.headerTimeout = .seconds(try TimeSpan(parsing: headerTimeout).seconds) }
+        if let idleTimeout { configuration.limits.idleTimeout = .seconds(try TimeSpan(parsing: idleTimeout).seconds) }
         if verifyOnly {
             var policy = Validator.Policy()
             policy.leeway = leeway
             policy.staleListPolicy = acceptStale ? .accept : .reject
             if let staleGrace { policy.staleGrace = try TimeSpan(parsing: staleGrace).seconds }
             let interval = try TimeSpan(parsing: refreshInterval)
-            var gate = GateConfiguration(refreshInterval: .seconds(interval.seconds), cacheDirectory: cacheDirectory,
-                                         policy: policy, domain: domain)
+            var gate = GateConfiguration(trustAnchors: try gateAnchors(configuration.home), refreshInterval: .seconds(interval.seconds),
+                                         cacheDirectory: cacheDirectory, policy: policy, domain: domain)
             if let keysURL, let revocationsURL { gate.source = .urls(keys: keysURL, revocations: revocationsURL) }
             configuration.mode = .gate(gate)
         } else if !noManagement {
@@ -167,6 +194,15 @@ struct ServeCommand: AsyncParsableCommand {
 }
 
 extension ServeCommand {
+    /// The gate's trust anchors: --trust-anchor FILE, else the home's anchors; without either the
+    /// gate would trust nothing, so it does not start.
+    func gateAnchors(_ home: PATHome) throws -> TrustAnchors {
+        if let trustAnchor { return try TrustAnchors(contentsOfFile: trustAnchor) }
+        if let anchors = try home.keyStore.trustAnchors() { return anchors }
+        throw CLIFailure(message: "error: the gate needs trust anchors: pass --trust-anchor FILE (the issuer's "
+                         + "`pat keys export --anchors`); \(home.keyStore.anchorsPath) does not exist", status: 2)
+    }
+
     /// Mounts the management API when the home can sign (a key in HOME/keys); without one it
     /// is left out with a notice, unless management options ask for it.
     func addManagement(to configuration: inout PATServerConfiguration, logger: Logger) async throws {

@@ -1,5 +1,6 @@
 import Foundation
 import PATKit
+import PATStore
 import PATTestSupport
 import Testing
 #if canImport(Glibc)
@@ -47,8 +48,9 @@ struct FaultTests {
     }
 
     func loadList(_ pat: PatRunner) throws -> RevocationList {
-        let keys = try KeySet(json: SecureFile.read(pat.home + "/published/keys.json", maxBytes: 1 << 20))
-        return try RevocationList(verifying: SecureFile.read(pat.home + "/published/revocations.bin", maxBytes: 1 << 26), keys: keys)
+        let keySet = try SignedKeySet(verifying: SecureFile.read(pat.home + "/published/keys.json", maxBytes: SignedKeySet.maxDocumentBytes),
+                                      anchors: TrustAnchors(contentsOfFile: pat.home + "/keys/anchors"))
+        return try RevocationList(verifying: SecureFile.read(pat.home + "/published/revocations.bin", maxBytes: 1 << 26), keys: keySet.keys)
     }
 
     func temporaryFiles(_ pat: PatRunner) throws -> [String] {

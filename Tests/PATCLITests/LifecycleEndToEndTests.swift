@@ -1,4 +1,6 @@
 import Foundation
+import PATKit
+import PATStore
 import PATTestSupport
 import Testing
 
@@ -220,8 +222,9 @@ struct LifecycleEndToEndTests {
 
         try await pat.ok(["keys", "retire", first])
         try await pat.ok(["publish"])
-        let published = try String(contentsOfFile: pat.home + "/published/keys.json", encoding: .utf8)
-        #expect(published.contains("\"retired\""))
+        let published = try SignedKeySet(verifying: SecureFile.read(pat.home + "/published/keys.json", maxBytes: SignedKeySet.maxDocumentBytes),
+                                         anchors: TrustAnchors(contentsOfFile: pat.home + "/keys/anchors"))
+        #expect(published.keys.entries.first { $0.id.rawValue == first }?.status == .retired)
         #expect(try await pat.verify(old.token)?.code == "unknown_key")
         #expect(try await pat.verify(new.token) == nil)
         let last = try await pat.run(["keys", "retire", second])

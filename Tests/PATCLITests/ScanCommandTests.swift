@@ -200,13 +200,17 @@ struct ScanCommandTests {
         let f = try await Fixture.make()
         let elsewhere = try await PatRunner(now: Self.t0) // an empty home: no keys of its own
         let published = f.pat.home + "/published"
+        let anchors = f.pat.home + "/keys/anchors" // what `pat keys export --anchors` prints: pinned out of band
         let result = try await elsewhere.run(["scan", f.tree, "--json", "--keys", published + "/keys.json",
-                                              "--revocations", published + "/revocations.bin"])
+                                              "--trust-anchor", anchors, "--revocations", published + "/revocations.bin"])
         expectNoToken(result, f)
         let statuses = try #require(try result.object()["findings"] as? [[String: Any]]).map { $0["status"] as? String }
         #expect(statuses == ["forged", "live", "revoked", "expired", "foreign"])
 
-        let unlisted = try await elsewhere.run(["scan", f.tree + "/docs", "--keys", published + "/keys.json"])
+        let unlisted = try await elsewhere.run(["scan", f.tree + "/docs", "--keys", published + "/keys.json", "--trust-anchor", anchors])
+        // Without the anchors, the signed key set cannot be checked: refused, not trusted.
+        let unanchored = try await elsewhere.run(["scan", f.tree + "/docs", "--keys", published + "/keys.json"])
+        #expect(unanchored.status == 2 && unanchored.stderr.contains("--trust-anchor"), "\(unanchored.stderr)")
         expectNoToken(unlisted, f)
         #expect(unlisted.status == 1, "the revoked PAT is not known to be revoked without the list")
         #expect(unlisted.stderr.contains("no revocation list"))

@@ -114,4 +114,53 @@ struct ConcurrencyTests {
         }
         #expect(failures == 0)
     }
+
+    /// A value that records when it is freed, and whether anyone read it afterwards.
+    final class Tracked: Sendable {
+        let id: Int
+        let log: FreedLog
+        init(_ id: Int, _ log: FreedLog) { self.id = id; self.log = log }
+        deinit { log.freed(id) }
+    }
+
+    final class FreedLog: Sendable {
+        private let state = Mutex<(freed: Set<Int>, readAfterFree: Int)>(([], 0))
+        func freed(_ id: Int) { state.withLock { _ = $0.freed.insert(id) } }
+        func read(_ id: Int) { state.withLock { if $0.freed.contains(id) { $0.readAfterFree += 1 } } }
+        var freedCount: Int { state.withLock { $0.freed.count } }
+        var readsAfterFree: Int { state.withLock { $0.readAfterFree } }
+    }
+
+    @Test("the lock-free snapshot: readers never see a freed value, and replaced values are freed", .timeLimit(.minutes(2)))
+    func snapshotReclamation() async {
+        let log = FreedLog()
+        let cell = SnapshotCell(Tracked(0, log))
+        let writes = 2_000
+        let stop = Flag()
+        let reads = await withTaskGroup(of: Int.self) { group in
+            for _ in 0..<4 {
+                group.addTask {
+                    var count = 0
+                    while !stop.value.load(ordering: .relaxed) || count == 0 {
+                        cell.read { value in log.read(value.id) }
+                        count += 1
+                        if count % 256 == 0 { await Task.yield() }
+                    }
+                    return count
+                }
+            }
+            group.addTask {
+                for id in 1...writes {
+                    cell.update { _ in (Tracked(id, log), ()) }
+                    if id % 64 == 0 { await Task.yield() }
+                }
+                stop.value.store(true, ordering: .relaxed)
+                return 0
+            }
+            return await group.reduce(0, +)
+        }
+        #expect(reads > 0)
+        #expect(log.readsAfterFree == 0, "no reader used a value after it was freed")
+        #expect(log.freedCount == writes, "every replaced value was freed; only the current one is held")
+    }
 }

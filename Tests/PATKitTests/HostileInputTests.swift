@@ -88,8 +88,10 @@ enum Hostile {
         let b = validationCode { try cached.validate(token) }
         let c = validationCode { try cached.validate(token) }
         #expect(a == b && b == c, "cache changes the outcome: \(String(describing: a)) / \(String(describing: b)) / \(String(describing: c))")
-        if a == nil {
+        if a == nil, token.utf8.count <= cached.policy.cacheMaxTokenBytes {
             #expect(cached.cacheHitCount == hits + 1, "an accepted token is answered from the cache once seen")
+        } else if a == nil {
+            #expect(cached.cacheHitCount == hits, "a token over cacheMaxTokenBytes is never cached")
         } else {
             #expect(cached.cacheHitCount == hits, "a refused token is never answered from the cache")
         }
@@ -594,10 +596,15 @@ struct HostileInputTests {
         ListCase(label: "signed by an unknown key") { try Hostile.list(signer: Hostile.stranger) },
         ListCase(label: "signed by the retired key") { try Hostile.list(signer: Hostile.retired) },
         ListCase(label: "empty") { [] },
-        ListCase(label: "magic only") { Array("PATKRL01".utf8) },
-        ListCase(label: "another magic (PATKRL02)") {
+        ListCase(label: "magic only") { Array("PATKRL02".utf8) },
+        ListCase(label: "another magic (PATKRL03)") {
             var b = try Hostile.list()
-            b[7] = UInt8(ascii: "2")
+            b[7] = UInt8(ascii: "3")
+            return b
+        },
+        ListCase(label: "the version 1 magic (PATKRL01)") {
+            var b = try Hostile.list()
+            b[7] = UInt8(ascii: "1")
             return b
         },
         ListCase(label: "truncated by one byte") { Array(try Hostile.list().dropLast()) },
@@ -612,8 +619,8 @@ struct HostileInputTests {
             b[8 + 1 + 51] ^= 1 // the sequence
             return b
         },
-        ListCase(label: "kid length 255 over garbage") { Array("PATKRL01".utf8) + [255] + [UInt8](repeating: 0x41, count: 300) },
-        ListCase(label: "kid not UTF-8") { Array("PATKRL01".utf8) + [4, 0xFF, 0xFE, 0xFD, 0xFC] + [UInt8](repeating: 0, count: 100) },
+        ListCase(label: "kid length 255 over garbage") { Array("PATKRL02".utf8) + [255] + [UInt8](repeating: 0x41, count: 300) },
+        ListCase(label: "kid not UTF-8") { Array("PATKRL02".utf8) + [4, 0xFF, 0xFE, 0xFD, 0xFC] + [UInt8](repeating: 0, count: 100) },
         ListCase(label: "header claiming 2^32−1 + 2^32−1 entries") {
             var b = try Hostile.list()
             let counts = 8 + 1 + 51 + 24

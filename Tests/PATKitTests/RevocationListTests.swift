@@ -34,8 +34,8 @@ struct RevocationListTests {
     @Test("build, sign and verify")
     func roundTrip() throws {
         let bytes = try sign(sampleBuilder(), sequence: 7)
-        #expect(bytes.count == 8 + 1 + 51 + 8 + 8 + 8 + 4 + 4 + 3 * 32 + 64)
-        #expect(Array(bytes.prefix(8)) == Array("PATKRL01".utf8))
+        #expect(bytes.count == 8 + 1 + 51 + 8 + 8 + 8 + 4 + 4 + 4 + 3 * 32 + 64)
+        #expect(Array(bytes.prefix(8)) == Array("PATKRL02".utf8))
         let list = try RevocationList(verifying: bytes, keys: keys)
         #expect(list.sequence == 7)
         #expect(list.issuedAt == Fixture.now)
@@ -135,10 +135,10 @@ struct RevocationListTests {
         b.revokeAll(subject: "old", issuedBefore: Fixture.now, horizon: Fixture.now.adding(seconds: -10))
         b.revokeAll(subject: "new", issuedBefore: Fixture.now, horizon: Fixture.now.adding(seconds: 10))
         var withLeeway = b
-        #expect(withLeeway.prune(now: Fixture.now, leeway: 5) == 1) // only "old" (horizon now-10 < now-5)
+        #expect(withLeeway.prune(now: Fixture.now, margin: 5) == 1) // only "old" (horizon now-10 < now-5)
         var withDefault = b
         #expect(withDefault.prune(now: Fixture.now) == 0) // default leeway 60 s, as verifiers
-        #expect(b.prune(now: Fixture.now, leeway: 0) == 2)
+        #expect(b.prune(now: Fixture.now, margin: 0) == 2)
         #expect(b.tokenEntryCount == 2)
         #expect(b.ownerEntryCount == 1)
         let list = try makeList(b)

@@ -94,7 +94,7 @@ extension PATKitError {
         case .invalidKey(let s), .invalidScope(let s), .invalidClaims(let s), .invalidDocument(let s),
              .crypto(let s), .invalidArgument(let s): return s
         case .io(_, let s): return s
-        case .insecureKeyFile, .rollback: return description
+        case .insecureKeyFile, .rollback, .keySetRollback: return description
         }
     }
 }

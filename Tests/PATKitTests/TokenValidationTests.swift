@@ -461,7 +461,8 @@ struct TokenValidationTests {
     func codes() {
         #expect(PATValidationError.Code.allCases.map(\.rawValue) == [
             "malformed", "too_large", "unknown_key", "bad_signature", "expired", "not_yet_valid", "revoked",
-            "ancestor_revoked", "stale_revocation_list", "missing_revocation_list", "wrong_domain", "scope_missing",
+            "ancestor_revoked", "stale_revocation_list", "missing_revocation_list", "missing_key_set", "stale_key_set", "wrong_domain",
+            "scope_missing",
         ])
         #expect(PATValidationError(.expired, "x").description == "expired: x")
     }

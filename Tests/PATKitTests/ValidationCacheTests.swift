@@ -98,6 +98,14 @@ import Testing
         let hits = validator.cacheHitCount
         validator.replaceKeys(keys)
         #expect(validationCode { try validator.validate(oldToken) } == .unknownKey)
+        // The held list was signed by the retired key: it is dropped, not trusted (M4).
+        #expect(validationCode { try validator.validate(newToken) } == .missingRevocationList)
+        #expect(validator.droppedList?.signer == key.id)
+        let fresh = try RevocationList(verifying: RevocationList.Builder().sign(with: newer, sequence: 2, issuedAt: Fixture.now.adding(seconds: -60),
+                                                                                 nextUpdate: Fixture.now.adding(seconds: Fixture.hour)),
+                                       keys: keys)
+        try validator.install(fresh)
+        #expect(validator.droppedList == nil)
         #expect(throws: Never.self) { try validator.validate(newToken) }
         #expect(validator.cacheHitCount == hits, "a key change empties the cache: both were verified again")
     }
@@ -150,5 +158,61 @@ import Testing
         _ = try validator.validate(token)
         #expect(validator.cachedTokenCount == 0)
         #expect(validator.cacheHitCount == 0)
+    }
+
+    @Test("the cache is bounded in bytes, not only in entries, and oversize tokens are never cached (L1)")
+    func boundedInBytes() throws {
+        var policy = Validator.Policy()
+        policy.cacheCapacity = 100_000
+        policy.cacheMaxBytes = 256 * 1024
+        let clock = self.clock
+        let validator = Validator(keys: KeySet(keys: [key.publicKey]), revocations: try list(sequence: 1), policy: policy, clock: { clock.now })
+        let issuer = Issuer(key: key)
+        let scopes = (0..<20).map { "clients:view:client-number-\($0)" }
+        for _ in 0..<2000 {
+            _ = try validator.validate(try issuer.issue(Fixture.claims(scopes: scopes)))
+        }
+        #expect(validator.cachedBytes <= policy.cacheMaxBytes)
+        #expect(validator.cachedBytes > policy.cacheMaxBytes / 2, "the budget is used, not wasted")
+        #expect(validator.cachedTokenCount > 0 && validator.cachedTokenCount < 2000, "\(validator.cachedTokenCount) entries")
+
+        // A token over cacheMaxTokenBytes is validated every time and never remembered.
+        let wide = try issuer.issue(Fixture.claims(scopes: (0..<125).map { "clients:view:client-number-\($0)" }))
+        #expect(wide.utf8.count > policy.cacheMaxTokenBytes)
+        let before = validator.cachedTokenCount
+        #expect(throws: Never.self) { try validator.validate(wide) }
+        #expect(throws: Never.self) { try validator.validate(wide) }
+        #expect(validator.cachedTokenCount == before)
+    }
+
+    @Test("an entry is charged at least its token and claims")
+    func entryCost() throws {
+        let small = try Issuer(key: key).issue(Fixture.claims())
+        let large = try Issuer(key: key).issue(Fixture.claims(scopes: (0..<100).map { "channels:connect_client:channel-\($0)" }))
+        let validator = Fixture.validator(keys: [key.publicKey])
+        let smallCost = ValidationCache.Entry.cost(token: small, pat: try validator.validate(small))
+        let largeCost = ValidationCache.Entry.cost(token: large, pat: try validator.validate(large))
+        #expect(smallCost >= 640 + small.utf8.count)
+        #expect(largeCost >= 2 * large.utf8.count, "the parsed scopes cost about as much again as the token")
+        #expect(largeCost > smallCost)
+    }
+
+    @Test("every shard is used: the configured capacity is the capacity")
+    func shardsAreAllUsed() throws {
+        var policy = Validator.Policy()
+        policy.cacheCapacity = 1600 // 100 a shard
+        let validator = Validator(keys: KeySet(keys: [key.publicKey]), revocations: try list(sequence: 1), policy: policy, clock: { Fixture.now })
+        let issuer = Issuer(key: key)
+        // Claims of a length where message ‖ signature leaves 1 byte in the last base64 group:
+        // the token's last signature character then carries only 2 random bits (the old shard
+        // index read it, and so used 2 shards of 16).
+        let subject = try #require((1...3).map { String(repeating: "u", count: $0) }.first { subject in
+            guard let token = try? issuer.issue(Fixture.claims(subject: subject)),
+                  let parts = try? PASETOv4Public.parse(token) else { return false }
+            return (parts.messageBytes.count + 64) % 3 == 1
+        })
+        for _ in 0..<1600 { _ = try validator.validate(try issuer.issue(Fixture.claims(subject: subject))) }
+        // Random spread over 16 shards of 100 keeps about 1540; two shards (the old bug) kept 200.
+        #expect(validator.cachedTokenCount > 1300, "\(validator.cachedTokenCount) of 1600 cached")
     }
 }

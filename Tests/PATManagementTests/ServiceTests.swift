@@ -350,20 +350,28 @@ struct PublisherTests {
         #expect(rejection(validator, kept.bearer) == nil)
         #expect(rejection(validator, dead.bearer) == .revoked)
         #expect(throws: PATKitError.self) { try validator.installRevocations(first.bytes) } // rollback refused
-        #expect(Publisher.sequence(ofListAt: t.home.publishedRevocationsPath) == 4)
-        let keys = try KeySet(json: SecureFile.read(t.home.publishedKeysPath, maxBytes: KeySet.maxDocumentBytes))
-        #expect(keys == (try t.keyStore.keySet()))
+        #expect(Publisher.verifiedSequence(ofListAt: t.home.publishedRevocationsPath, keys: try t.keyStore.keySet()) == 4)
+        let keys = try SignedKeySet(verifying: SecureFile.read(t.home.publishedKeysPath, maxBytes: SignedKeySet.maxDocumentBytes),
+                                    anchors: try #require(try t.keyStore.trustAnchors()))
+        #expect(keys.keys == (try t.keyStore.keySet()))
     }
 
-    @Test("the sequence also stays above a list already in the output folder", arguments: RegistryBackend.allCases)
+    @Test("the sequence also stays above a list of ours already in the output folder (e.g. a registry restored from an old backup)",
+          arguments: RegistryBackend.allCases)
     func sequenceAboveExistingFile(_ backend: RegistryBackend) async throws {
-        let first = try await TestHome.make(backend)
+        let t = try await TestHome.make(backend)
         let clock = TestClock()
-        let shared = first.home.path + "/shared-out"
-        for _ in 0..<3 { try await first.publisher(at: clock, directory: shared).publish() }
-        let second = try await TestHome.make(backend)
-        let result = try await second.publisher(at: clock, directory: shared).publish()
+        for _ in 0..<3 { try await t.publisher(at: clock).publish() }
+        let restored = try await TestHome.make(backend) // an empty registry: knows no publish yet
+        let result = try await Publisher(store: restored.registry, keyStore: t.keyStore, outputDirectory: t.home.publishedDirectory,
+                                         clock: { clock.now }).publish()
         #expect(result.sequence == 4)
+
+        // A list another issuer signed is not ours: its sequence is not followed.
+        let other = try TestHome()
+        let foreign = try await other.publisher(at: clock, directory: t.home.path + "/foreign").publish()
+        #expect(Publisher.verifiedSequence(ofListAt: foreign.revocationsPath, keys: try t.keyStore.keySet()) == nil)
+        #expect(Publisher.verifiedSequence(ofListAt: foreign.revocationsPath, keys: try other.keyStore.keySet()) == 1)
     }
 
     @Test("published keys list retired keys as retired; the list is signed by the newest active key", arguments: RegistryBackend.allCases)

@@ -114,10 +114,16 @@ package final class TestHome: @unchecked Sendable {
     /// A validator holding the published key set and list, at the clock's time.
     package func validator(at clock: TestClock, directory: String? = nil) throws -> Validator {
         let dir = directory ?? home.publishedDirectory
-        let keys = try KeySet(json: SecureFile.read(dir + "/keys.json", maxBytes: KeySet.maxDocumentBytes))
+        guard let anchors = try keyStore.trustAnchors() else {
+            throw PATKitError.invalidArgument("no trust anchor in \(keyStore.anchorsPath): publishing creates it")
+        }
+        let keySet = try SignedKeySet(verifying: SecureFile.read(dir + "/keys.json", maxBytes: SignedKeySet.maxDocumentBytes),
+                                      anchors: anchors)
         let list = try RevocationList(verifying: SecureFile.read(dir + "/revocations.bin", maxBytes: RevocationList.defaultMaxBytes),
-                                      keys: keys)
-        return Validator(keys: keys, revocations: list, clock: { clock.now })
+                                      keys: keySet.keys)
+        let validator = Validator(keys: KeySet(), clock: { clock.now })
+        try validator.install(keySet, revocations: list)
+        return validator
     }
 }
 

@@ -87,7 +87,10 @@ struct DelegationPropertyTests {
                 try remember(try response.string("accessToken"), issuedBy: nil)
             }
 
-            let validator = Validator(keys: try KeySet(json: SecureFile.read(home.home.publishedKeysPath, maxBytes: KeySet.maxDocumentBytes)))
+            let anchors = try #require(try home.home.keyStore.trustAnchors())
+            let validator = Validator(keys: try SignedKeySet(verifying: SecureFile.read(home.home.publishedKeysPath,
+                                                                                       maxBytes: SignedKeySet.maxDocumentBytes),
+                                                             anchors: anchors).keys)
             var outcomes: [Int: Int] = [:]
             var accepted = 0, refusedByLineage = 0
             var live = order                        // keys that validated at the last check

@@ -15,12 +15,13 @@ struct DistributionTests {
         var keys = issuing.keySet
         for _ in 0..<4 { keys.add(try SecretKey.generate().publicKey) }
         let list = try issuing.list(sequence: 3, revoked: [PATClaims.newID(), PATClaims.newID()])
-        try dir.publish(keys: keys, list: list)
+        try dir.publish(keys: try issuing.signedKeys(keys), list: list)
+        try dir.pin(issuing.anchors)
         return (dir, issuing, list)
     }
 
     @Test func keysAreServedWithETagAndRevalidation() async throws {
-        let (dir, _, _) = try Self.published()
+        let (dir, issuing, _) = try Self.published()
         let onDisk = try SecureFile.read(dir.home.publishedKeysPath, maxBytes: 1 << 20)
         try await withPATServer(PATServerConfiguration(home: dir.home)) { port, _ in
             let url = "http://127.0.0.1:\(port)/.well-known/pat/keys"
@@ -31,7 +32,7 @@ struct DistributionTests {
             #expect(first.header("Cache-Control") == "public, no-cache")
             let etag = try #require(first.header("ETag"))
             #expect(etag.hasPrefix("\"") && etag.hasSuffix("\"") && !etag.hasPrefix("W/"), "a strong entity tag")
-            #expect(try KeySet(json: first.body).activeKeys.count == 5)
+            #expect(try SignedKeySet(verifying: first.body, anchors: issuing.anchors).keys.activeKeys.count == 5)
 
             let again = try await http(url, headers: [("If-None-Match", etag)])
             #expect(again.status == 304)
@@ -57,7 +58,8 @@ struct DistributionTests {
         let issuing = try Issuing()
         let now = Timestamp.now()
         let list = try issuing.list(sequence: 7, revoked: [PATClaims.newID()], nextUpdate: now.adding(seconds: 600))
-        try dir.publish(keys: issuing.keySet, list: list)
+        try dir.publish(keys: try issuing.signedKeys(), list: list)
+        try dir.pin(issuing.anchors)
         try await withPATServer(PATServerConfiguration(home: dir.home)) { port, _ in
             let url = "http://127.0.0.1:\(port)/.well-known/pat/revocations"
             // The server reads its clock while answering, between these two readings: max-age is
@@ -88,7 +90,8 @@ struct DistributionTests {
         let issuing = try Issuing()
         let now = Timestamp.now()
         let list = try issuing.list(sequence: 1, issuedAt: now.adding(seconds: -7200), nextUpdate: now.adding(seconds: -3600))
-        try dir.publish(keys: issuing.keySet, list: list)
+        try dir.publish(keys: try issuing.signedKeys(), list: list)
+        try dir.pin(issuing.anchors)
         try await withPATServer(PATServerConfiguration(home: dir.home)) { port, _ in
             let response = try await http("http://127.0.0.1:\(port)/.well-known/pat/revocations")
             #expect(response.status == 200)
@@ -129,7 +132,7 @@ struct DistributionTests {
     @Test func aRepublishedFileIsServedAtOnce() async throws {
         let dir = try TempDir()
         let issuing = try Issuing()
-        try dir.publish(keys: issuing.keySet, list: try issuing.list(sequence: 1))
+        try dir.publish(keys: try issuing.signedKeys(), list: try issuing.list(sequence: 1))
         try await withPATServer(PATServerConfiguration(home: dir.home)) { port, _ in
             let url = "http://127.0.0.1:\(port)/.well-known/pat/revocations"
             let first = try await http(url)

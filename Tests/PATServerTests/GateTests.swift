@@ -19,12 +19,12 @@ struct GateTests {
             dir = try TempDir()
             issuing = try Issuing()
             revokedID = PATClaims.newID()
-            try dir.publish(keys: issuing.keySet,
+            try dir.publish(keys: try issuing.signedKeys(),
                             list: try issuing.list(sequence: 1, revoked: [revokedID], issuedAt: issuedAt, nextUpdate: nextUpdate))
         }
 
         func gate(_ configure: (inout GateConfiguration) -> Void = { _ in }) -> PATServerConfiguration {
-            var gate = GateConfiguration(refreshInterval: .seconds(1))
+            var gate = GateConfiguration(trustAnchors: issuing.anchors, refreshInterval: .seconds(1))
             configure(&gate)
             return PATServerConfiguration(home: dir.home, mode: .gate(gate))
         }
@@ -120,6 +120,25 @@ struct GateTests {
         }
     }
 
+    @Test("the security review's notes: subject delimiters encoded, empty scope requirement refused, gate domain not disclosed")
+    func reviewNotes() async throws {
+        let setup = try Setup()
+        let token = try setup.issuing.token(subject: "eve,admin;role=admin\"x", domain: "secret-domain")
+        try await withPATServer(setup.gate { $0.domain = "secret-domain" }) { port, _ in
+            let url = "http://127.0.0.1:\(port)/verify"
+            let ok = try await http(url, headers: [("Authorization", "Bearer \(token)")])
+            #expect(ok.status == 204)
+            #expect(ok.header("X-PAT-Subject") == "eve%2Cadmin%3Brole%3Dadmin%22x")
+            for value in ["", " , ", "\t"] {
+                let empty = try await http(url, headers: [("Authorization", "Bearer \(token)"), ("X-PAT-Require-Scope", value)])
+                #expect(empty.status == 400, "\"\(value)\" must not mean 'no scope required'")
+            }
+            let probing = try await http(url, headers: [("Authorization", "Bearer v4.public.x"), ("X-PAT-Domain", "guess")])
+            #expect(probing.status == 401)
+            #expect(!probing.text.contains("secret-domain"))
+        }
+    }
+
     @Test func aStaleListIsRefusedAsUnavailableAndTheStatusSaysWhy() async throws {
         let now = Timestamp.now()
         let setup = try Setup(nextUpdate: now.adding(seconds: -60), issuedAt: now.adding(seconds: -3600))
@@ -131,7 +150,7 @@ struct GateTests {
             #expect(response.header("Retry-After") != nil)
 
             let status = try await http("http://127.0.0.1:\(port)/status")
-            #expect(status.status == 200)
+            #expect(status.status == 503, "a readiness probe: not ready while every token is refused")
             let object = try #require(try JSONSerialization.jsonObject(with: Data(status.body)) as? [String: Any])
             #expect(object["stale"] as? Bool == true)
             #expect(object["acceptingTokens"] as? Bool == false)
@@ -153,13 +172,15 @@ struct GateTests {
         let dir = try TempDir()
         let issuing = try Issuing()
         let token = try issuing.token()
-        try await withPATServer(PATServerConfiguration(home: dir.home, mode: .gate(GateConfiguration()))) { port, refresher in
+        try await withPATServer(PATServerConfiguration(home: dir.home, mode: .gate(GateConfiguration(trustAnchors: issuing.anchors)))) { port, refresher in
             let response = try await http("http://127.0.0.1:\(port)/verify", headers: [("Authorization", "Bearer \(token)")])
-            #expect(response.status == 401)
-            #expect(response.errorCode == "unknown_key")
+            #expect(response.status == 503, "no key set: the gate cannot decide, so it does not say the token is bad")
+            #expect(response.errorCode == "missing_key_set")
             let status = try #require(refresher?.status)
             #expect(status.acceptingTokens == false)
             #expect(status.lastError?.contains("keys.json") == true)
+            let probe = try await http("http://127.0.0.1:\(port)/status")
+            #expect(probe.status == 503, "readiness: not ready while every token is refused")
         }
     }
 
@@ -171,7 +192,7 @@ struct GateTests {
         try await withPATServer(PATServerConfiguration(home: setup.dir.home)) { distributionPort, _ in
             let base = "http://127.0.0.1:\(distributionPort)/.well-known/pat"
             let gate = GateConfiguration(source: .urls(keys: "\(base)/keys", revocations: "\(base)/revocations"),
-                                         refreshInterval: .seconds(1), cacheDirectory: cache.path)
+                                         trustAnchors: setup.issuing.anchors, refreshInterval: .seconds(1), cacheDirectory: cache.path)
             let empty = try TempDir()
             try await withPATServer(PATServerConfiguration(home: empty.home, mode: .gate(gate))) { port, refresher in
                 let ok = try await http("http://127.0.0.1:\(port)/verify", headers: [("Authorization", "Bearer \(token)")])

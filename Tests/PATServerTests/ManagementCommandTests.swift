@@ -29,10 +29,11 @@ struct ManagementCommandTests {
     }
 
     /// What the server distributes right now, as an edge would load it.
-    static func servedValidator(_ port: Int) async throws -> Validator {
+    static func servedValidator(_ port: Int, anchors: TrustAnchors) async throws -> Validator {
         let keys = try await http("http://127.0.0.1:\(port)/.well-known/pat/keys")
         let list = try await http("http://127.0.0.1:\(port)/.well-known/pat/revocations")
-        let validator = Validator(keys: try KeySet(json: keys.body))
+        let validator = Validator(keys: KeySet())
+        try validator.install(try SignedKeySet(verifying: keys.body, anchors: anchors))
         try validator.installRevocations(list.body)
         return validator
     }
@@ -53,13 +54,13 @@ struct ManagementCommandTests {
             #expect(try listed.object()["total"] as? Int == 2)
             let id = try created.string("id")
             let token = try created.string("accessToken")
-            let before = try await Self.servedValidator(port)
+            let before = try await Self.servedValidator(port, anchors: try #require(try dir.home.keyStore.trustAnchors()))
             #expect(try before.validate(token).id == id, "the served list accepts the new PAT")
             let sequenceBefore = try #require(before.revocations?.sequence)
 
             #expect(try await request("\(api)/\(id)/revoke", method: .POST, token: admin).status == 200)
             // The served list changed: a higher sequence with an entry for exactly this PAT.
-            let after = try await Self.servedValidator(port)
+            let after = try await Self.servedValidator(port, anchors: try #require(try dir.home.keyStore.trustAnchors()))
             let list = try #require(after.revocations)
             #expect(list.sequence > sequenceBefore)
             #expect(list.tokenEntryCount == 1, "one PAT entry: the revoked one")

@@ -189,9 +189,13 @@ func withManagementServer<T: Sendable>(_ home: ManagementHome, logger: Logger = 
 
 /// A validator fed from what `HOME/published` holds right now (as a gate or an edge would be).
 func publishedValidator(_ home: PATHome) throws -> Validator {
-    let keys = try KeySet(json: try SecureFile.read(home.publishedKeysPath, maxBytes: KeySet.maxDocumentBytes))
-    let validator = Validator(keys: keys)
-    try validator.installRevocations(try SecureFile.read(home.publishedRevocationsPath, maxBytes: RevocationList.defaultMaxBytes))
+    let anchors = try #require(try home.keyStore.trustAnchors(), "the first publish creates the home's trust anchor")
+    let keySet = try SignedKeySet(verifying: try SecureFile.read(home.publishedKeysPath, maxBytes: SignedKeySet.maxDocumentBytes),
+                                  anchors: anchors)
+    let list = try RevocationList(verifying: try SecureFile.read(home.publishedRevocationsPath, maxBytes: RevocationList.defaultMaxBytes),
+                                  keys: keySet.keys)
+    let validator = Validator(keys: KeySet())
+    try validator.install(keySet, revocations: list)
     return validator
 }
 

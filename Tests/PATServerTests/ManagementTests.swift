@@ -110,7 +110,9 @@ struct ManagementTests {
             #expect(try publishedValidator(home.home).validate(second).generation == 2)
             let keys = try await http(url + "/.well-known/pat/keys")
             let list = try await http(url + "/.well-known/pat/revocations")
-            let edge = Validator(keys: try KeySet(json: keys.body))
+            let anchors = try #require(try home.home.keyStore.trustAnchors())
+            let edge = Validator(keys: KeySet())
+            try edge.install(try SignedKeySet(verifying: keys.body, anchors: anchors))
             try edge.installRevocations(list.body)
             do throws(PATValidationError) {
                 _ = try edge.validate(first)

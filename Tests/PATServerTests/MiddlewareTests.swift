@@ -92,14 +92,17 @@ struct MiddlewareTests {
         let dir = try TempDir()
         let cache = try TempDir("service-cache")
         let issuing = try Issuing()
-        try dir.publish(keys: issuing.keySet, list: try issuing.list(sequence: 1))
+        try dir.publish(keys: try issuing.signedKeys(), list: try issuing.list(sequence: 1))
         let token = try issuing.token(subject: "frank", scopes: ["channels:publish:ch-1"])
+        let anchorsFile = cache.path + "/anchors.txt" // what `pat keys export --anchors` printed on the issuer
+        try SecureFile.writeAtomically(anchorsFile, Array(issuing.anchors.text.utf8))
         try await withPATServer(PATServerConfiguration(home: dir.home)) { issuerPort, _ in
             let issuer = "http://127.0.0.1:\(issuerPort)"
             try await withRunningServer({ onRunning in
                 // --- as in the README ---
                 let refresher = PATRefresher(keysURL: "\(issuer)/.well-known/pat/keys",
                                              revocationsURL: "\(issuer)/.well-known/pat/revocations",
+                                             trustAnchors: try TrustAnchors(contentsOfFile: anchorsFile),
                                              cacheDirectory: cache.path, logger: quietLogger())
                 let router = Router(context: BasicPATRequestContext.self)
                 router.add(middleware: PATErrorMiddleware())

@@ -167,6 +167,7 @@ struct MultiNodeServerTests {
             let published = try #require(management.republisher.lastResult?.sequence)
             let cache = try TempDir("patgate-cache")
             let gate = GateConfiguration(source: .urls(keys: base + "/.well-known/pat/keys", revocations: base + "/.well-known/pat/revocations"),
+                                         trustAnchors: try #require(try home.home.keyStore.trustAnchors()),
                                          refreshInterval: .seconds(1), cacheDirectory: cache.path)
             let empty = try TempDir()
             try await withPATServer(PATServerConfiguration(home: empty.home, mode: .gate(gate))) { gatePort, refresher in

@@ -108,12 +108,12 @@ struct NginxTests {
         let binary = try await Prerequisite.nginx.require()
         let dir = try TempDir()
         let issuing = try Issuing()
-        try dir.publish(keys: issuing.keySet, list: try issuing.list(sequence: 1))
+        try dir.publish(keys: try issuing.signedKeys(), list: try issuing.list(sequence: 1))
         let valid = try issuing.token(subject: "carol", scopes: ["channels:publish:ch-1"])
         let doomedID = PATClaims.newID()
         let doomed = try issuing.token(id: doomedID, subject: "dave", scopes: ["channels:publish:ch-1"])
 
-        let gate = PATServerConfiguration(home: dir.home, mode: .gate(GateConfiguration(refreshInterval: .seconds(1))))
+        let gate = PATServerConfiguration(home: dir.home, mode: .gate(GateConfiguration(trustAnchors: issuing.anchors, refreshInterval: .seconds(1))))
         try await withPATServer(gate) { gatePort, refresher in
             let refresher = try #require(refresher)
             let nginx = try NginxConfig(gatePort: gatePort)

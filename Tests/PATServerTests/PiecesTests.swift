@@ -158,7 +158,7 @@ struct PiecesTests {
     @Test func fileDocumentSourceTagsFilesAndRereadsOnlyChangedOnes() async throws {
         let dir = try TempDir()
         let issuing = try Issuing()
-        try dir.publish(keys: issuing.keySet, list: try issuing.list(sequence: 1))
+        try dir.publish(keys: try issuing.signedKeys(), list: try issuing.list(sequence: 1))
         let source = FileDocumentSource(keysPath: dir.home.publishedKeysPath, revocationsPath: dir.home.publishedRevocationsPath)
         #expect(source.location.contains(dir.home.publishedKeysPath))
 
@@ -166,7 +166,7 @@ struct PiecesTests {
             Issue.record("the key set should be read, with a tag")
             return
         }
-        #expect(keys == issuing.keySet.encoded())
+        #expect(keys == (try issuing.signedKeys()))
         #expect(try await source.fetch(.keys, ifNoneMatch: keysTag, maxBytes: 1 << 20) == .notModified)
 
         guard case .modified(_, let listTag?) = try await source.fetch(.revocations, ifNoneMatch: nil, maxBytes: 1 << 20) else {

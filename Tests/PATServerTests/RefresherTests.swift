@@ -33,8 +33,9 @@ final class FakeSource: PATDocumentSource {
 
     var location: String { "fake" }
 
-    func set(keys: KeySet) {
-        state.withLock { $0.version += 1; $0.keys = Document(bytes: keys.encoded(), etag: "\"k\($0.version)\"") }
+    /// A key set document (normally `Issuing.signedKeys`).
+    func set(keys: [UInt8]) {
+        state.withLock { $0.version += 1; $0.keys = Document(bytes: keys, etag: "\"k\($0.version)\"") }
     }
 
     func set(list: [UInt8]) {
@@ -69,13 +70,13 @@ struct RefresherTests {
     @Test func conditionalFetchesAndAnAtomicSwap() async throws {
         let issuing = try Issuing()
         let source = FakeSource()
-        source.set(keys: issuing.keySet)
+        source.set(keys: try issuing.signedKeys())
         source.set(list: try issuing.list(sequence: 1))
         let validator = Validator(keys: KeySet())
         let token = try issuing.token()
-        #expect(validationCode { try validator.validate(token) } == .unknownKey, "nothing trusted before the first round")
+        #expect(validationCode { try validator.validate(token) } == .missingKeySet, "nothing trusted before the first round")
 
-        let refresher = PATRefresher(validator: validator, source: source, logger: quietLogger())
+        let refresher = PATRefresher(validator: validator, source: source, trustAnchors: issuing.anchors, logger: quietLogger())
         let status = await refresher.refresh()
         #expect(status.lastError == nil)
         #expect(status.sequence == 1)
@@ -118,9 +119,9 @@ struct RefresherTests {
     @Test func rollbackIsRefusedAndTheLastGoodListKept() async throws {
         let issuing = try Issuing()
         let source = FakeSource()
-        source.set(keys: issuing.keySet)
+        source.set(keys: try issuing.signedKeys())
         source.set(list: try issuing.list(sequence: 5))
-        let refresher = PATRefresher(validator: Validator(keys: KeySet()), source: source, logger: quietLogger())
+        let refresher = PATRefresher(validator: Validator(keys: KeySet()), source: source, trustAnchors: issuing.anchors, logger: quietLogger())
         await refresher.refresh()
         #expect(refresher.status.sequence == 5)
 
@@ -147,9 +148,9 @@ struct RefresherTests {
         let issuing = try Issuing()
         let stranger = try Issuing()
         let source = FakeSource()
-        source.set(keys: issuing.keySet)
+        source.set(keys: try issuing.signedKeys())
         source.set(list: try issuing.list(sequence: 1))
-        let refresher = PATRefresher(validator: Validator(keys: KeySet()), source: source, logger: quietLogger())
+        let refresher = PATRefresher(validator: Validator(keys: KeySet()), source: source, trustAnchors: issuing.anchors, logger: quietLogger())
         await refresher.refresh()
 
         source.set(list: try stranger.list(sequence: 9))
@@ -163,28 +164,36 @@ struct RefresherTests {
     @Test func badKeySetsAreRefused() async throws {
         let issuing = try Issuing()
         let source = FakeSource()
-        source.set(keys: issuing.keySet)
+        source.set(keys: try issuing.signedKeys())
         source.set(list: try issuing.list(sequence: 1))
         let validator = Validator(keys: KeySet())
-        let refresher = PATRefresher(validator: validator, source: source, logger: quietLogger())
+        let refresher = PATRefresher(validator: validator, source: source, trustAnchors: issuing.anchors, logger: quietLogger())
         await refresher.refresh()
 
-        source.set(keys: KeySet())
-        let empty = await refresher.refresh()
-        #expect(empty.lastError?.contains("no active key") == true)
+        // A plain (unsigned) set, even an honest one, is refused: only anchors vouch for keys.
+        source.set(keys: issuing.keySet.encoded())
+        let unsigned = await refresher.refresh()
+        #expect(unsigned.lastError?.contains("not signed") == true, "\(unsigned.lastError ?? "no error")")
+        // Signed, but with no active key.
+        var retired = issuing.keySet
+        try retired.retire(issuing.key.id)
+        source.set(keys: Array(#"{"payload":"e30","signer":"k4.pid.x","signature":"AA"}"#.utf8))
+        let garbled = await refresher.refresh()
+        #expect(garbled.lastError?.contains("key set") == true)
         #expect(validator.keys == issuing.keySet, "the last good key set stays")
+        #expect(throws: PATKitError.self) { try issuing.signedKeys(retired, sequence: 2) } // never signed without an active key
     }
 
     @Test func failuresKeepTheLastGoodCopyInMemoryAndOnDisk() async throws {
         let issuing = try Issuing()
         let cache = try TempDir("patedge-cache")
         let source = FakeSource()
-        source.set(keys: issuing.keySet)
+        source.set(keys: try issuing.signedKeys())
         source.set(list: try issuing.list(sequence: 3))
         let token = try issuing.token()
 
         let validator = Validator(keys: KeySet())
-        let refresher = PATRefresher(validator: validator, source: source, cacheDirectory: cache.path, logger: quietLogger())
+        let refresher = PATRefresher(validator: validator, source: source, trustAnchors: issuing.anchors, cacheDirectory: cache.path, logger: quietLogger())
         #expect(refresher.status.loadedFromCache == false)
         await refresher.refresh()
         #expect(FileManager.default.fileExists(atPath: cache.path + "/keys.json"))
@@ -199,7 +208,7 @@ struct RefresherTests {
 
         // A restart without the network: the cache feeds the new validator at once.
         let restarted = Validator(keys: KeySet())
-        let again = PATRefresher(validator: restarted, source: source, cacheDirectory: cache.path, logger: quietLogger())
+        let again = PATRefresher(validator: restarted, source: source, trustAnchors: issuing.anchors, cacheDirectory: cache.path, logger: quietLogger())
         #expect(again.status.loadedFromCache)
         #expect(again.status.sequence == 3)
         #expect(try restarted.validate(token).subject == "alice")
@@ -212,11 +221,11 @@ struct RefresherTests {
         let issuing = try Issuing()
         let source = FakeSource()
         let now = Timestamp.now()
-        source.set(keys: issuing.keySet)
+        source.set(keys: try issuing.signedKeys())
         source.set(list: try issuing.list(sequence: 1, issuedAt: now.adding(seconds: -7200), nextUpdate: now.adding(seconds: -600)))
         let token = try issuing.token()
 
-        let strict = PATRefresher(validator: Validator(keys: KeySet()), source: source, logger: quietLogger())
+        let strict = PATRefresher(validator: Validator(keys: KeySet()), source: source, trustAnchors: issuing.anchors, logger: quietLogger())
         let rejecting = await strict.refresh()
         #expect(rejecting.isStale)
         #expect(rejecting.staleListPolicy == .reject)
@@ -225,13 +234,13 @@ struct RefresherTests {
         #expect(validationCode { try strict.validator.validate(token) } == .staleRevocationList)
 
         let graceful = PATRefresher(validator: Validator(keys: KeySet(), policy: Self.policy { $0.staleGrace = 3600 }),
-                                    source: source, logger: quietLogger())
+                                    source: source, trustAnchors: issuing.anchors, logger: quietLogger())
         let withinGrace = await graceful.refresh()
         #expect(!withinGrace.isStale, "within the grace the list still counts as fresh")
         #expect(try graceful.validator.validate(token).subject == "alice")
 
         let lenient = PATRefresher(validator: Validator(keys: KeySet(), policy: Self.policy { $0.staleListPolicy = .accept }),
-                                   source: source, logger: quietLogger())
+                                   source: source, trustAnchors: issuing.anchors, logger: quietLogger())
         let accepting = await lenient.refresh()
         #expect(accepting.isStale)
         #expect(accepting.acceptingTokens)
@@ -242,14 +251,14 @@ struct RefresherTests {
     @Test func overHTTPAgainstTheDistributionServer() async throws {
         let dir = try TempDir()
         let issuing = try Issuing()
-        try dir.publish(keys: issuing.keySet, list: try issuing.list(sequence: 1))
+        try dir.publish(keys: try issuing.signedKeys(), list: try issuing.list(sequence: 1))
         let token = try issuing.token()
         try await withPATServer(PATServerConfiguration(home: dir.home)) { port, _ in
             let source = HTTPDocumentSource(keysURL: "http://127.0.0.1:\(port)/.well-known/pat/keys",
                                           revocationsURL: "http://127.0.0.1:\(port)/.well-known/pat/revocations")
             let recording = RecordingSource(source)
             let validator = Validator(keys: KeySet())
-            let refresher = PATRefresher(validator: validator, source: recording, logger: quietLogger())
+            let refresher = PATRefresher(validator: validator, source: recording, trustAnchors: issuing.anchors, logger: quietLogger())
             let first = await refresher.refresh()
             #expect(first.lastError == nil)
             #expect(first.sequence == 1)
@@ -265,7 +274,7 @@ struct RefresherTests {
             #expect(validationCode { try validator.validate(token) } == .revoked)
 
             // Bounded bodies: a list over the limit is refused and the held one kept.
-            let small = PATRefresher(validator: Validator(keys: KeySet()), source: source, maxRevocationListBytes: 64,
+            let small = PATRefresher(validator: Validator(keys: KeySet()), source: source, trustAnchors: issuing.anchors, maxRevocationListBytes: 64,
                                      logger: quietLogger())
             let refused = await small.refresh()
             #expect(refused.sequence == nil)
@@ -274,7 +283,7 @@ struct RefresherTests {
             // Unreachable: the error names the URL.
             let down = HTTPDocumentSource(keysURL: "http://127.0.0.1:1/keys", revocationsURL: "http://127.0.0.1:1/list",
                                           timeout: .seconds(1))
-            let failing = PATRefresher(validator: validator, source: down, logger: quietLogger())
+            let failing = PATRefresher(validator: validator, source: down, trustAnchors: issuing.anchors, logger: quietLogger())
             let status = await failing.refresh()
             #expect(status.lastError?.contains("http://127.0.0.1:1/keys") == true)
             #expect(status.sequence == 2, "the shared validator keeps what it holds")
@@ -284,9 +293,9 @@ struct RefresherTests {
     @Test func runStopsOnCancellation() async throws {
         let issuing = try Issuing()
         let source = FakeSource()
-        source.set(keys: issuing.keySet)
+        source.set(keys: try issuing.signedKeys())
         source.set(list: try issuing.list(sequence: 1))
-        let refresher = PATRefresher(validator: Validator(keys: KeySet()), source: source, interval: .milliseconds(50),
+        let refresher = PATRefresher(validator: Validator(keys: KeySet()), source: source, trustAnchors: issuing.anchors, interval: .milliseconds(50),
                                      logger: quietLogger())
         let task = Task { try await refresher.run() }
         try await awaitEvent("run() finishes six rounds") { try await refresher.waitUntilRounds(6) }
@@ -300,9 +309,9 @@ struct RefresherTests {
     @Test func waitingForASequenceEndsWhenItIsInstalledOrTheWaiterIsCancelled() async throws {
         let issuing = try Issuing()
         let source = FakeSource()
-        source.set(keys: issuing.keySet)
+        source.set(keys: try issuing.signedKeys())
         source.set(list: try issuing.list(sequence: 1))
-        let refresher = PATRefresher(validator: Validator(keys: KeySet()), source: source, logger: quietLogger())
+        let refresher = PATRefresher(validator: Validator(keys: KeySet()), source: source, trustAnchors: issuing.anchors, logger: quietLogger())
         let waiter = Task { try await refresher.waitUntilRefreshed(toSequence: 3) }
         await refresher.refresh()
         source.set(list: try issuing.list(sequence: 3))

@@ -30,7 +30,8 @@ struct ServeCommandTests {
     @Test func servesAndStopsCleanlyOnSIGTERMAndSIGINT() async throws {
         let dir = try TempDir()
         let issuing = try Issuing()
-        try dir.publish(keys: issuing.keySet, list: try issuing.list(sequence: 1))
+        try dir.publish(keys: try issuing.signedKeys(), list: try issuing.list(sequence: 1))
+        try dir.pin(issuing.anchors)
         for (signal, mode) in [(SIGTERM, [String]()), (SIGINT, ["--verify-only", "--refresh-interval", "1s"])] {
             let (port, result) = try await withPatServe(["serve", "--home", dir.path] + mode, stopWith: signal) { port, _ in
                 let path = mode.isEmpty ? "/.well-known/pat/keys" : "/status"
@@ -53,7 +54,9 @@ struct ServeCommandTests {
         let issuer = try TempDir()
         let cache = try TempDir("patgate-cache")
         let issuing = try Issuing()
-        try issuer.publish(keys: issuing.keySet, list: try issuing.list(sequence: 1))
+        try issuer.publish(keys: try issuing.signedKeys(), list: try issuing.list(sequence: 1))
+        let anchorsFile = issuer.path + "/anchors.txt" // what `pat keys export --anchors` prints on the issuer
+        try SecureFile.writeAtomically(anchorsFile, Array(issuing.anchors.text.utf8))
         let keptID = PATClaims.newID(), doomedID = PATClaims.newID()
         let kept = try issuing.token(id: keptID, subject: "carol", scopes: ["channels:publish:ch-1"])
         let doomed = try issuing.token(id: doomedID, subject: "dave", scopes: ["channels:publish:ch-1"])
@@ -61,7 +64,8 @@ struct ServeCommandTests {
         try await withPATServer(PATServerConfiguration(home: issuer.home)) { issuerPort, _ in
             let base = "http://127.0.0.1:\(issuerPort)/.well-known/pat"
             let arguments = ["serve", "--verify-only", "--home", cache.path, "--keys-url", "\(base)/keys",
-                             "--revocations-url", "\(base)/revocations", "--cache-dir", cache.path, "--refresh-interval", "1s"]
+                             "--revocations-url", "\(base)/revocations", "--trust-anchor", anchorsFile, "--cache-dir", cache.path,
+                             "--refresh-interval", "1s"]
             let (_, result) = try await withPatServe(arguments) { port, _ in
                 let gate = "http://127.0.0.1:\(port)"
                 let passed = try await http("\(gate)/verify", headers: Self.bearer(kept))
@@ -90,7 +94,8 @@ struct ServeCommandTests {
             // deadline, which only makes the test slower.)
             let gone = "http://127.0.0.1:\(issuerPort)/gone"
             let restart = ["serve", "--verify-only", "--home", cache.path, "--keys-url", "\(gone)/keys",
-                           "--revocations-url", "\(gone)/revocations", "--cache-dir", cache.path, "--refresh-interval", "1s"]
+                           "--revocations-url", "\(gone)/revocations", "--trust-anchor", anchorsFile, "--cache-dir", cache.path,
+                           "--refresh-interval", "1s"]
             let (_, again) = try await withPatServe(restart) { port, _ in
                 let gate = "http://127.0.0.1:\(port)"
                 let status = try JSONSerialization.jsonObject(with: Data(try await http("\(gate)/status").body)) as? [String: Any]

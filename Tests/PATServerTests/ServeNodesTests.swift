@@ -29,6 +29,14 @@ struct ServeNodesTests {
         let adminToken: String
         let secretPath: String
 
+        /// What a gate pins: the anchors of the issuer both nodes share.
+        var anchors: TrustAnchors {
+            get throws {
+                guard let anchors = try homes[0].home.keyStore.trustAnchors() else { throw TestFailure("node a has no trust anchor") }
+                return anchors
+            }
+        }
+
         init() async throws {
             database = try await PostgresTestDatabase.create()
             let a = try TempDir("patnode-a"), b = try TempDir("patnode-b")
@@ -85,9 +93,10 @@ struct ServeNodesTests {
     }
 
     /// A gate (`pat serve --verify-only`'s application, in this process) fed from node `base`.
-    static func withGate<T: Sendable>(fedFrom base: String, _ body: (String, PATRefresher) async throws -> T) async throws -> T {
+    static func withGate<T: Sendable>(fedFrom base: String, anchors: TrustAnchors,
+                                      _ body: (String, PATRefresher) async throws -> T) async throws -> T {
         let gate = GateConfiguration(source: .urls(keys: base + "/.well-known/pat/keys", revocations: base + "/.well-known/pat/revocations"),
-                                     refreshInterval: .seconds(1))
+                                     trustAnchors: anchors, refreshInterval: .seconds(1))
         let empty = try TempDir()
         return try await withPATServer(PATServerConfiguration(home: empty.home, mode: .gate(gate))) { port, refresher in
             guard let refresher else { throw TestFailure("no refresher") }
@@ -168,7 +177,7 @@ struct ServeNodesTests {
                     let wanted = sequences
                     // A gate fed from either node refuses every revoked token and accepts the others.
                     for (index, base) in nodes.enumerated() {
-                        try await Self.withGate(fedFrom: base) { verify, refresher in
+                        try await Self.withGate(fedFrom: base, anchors: try cluster.anchors) { verify, refresher in
                             try await awaitEvent("the gate fed from node \(index) holds list \(wanted[index])") {
                                 try await refresher.waitUntilRefreshed(toSequence: wanted[index])
                             }

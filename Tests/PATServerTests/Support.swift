@@ -17,17 +17,34 @@ import Testing
 import Glibc
 #endif
 
-/// Keys, tokens and signed lists made in-process with PATKit.
+/// Keys, tokens, signed key sets and signed lists made in-process with PATKit.
 struct Issuing {
     let key: SecretKey
     let issuer: Issuer
+    /// The trust anchor that signs this issuer's key sets.
+    let anchor: SecretKey
+    /// Pins `anchor`.
+    let anchors: TrustAnchors
+    /// Fixed, so that re-signing the same set under the same sequence gives the same bytes.
+    let created: Timestamp
 
     init() throws {
         key = try SecretKey.generate()
         issuer = Issuer(key: key)
+        anchor = try SecretKey.generate()
+        anchors = try TrustAnchors([anchor.publicKey])
+        created = Timestamp.now().adding(seconds: -5)
     }
 
     var keySet: KeySet { KeySet(keys: [key.publicKey]) }
+
+    /// The key set (default: this issuer's key) signed by the anchor, valid for a day.
+    func signedKeys(_ keys: KeySet? = nil, sequence: UInt64 = 1, issuedAt: Timestamp? = nil,
+                    nextUpdate: Timestamp? = nil, by signer: SecretKey? = nil) throws -> [UInt8] {
+        let issued = issuedAt ?? created
+        return try SignedKeySet.sign(keys ?? keySet, with: signer ?? anchor, sequence: sequence, issuedAt: issued,
+                                     nextUpdate: nextUpdate ?? issued.adding(seconds: 86_400))
+    }
 
     /// A token valid now for an hour.
     func token(id: String = PATClaims.newID(), subject: String = "alice", generation: UInt64 = 1,
@@ -62,20 +79,40 @@ final class TempDir: @unchecked Sendable {
     var home: PATHome { PATHome(path: path) }
 
     /// Copies the keys of `other` into this home (another node of the same issuer).
+    /// Copies the keys of `other` into this home (another node of the same issuer): signing
+    /// keys, the anchors file and the online anchor's folder.
     func copyKeys(from other: PATHome) throws {
-        try SecureFile.createDirectory(home.keysDirectory, mode: 0o700)
-        for name in try FileManager.default.contentsOfDirectory(atPath: other.keysDirectory) {
-            try SecureFile.writeAtomically(home.keysDirectory + "/" + name,
-                                           try SecureFile.read(other.keysDirectory + "/" + name, maxBytes: 1 << 20),
-                                           mode: name.hasSuffix(".secret") ? 0o600 : 0o644)
+        func copy(_ from: String, _ to: String) throws {
+            try SecureFile.createDirectory(to, mode: 0o700)
+            for name in try FileManager.default.contentsOfDirectory(atPath: from) {
+                var isDirectory: ObjCBool = false
+                _ = FileManager.default.fileExists(atPath: from + "/" + name, isDirectory: &isDirectory)
+                if isDirectory.boolValue {
+                    try copy(from + "/" + name, to + "/" + name)
+                } else {
+                    try SecureFile.writeAtomically(to + "/" + name, try SecureFile.read(from + "/" + name, maxBytes: 1 << 20),
+                                                   mode: name.hasSuffix(".secret") ? 0o600 : 0o644)
+                }
+            }
         }
+        // The nodes must share the anchor too, or each would create its own on first publish
+        // and a gate pinning one would refuse the other's key set.
+        _ = try other.keyStore.ensureAnchor()
+        try copy(other.keysDirectory, home.keysDirectory)
     }
 
-    /// Publishes keys and a list into HOME/published as `pat publish` does (atomic writes).
-    func publish(keys: KeySet? = nil, list: [UInt8]? = nil) throws {
+    /// Publishes a (signed) key set document and a list into HOME/published as `pat publish`
+    /// does (atomic writes).
+    func publish(keys: [UInt8]? = nil, list: [UInt8]? = nil) throws {
         try SecureFile.createDirectory(home.publishedDirectory)
-        if let keys { try SecureFile.writeAtomically(home.publishedKeysPath, keys.encoded()) }
+        if let keys { try SecureFile.writeAtomically(home.publishedKeysPath, keys) }
         if let list { try SecureFile.writeAtomically(home.publishedRevocationsPath, list) }
+    }
+
+    /// Writes HOME/keys/anchors, as the issuer's keystore would: the gate's default anchors.
+    func pin(_ anchors: TrustAnchors) throws {
+        try SecureFile.createDirectory(home.keysDirectory, mode: 0o700)
+        try SecureFile.writeAtomically(home.keyStore.anchorsPath, Array(anchors.text.utf8))
     }
 }
 
