@@ -3,9 +3,14 @@ import PATRegistry
 
 /// The management permissions: scopes of the entity `pats`. `pats:admin` grants every
 /// operation on every owner's PATs; the others act on the caller's own PATs (`sub`), and an
-/// id in the scope (`pats:read:<PAT id>`) narrows it to that PAT.
+/// id in the scope (`pats:read:<PAT id>`) narrows it to that PAT. Two are narrower still:
+/// `pats:rotate_self` lets a PAT regenerate only itself (`Delegation`, rule 6), and
+/// `pats:report_usage` lets an edge report the use it counted of any PAT — telemetry, no
+/// authority over a PAT.
 public enum ManagementPermission: String, Sendable, CaseIterable {
     case create, list, read, update, revoke, regenerate, delete, admin
+    case rotateSelf = "rotate_self"
+    case reportUsage = "report_usage"
 
     public static let entity = "pats"
     public var scope: String { "\(ManagementPermission.entity):\(rawValue)" }
@@ -19,6 +24,9 @@ public enum Caller: Sendable {
     /// The holder of a PAT that a `Validator` accepted: what its `pats` scopes grant, on its
     /// own `sub`'s PATs — or everything with `pats:admin`.
     case token(VerifiedPAT)
+    /// A secret scanner whose report (a leak of PATs) was signed by the configured scanner key
+    /// `keyID`: it may only report leaks (`respondToLeaks`), nothing else.
+    case secretScanner(keyID: String)
 
     /// The operator, or a PAT holding `pats:admin`.
     public var isAdmin: Bool {
@@ -26,6 +34,7 @@ public enum Caller: Sendable {
         case .localOperator: return true
         case .token(let pat):
             return pat.allows(entity: ManagementPermission.entity, operation: ManagementPermission.admin.rawValue, id: nil)
+        case .secretScanner: return false
         }
     }
 
@@ -34,12 +43,16 @@ public enum Caller: Sendable {
         switch self {
         case .localOperator: return .localOperator
         case .token(let pat): return .token(id: pat.id, generation: pat.generation, subject: pat.subject, admin: isAdmin)
+        case .secretScanner(let keyID): return .secretScanner(keyID: keyID)
         }
     }
 
     /// Throws unless the caller may perform `permission` (on the PAT `id`, for an operation
     /// on one PAT).
     func require(_ permission: ManagementPermission, id: String? = nil) throws(ManagementError) {
+        if case .secretScanner = self {
+            throw ManagementError(.permissionMissing, "a secret scanner may only report leaks", scope: permission.scope)
+        }
         guard case .token(let pat) = self, !isAdmin else { return }
         guard pat.allows(entity: ManagementPermission.entity, operation: permission.rawValue, id: id) else {
             throw ManagementError(.permissionMissing, "PAT \(pat.id) lacks the required scope \(permission.scope)",
@@ -52,6 +65,7 @@ public enum Caller: Sendable {
         switch self {
         case .localOperator: return true
         case .token(let pat): return isAdmin || Identifier.same(pat.subject, owner)
+        case .secretScanner: return false
         }
     }
 
@@ -72,6 +86,8 @@ public enum Caller: Sendable {
                                       scope: ManagementPermission.admin.scope)
             }
             return requested
+        case .secretScanner:
+            throw ManagementError(.permissionMissing, field: field, "a secret scanner may only report leaks")
         }
     }
 }

@@ -21,7 +21,15 @@ import PATRegistry
 ///    record; the parent must be live in the registry (with its ancestors) when it mints: the
 ///    registry knows of a revocation before any list.
 /// 5. **Who may undo**: a PAT revoked by anyone but its owner acting alone (an admin, the
-///    operator, another PAT) can be regenerated only by `pats:admin` or the operator.
+///    operator, another PAT, a secret scanner) can be regenerated only by `pats:admin` or the
+///    operator.
+/// 6. **Self-rotation**: `pats:rotate_self` lets a PAT regenerate itself and nothing else; the
+///    caller is then the parent of its own next generation, so rules 1–4 bound it: same domain
+///    and scopes, an expiry no later than its own (rotating never extends a token's life), the
+///    same lineage; the calling generation dies with the rotation.
+///
+/// Besides, every expiry is bounded by the maximum lifetime: the service's, and the stricter
+/// per-domain policy stored in the registry (`LifetimePolicy`), whoever mints.
 ///
 /// The operator (CLI) and `pats:admin` have full authority; what they issue has no lineage.
 /// Ownership (a caller acts on its own `sub`'s PATs unless admin) is `Caller`'s rule.
@@ -69,26 +77,30 @@ struct Delegation: Sendable {
 
     // MARK: 3. lifetime
 
-    /// The expiry of a new or regenerated token: in the future, within the maximum lifetime,
-    /// and never after the parent's.
-    func expiry(_ requested: Expiry?, now: Timestamp) throws(ManagementError) -> Timestamp {
+    /// The expiry of a new or regenerated token: in the future, within the maximum lifetime —
+    /// the service's, or the token's domain's policy when that is stricter — and never after
+    /// the parent's. Without a requested expiry, the default lifetime cut to both.
+    func expiry(_ requested: Expiry?, now: Timestamp, domainPolicy: LifetimePolicy? = nil) throws(ManagementError) -> Timestamp {
         let field = requested?.field ?? "duration"
+        let maxLifetime = min(policy.maxLifetime.seconds, domainPolicy?.maxLifetime.seconds ?? .max)
         let expiresAt: Timestamp
         switch requested {
         case .after(let span)?: expiresAt = now.adding(seconds: span.seconds)
         case .at(let instant)?: expiresAt = instant
         case nil:
-            let byDefault = now.adding(seconds: policy.defaultLifetime.seconds)
+            let byDefault = now.adding(seconds: min(policy.defaultLifetime.seconds, maxLifetime))
             expiresAt = parent.map { min(byDefault, $0.expiresAt) } ?? byDefault
         }
         guard expiresAt > now else {
             throw ManagementError(.invalidInput, field: field, "the expiry \(expiresAt) is not in the future (now \(now))")
         }
         let lifetime = expiresAt.seconds - now.seconds
-        guard lifetime <= policy.maxLifetime.seconds else {
+        guard lifetime <= maxLifetime else {
+            let which = domainPolicy.map { $0.maxLifetime.seconds < policy.maxLifetime.seconds } ?? false
+                ? "of domain \"\(Printable.clip(domainPolicy?.domain ?? "", 64))\" (its lifetime policy)" : ""
             throw ManagementError(.invalidInput, field: field,
                                   "a lifetime of \(formatDuration(lifetime)) (until \(expiresAt)) exceeds the maximum lifetime "
-                                  + "of \(formatDuration(policy.maxLifetime.seconds))")
+                                  + "\(which.isEmpty ? "" : which + " ")of \(formatDuration(maxLifetime))")
         }
         try checkWithinParent(expiresAt, field: field)
         return expiresAt
@@ -152,6 +164,12 @@ struct Delegation: Sendable {
         return parentRecord.lineage + [PATRecord.Ancestor(id: parent.id, generation: parent.generation)]
     }
 
+    /// The domain's lifetime policy, read in the transaction that issues.
+    static func lifetimePolicy(of domain: String?, _ tx: any RegistryTransaction) async throws -> LifetimePolicy? {
+        guard let domain else { return nil }
+        return try await tx.lifetimePolicy(domain: domain)
+    }
+
     // MARK: 5. who may undo
 
     /// Throws when bringing back the revoked `record` needs more authority than the caller's.
@@ -161,5 +179,23 @@ struct Delegation: Sendable {
         throw ManagementError(.forbidden, field: "id",
                               "PAT \(record.id) was revoked by an administrator or by someone other than its owner: only "
                               + "\(ManagementPermission.admin.scope) can bring it back", scope: ManagementPermission.admin.scope)
+    }
+
+    // MARK: 6. self-rotation
+
+    /// Throws unless the caller may regenerate PAT `id`: `pats:regenerate` (on its own owner's
+    /// PATs; every owner's with `pats:admin`), or `pats:rotate_self` when `id` is the calling PAT
+    /// itself. What a self-rotation issues is bounded by rules 1–4 like any re-issue by a PAT.
+    func requireRegenerate(_ id: String) throws(ManagementError) {
+        if case .token(let pat) = caller, !caller.isAdmin, Identifier.same(pat.id, id),
+           pat.allows(entity: ManagementPermission.entity, operation: ManagementPermission.rotateSelf.rawValue, id: id) {
+            return
+        }
+        do { try caller.require(.regenerate, id: id) } catch {
+            guard case .token(let pat) = caller, Identifier.same(pat.id, id) else { throw error }
+            throw ManagementError(.permissionMissing, "PAT \(pat.id) lacks the required scope \(ManagementPermission.regenerate.scope) "
+                                  + "(or \(ManagementPermission.rotateSelf.scope) to regenerate itself)",
+                                  scope: ManagementPermission.rotateSelf.scope)
+        }
     }
 }

@@ -9,6 +9,16 @@ public enum ManagementEvent: String, Sendable, CaseIterable {
     case regenerated = "personalAccessToken.regenerated"
     case scopesChanged = "personalAccessToken.scopesChanged"
     case deleted = "personalAccessToken.deleted"
+    /// A live PAT was reported leaked (`pat scan --revoke`, a secret scanner): `data` is the
+    /// record (or, for a token issued outside the registry, what its claims say) with `leak`:
+    /// where it was found (`url`, `source`), never the token, and what was done.
+    case leaked = "personalAccessToken.leaked"
+    /// An edge reported a use from a client address not seen before for this PAT (off unless
+    /// `ManagementPolicy.notifyNewAddresses`): `data` is the record with `address`.
+    case usedFromNewAddress = "personalAccessToken.usedFromNewAddress"
+    /// The PAT expires within a configured lead time (`expiryNotice` in `data`): sent once per
+    /// PAT, expiry and lead time.
+    case expiring = "personalAccessToken.expiring"
 
     /// The event's body: `{"event": …, "data": {…the PAT record, never the token…},
     /// "actor": {"type": "cli"} or {"type": "pat", "id", "generation", "subject", "admin"},

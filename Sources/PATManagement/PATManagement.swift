@@ -56,11 +56,11 @@ public struct PATManagement: Sendable {
         let scopes = try checkNewScopes(request.scopes)
         try rules.checkScopes(scopes)
         let now = clock()
-        let expiresAt = try rules.expiry(request.expiry, now: now)
         let key = try signingKey()
         let principal = caller.principal, revoked = request.revoked
         let issued = try await change(id: nil) { tx in
             try await tx.lockOwner(owner) // names, revoke-all: one change to an owner's PATs at a time, on every node
+            let expiresAt = try rules.expiry(request.expiry, now: now, domainPolicy: try await Delegation.lifetimePolicy(of: domain, tx))
             let lineage = try rules.lineage(reissuing: nil, parentRecord: try await rules.liveParent(tx))
             if let existing = try await tx.record(owner: owner, name: name) {
                 throw ManagementError(.nameTaken, field: "name",
@@ -93,11 +93,26 @@ public struct PATManagement: Sendable {
 
     /// The records of `owner` (nil: the caller's own; for the operator, every owner's) with
     /// `status`, ordered by owner, name and id.
-    public func list(owner: String? = nil, status: StatusFilter = .all, by caller: Caller) async throws(ManagementError) -> [PATRecord] {
+    /// - Parameters:
+    ///   - unusedFor: only PATs no edge reported a use of within this span: last used before
+    ///     now − span, or never used and created before then.
+    ///   - expiringWithin: only active PATs that expire within this span from now.
+    public func list(owner: String? = nil, status: StatusFilter = .all, unusedFor: TimeSpan? = nil, expiringWithin: TimeSpan? = nil,
+                     by caller: Caller) async throws(ManagementError) -> [PATRecord] {
         try caller.require(.list)
         let owner: String? = (owner == nil && caller.isLocalOperator) ? nil : try caller.owner(owner)
         let now = clock()
-        return try await read { tx in try await tx.records(owner: owner, status: status, now: now) }
+        let records = try await read { tx in try await tx.records(owner: owner, status: status, now: now) }
+        return records.filter { record in
+            if let unusedFor {
+                let cutoff = now.adding(seconds: -unusedFor.seconds)
+                guard (record.usage?.lastUsedAt ?? record.createdAt) < cutoff else { return false }
+            }
+            if let expiringWithin {
+                guard record.status(at: now) == .active, record.expiresAt <= now.adding(seconds: expiringWithin.seconds) else { return false }
+            }
+            return true
+        }
     }
 
     /// One record the caller manages.
@@ -236,16 +251,18 @@ public struct PATManagement: Sendable {
     /// Issues a new generation with a new expiry — for active, revoked and expired PATs alike.
     /// Name, description and scopes stay; every older token (and whatever it issued) dies.
     /// - Parameter expiry: nil: the default lifetime.
+    /// A PAT holding `pats:rotate_self` may regenerate itself (`Delegation`, rule 6).
     public func regenerate(id: String, expiry: Expiry? = nil, by caller: Caller) async throws(ManagementError) -> IssuedPAT {
-        try caller.require(.regenerate, id: id)
-        try Identifier.checkPATID(id)
         let rules = Delegation(caller: caller, policy: policy)
+        try rules.requireRegenerate(id)
+        try Identifier.checkPATID(id)
+        if let expiry { _ = try rules.expiry(expiry, now: clock()) } // the form, before the registry
         let now = clock()
-        let expiresAt = try rules.expiry(expiry, now: now)
         let key = try signingKey()
         let principal = caller.principal
         let issued = try await change(id: id) { tx in
             var record = try await PATManagement.visibleRecord(id, caller: caller, tx)
+            let expiresAt = try rules.expiry(expiry, now: now, domainPolicy: try await Delegation.lifetimePolicy(of: record.domain, tx))
             try rules.checkMayRevive(record)
             try rules.checkScopes(record.scopes)
             try rules.checkDomain(record.domain)
@@ -374,7 +391,7 @@ public struct PATManagement: Sendable {
         return ScopeSet(scopes)
     }
 
-    private func signingKey() throws(ManagementError) -> SecretKey {
+    func signingKey() throws(ManagementError) -> SecretKey {
         do { return try keyStore.signingKey() } catch {
             throw ManagementError(.internalFailure, "no key to sign tokens with", underlying: "\(error)")
         }
@@ -408,16 +425,16 @@ public struct PATManagement: Sendable {
     }
 
     /// Runs a write transaction; any failure becomes a `ManagementError`.
-    private func change<T: Sendable>(id: String?, _ body: @escaping @Sendable (any RegistryTransaction) async throws -> T) async throws(ManagementError) -> T {
+    func change<T: Sendable>(id: String?, _ body: @escaping @Sendable (any RegistryTransaction) async throws -> T) async throws(ManagementError) -> T {
         do { return try await store.write(body) } catch { throw ManagementError.wrapping(error, id: id) }
     }
 
-    private func read<T: Sendable>(_ body: @escaping @Sendable (any RegistryTransaction) async throws -> T) async throws(ManagementError) -> T {
+    func read<T: Sendable>(_ body: @escaping @Sendable (any RegistryTransaction) async throws -> T) async throws(ManagementError) -> T {
         do { return try await store.read(body) } catch { throw ManagementError.wrapping(error) }
     }
 
     /// After a committed change: publish (when this service publishes) and notify.
-    private func changed(_ reason: String) async {
+    func changed(_ reason: String) async {
         await republisher?.publish(reason: reason)
         onChange()
     }

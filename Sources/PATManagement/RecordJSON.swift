@@ -27,6 +27,10 @@ extension PATRecord {
         o.set("lastRotatedAt", optional(lastRotatedAt?.rfc3339))
         o.set("revokedAt", optional(revokedAt?.rfc3339))
         o.set("revokedBy", revokedBy.map { .object($0.json) } ?? .null)
+        o.set("lastUsedAt", optional(usage?.lastUsedAt.rfc3339))
+        o.set("lastUsedFrom", optional(usage?.lastUsedFrom))
+        o.set("lastUseOutcome", optional(usage?.lastOutcome))
+        o.set("uses", .number(String(usage?.uses ?? 0)))
         return o
     }
 }

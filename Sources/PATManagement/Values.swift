@@ -24,15 +24,23 @@ public struct ManagementPolicy: Sendable {
     /// The lifetime of a token created or regenerated without an expiry (default 30 days),
     /// cut to the caller's own expiry for a caller that is bounded by it.
     public var defaultLifetime: TimeSpan
+    /// Record a `personalAccessToken.usedFromNewAddress` event when an edge reports a PAT used
+    /// from a client address not seen before for it (default off).
+    public var notifyNewAddresses: Bool
+    /// Client addresses remembered per PAT for that event (the least recently seen goes).
+    public var addressesPerPAT: Int
 
     public static let defaultMaxLifetime = TimeSpan(seconds: 365 * 86_400)
     public static let defaultDefaultLifetime = TimeSpan(seconds: 30 * 86_400)
 
     public init(catalog: ScopeCatalog = .magistrala, maxLifetime: TimeSpan = ManagementPolicy.defaultMaxLifetime,
-                defaultLifetime: TimeSpan = ManagementPolicy.defaultDefaultLifetime) {
+                defaultLifetime: TimeSpan = ManagementPolicy.defaultDefaultLifetime, notifyNewAddresses: Bool = false,
+                addressesPerPAT: Int = 32) {
         self.catalog = catalog
         self.maxLifetime = maxLifetime
         self.defaultLifetime = defaultLifetime
+        self.notifyNewAddresses = notifyNewAddresses
+        self.addressesPerPAT = max(1, addressesPerPAT)
     }
 }
 

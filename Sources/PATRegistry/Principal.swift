@@ -1,13 +1,17 @@
 import PATStore
 
-/// Who made a change: the local operator (the `pat` CLI, full authority) or the holder of a
-/// PAT (its id, `sub`, and whether it held `pats:admin`). Recorded with revocations, so that
+/// Who made a change: the local operator (the `pat` CLI, full authority), the holder of a
+/// PAT (its id, `sub`, and whether it held `pats:admin`), or a secret scanner reporting a leak
+/// (the scanner key that signed its report). Recorded with revocations, so that
 /// only someone at least as strong can undo one, and named in every change event (`actor`).
 public enum Principal: Sendable, Equatable, Codable {
     /// The operator on the issuer's machine, through the `pat` CLI.
     case localOperator
     /// The holder of PAT `id` (generation `generation`) whose owner is `subject`.
     case token(id: String, generation: UInt64, subject: String, admin: Bool)
+    /// A secret scanner (GitHub's partner program) whose report, signed with the scanner key
+    /// `keyID`, revoked a leaked PAT.
+    case secretScanner(keyID: String)
 
     /// True when `self` is the PAT holder `owner` acting without `pats:admin`: the only
     /// revoker an owner may overrule.
@@ -16,7 +20,8 @@ public enum Principal: Sendable, Equatable, Codable {
         return !admin && subject.utf8.elementsEqual(owner.utf8)
     }
 
-    /// The JSON form: `{"type": "cli"}` or `{"type": "pat", "id": …, "generation": …, "subject": …, "admin": …}`.
+    /// The JSON form: `{"type": "cli"}`, `{"type": "pat", "id": …, "generation": …, "subject": …, "admin": …}`
+    /// or `{"type": "scanner", "keyId": …}`.
     public var json: JSONObject {
         var o = JSONObject()
         switch self {
@@ -28,11 +33,14 @@ public enum Principal: Sendable, Equatable, Codable {
             o.set("generation", .number(String(generation)))
             o.set("subject", .string(subject))
             o.set("admin", .bool(admin))
+        case .secretScanner(let keyID):
+            o.set("type", .string("scanner"))
+            o.set("keyId", .string(keyID))
         }
         return o
     }
 
-    private enum CodingKeys: String, CodingKey { case type, id, generation, subject, admin }
+    private enum CodingKeys: String, CodingKey { case type, id, generation, subject, admin, keyID = "keyId" }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -41,6 +49,7 @@ public enum Principal: Sendable, Equatable, Codable {
         case "pat":
             self = .token(id: try c.decode(String.self, forKey: .id), generation: try c.decode(UInt64.self, forKey: .generation),
                           subject: try c.decode(String.self, forKey: .subject), admin: try c.decode(Bool.self, forKey: .admin))
+        case "scanner": self = .secretScanner(keyID: try c.decode(String.self, forKey: .keyID))
         case let other:
             throw DecodingError.dataCorruptedError(forKey: .type, in: c, debugDescription: "unknown principal type \(other)")
         }
@@ -57,6 +66,9 @@ public enum Principal: Sendable, Equatable, Codable {
             try c.encode(generation, forKey: .generation)
             try c.encode(subject, forKey: .subject)
             try c.encode(admin, forKey: .admin)
+        case .secretScanner(let keyID):
+            try c.encode("scanner", forKey: .type)
+            try c.encode(keyID, forKey: .keyID)
         }
     }
 }

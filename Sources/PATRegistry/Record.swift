@@ -65,12 +65,15 @@ public struct PATRecord: Sendable, Equatable {
     /// The lineage of the current generation: the tokens that issued it, root first (empty:
     /// issued by the CLI or by `pats:admin`). Its token carries the same chain as `par`.
     public var lineage: [Ancestor]
+    /// What edges reported of its use (nil: no use reported). Read with the record; never
+    /// written by `insert` or `update` (usage has its own tables: `recordUsage`).
+    public var usage: PATUsage?
 
     public init(id: String, owner: String, domain: String? = nil, name: String, description: String? = nil,
                 scopes: ScopeSet, generation: UInt64 = 1, floor: UInt64 = 1, createdAt: Timestamp,
                 updatedAt: Timestamp? = nil, expiresAt: Timestamp, maxExpiresAt: Timestamp? = nil,
                 lastRotatedAt: Timestamp? = nil, revokedAt: Timestamp? = nil, revokedBy: Principal? = nil,
-                lineage: [Ancestor] = []) {
+                lineage: [Ancestor] = [], usage: PATUsage? = nil) {
         self.id = id
         self.owner = owner
         self.domain = domain
@@ -87,6 +90,7 @@ public struct PATRecord: Sendable, Equatable {
         self.revokedAt = revokedAt
         self.revokedBy = revokedBy
         self.lineage = lineage
+        self.usage = usage
     }
 
     /// True when no generation issued so far is valid.

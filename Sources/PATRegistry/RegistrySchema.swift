@@ -149,5 +149,130 @@ public enum RegistrySchema {
                 "ALTER TABLE patkit.outbox ADD COLUMN claimed_until BIGINT",
             ]
         ),
+        // Leak responses: the first report of each leaked PAT generation (where it was found, by
+        // what), so that a repeated or replayed report revokes and announces nothing twice.
+        Migration(
+            identifier: "v4",
+            sqlite: """
+                CREATE TABLE leaks (
+                    id TEXT NOT NULL,
+                    generation INTEGER NOT NULL,
+                    reported_at INTEGER NOT NULL,
+                    url TEXT NOT NULL,
+                    source TEXT NOT NULL,
+                    PRIMARY KEY (id, generation)
+                );
+                """,
+            postgres: [
+                """
+                CREATE TABLE patkit.leaks (
+                    id TEXT COLLATE "C" NOT NULL,
+                    generation BIGINT NOT NULL,
+                    reported_at BIGINT NOT NULL,
+                    url TEXT NOT NULL,
+                    source TEXT NOT NULL,
+                    PRIMARY KEY (id, generation)
+                )
+                """,
+            ]
+        ),
+        // Usage reported by edges: the last use per PAT, uses per UTC day, the client addresses
+        // seen (a few per PAT, for the new-address event). Apart from `pats`: a report never
+        // takes a PAT's lock, and a change to a PAT never overwrites a report.
+        Migration(
+            identifier: "v5",
+            sqlite: """
+                CREATE TABLE pat_usage (
+                    id TEXT NOT NULL PRIMARY KEY,
+                    first_used_at INTEGER NOT NULL,
+                    last_used_at INTEGER NOT NULL,
+                    last_used_from TEXT,
+                    last_outcome TEXT NOT NULL,
+                    uses INTEGER NOT NULL CHECK (uses >= 0)
+                );
+                CREATE TABLE pat_usage_days (
+                    id TEXT NOT NULL,
+                    day INTEGER NOT NULL,
+                    uses INTEGER NOT NULL CHECK (uses >= 0),
+                    PRIMARY KEY (id, day)
+                );
+                CREATE TABLE pat_addresses (
+                    id TEXT NOT NULL,
+                    address TEXT NOT NULL,
+                    first_seen INTEGER NOT NULL,
+                    last_seen INTEGER NOT NULL,
+                    PRIMARY KEY (id, address)
+                );
+                """,
+            postgres: [
+                """
+                CREATE TABLE patkit.pat_usage (
+                    id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+                    first_used_at BIGINT NOT NULL,
+                    last_used_at BIGINT NOT NULL,
+                    last_used_from TEXT,
+                    last_outcome TEXT NOT NULL,
+                    uses BIGINT NOT NULL CHECK (uses >= 0)
+                )
+                """,
+                """
+                CREATE TABLE patkit.pat_usage_days (
+                    id TEXT COLLATE "C" NOT NULL,
+                    day BIGINT NOT NULL,
+                    uses BIGINT NOT NULL CHECK (uses >= 0),
+                    PRIMARY KEY (id, day)
+                )
+                """,
+                """
+                CREATE TABLE patkit.pat_addresses (
+                    id TEXT COLLATE "C" NOT NULL,
+                    address TEXT COLLATE "C" NOT NULL,
+                    first_seen BIGINT NOT NULL,
+                    last_seen BIGINT NOT NULL,
+                    PRIMARY KEY (id, address)
+                )
+                """,
+            ]
+        ),
+        // Expiry: the notices sent (one per PAT, expiry instant and lead time: a regenerate with a
+        // new expiry is warned about again), an index to find the PATs expiring soon, and the
+        // maximum lifetime per domain.
+        Migration(
+            identifier: "v6",
+            sqlite: """
+                CREATE TABLE expiry_notices (
+                    id TEXT NOT NULL,
+                    expires_at INTEGER NOT NULL,
+                    lead_seconds INTEGER NOT NULL,
+                    sent_at INTEGER NOT NULL,
+                    PRIMARY KEY (id, expires_at, lead_seconds)
+                );
+                CREATE INDEX pats_expires_at ON pats (expires_at);
+                CREATE TABLE lifetime_policies (
+                    domain TEXT NOT NULL PRIMARY KEY,
+                    max_lifetime INTEGER NOT NULL CHECK (max_lifetime > 0),
+                    updated_at INTEGER NOT NULL
+                );
+                """,
+            postgres: [
+                """
+                CREATE TABLE patkit.expiry_notices (
+                    id TEXT COLLATE "C" NOT NULL,
+                    expires_at BIGINT NOT NULL,
+                    lead_seconds BIGINT NOT NULL,
+                    sent_at BIGINT NOT NULL,
+                    PRIMARY KEY (id, expires_at, lead_seconds)
+                )
+                """,
+                "CREATE INDEX pats_expires_at ON patkit.pats (expires_at)",
+                """
+                CREATE TABLE patkit.lifetime_policies (
+                    domain TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+                    max_lifetime BIGINT NOT NULL CHECK (max_lifetime > 0),
+                    updated_at BIGINT NOT NULL
+                )
+                """,
+            ]
+        ),
     ]
 }

@@ -117,6 +117,48 @@ public protocol RegistryTransaction: Sendable {
     func renewClaims(_ ids: [Int64], claimant: String, lease: Duration) async throws -> [Int64]
     /// Gives `claimant`'s claims on these events back, for any claimant to take at once.
     func releaseClaims(_ ids: [Int64], claimant: String) async throws
+
+    // MARK: leaks
+
+    /// Records the first report of a leaked PAT generation; false (and nothing changed) when that
+    /// generation was reported before — by this node, another node, or a replayed request.
+    func recordLeak(_ leak: LeakRecord) async throws -> Bool
+    /// The first report of a leaked generation, if any.
+    func leak(id: String, generation: UInt64) async throws -> LeakRecord?
+
+    // MARK: usage
+
+    /// Adds an edge's report of one PAT's use: the last use wins (by its time), uses add up per
+    /// day (days older than `UsageDay.retention` are dropped), and the client address joins the
+    /// PAT's known addresses (at most `addressLimit`; the least recently seen goes). Takes no
+    /// lock on the PAT: usage lives in tables of its own. `newAddress` is true when the address
+    /// was not known and the PAT had been seen from another address before (the first address
+    /// of a PAT is not "new"); on several nodes exactly one report of an address finds it new.
+    func recordUsage(_ update: UsageUpdate, addressLimit: Int) async throws -> UsageRecorded
+    /// Uses per day of a PAT, oldest first.
+    func usageDays(id: String) async throws -> [UsageDay]
+
+    // MARK: expiry
+
+    /// Active records (not revoked) whose expiry is after `after` and at or before `through`,
+    /// soonest first, with the lead times (seconds) of the expiry notices already sent for their
+    /// current expiry.
+    func expiringRecords(after: Timestamp, through: Timestamp) async throws -> [(record: PATRecord, noticed: Set<Int64>)]
+    /// Records that the notice for `id` expiring at `expiresAt`, `leadSeconds` ahead, is sent;
+    /// false when it was already (on any node): the caller then sends nothing.
+    func claimExpiryNotice(id: String, expiresAt: Timestamp, leadSeconds: Int64, at time: Timestamp) async throws -> Bool
+    /// Removes notices of expiries before `cutoff`; returns how many.
+    func removeExpiryNotices(expiresBefore cutoff: Timestamp) async throws -> Int
+
+    // MARK: lifetime policies
+
+    func lifetimePolicy(domain: String) async throws -> LifetimePolicy?
+    /// Every domain's policy, ordered by domain (bytes).
+    func lifetimePolicies() async throws -> [LifetimePolicy]
+    /// Sets (or replaces) the domain's policy.
+    func saveLifetimePolicy(_ policy: LifetimePolicy) async throws
+    /// Removes the domain's policy; false when it had none.
+    func removeLifetimePolicy(domain: String) async throws -> Bool
 }
 
 extension RegistryTransaction {

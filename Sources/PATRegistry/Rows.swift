@@ -206,3 +206,110 @@ struct MetaRow: Codable, FetchableRecord, PersistableRecord {
         try MetaRow(key: key, value: Int64(value)).save(db)
     }
 }
+
+/// A row of `leaks`.
+struct LeakRow: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "leaks"
+
+    var id: String
+    var generation: Int64
+    var reportedAt: Int64
+    var url: String
+    var source: String
+
+    enum CodingKeys: String, CodingKey, ColumnExpression {
+        case id, generation, url, source
+        case reportedAt = "reported_at"
+    }
+
+    init(_ l: LeakRecord) {
+        id = l.id
+        generation = Int64(clamping: l.generation)
+        reportedAt = l.reportedAt.seconds
+        url = l.url
+        source = l.source
+    }
+
+    var leak: LeakRecord {
+        LeakRecord(id: id, generation: UInt64(max(0, generation)), reportedAt: Timestamp(seconds: reportedAt), url: url, source: source)
+    }
+}
+
+/// A row of `pat_usage`.
+struct UsageRow: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "pat_usage"
+
+    var id: String
+    var firstUsedAt: Int64
+    var lastUsedAt: Int64
+    var lastUsedFrom: String?
+    var lastOutcome: String
+    var uses: Int64
+
+    enum CodingKeys: String, CodingKey, ColumnExpression {
+        case id, uses
+        case firstUsedAt = "first_used_at", lastUsedAt = "last_used_at", lastUsedFrom = "last_used_from", lastOutcome = "last_outcome"
+    }
+
+    typealias Columns = CodingKeys
+
+    var usage: PATUsage {
+        PATUsage(firstUsedAt: Timestamp(seconds: firstUsedAt), lastUsedAt: Timestamp(seconds: lastUsedAt), lastUsedFrom: lastUsedFrom,
+                 lastOutcome: lastOutcome, uses: UInt64(max(0, uses)))
+    }
+}
+
+/// A row of `pat_usage_days`.
+struct UsageDayRow: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "pat_usage_days"
+
+    var id: String
+    var day: Int64
+    var uses: Int64
+
+    enum CodingKeys: String, CodingKey, ColumnExpression { case id, day, uses }
+    typealias Columns = CodingKeys
+}
+
+/// A row of `expiry_notices`.
+struct ExpiryNoticeRow: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "expiry_notices"
+
+    var id: String
+    var expiresAt: Int64
+    var leadSeconds: Int64
+    var sentAt: Int64
+
+    enum CodingKeys: String, CodingKey, ColumnExpression {
+        case id
+        case expiresAt = "expires_at", leadSeconds = "lead_seconds", sentAt = "sent_at"
+    }
+
+    typealias Columns = CodingKeys
+}
+
+/// A row of `lifetime_policies`.
+struct LifetimePolicyRow: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "lifetime_policies"
+
+    var domain: String
+    var maxLifetime: Int64
+    var updatedAt: Int64
+
+    enum CodingKeys: String, CodingKey, ColumnExpression {
+        case domain
+        case maxLifetime = "max_lifetime", updatedAt = "updated_at"
+    }
+
+    typealias Columns = CodingKeys
+
+    init(_ p: LifetimePolicy) {
+        domain = p.domain
+        maxLifetime = p.maxLifetime.seconds
+        updatedAt = p.updatedAt.seconds
+    }
+
+    var policy: LifetimePolicy {
+        LifetimePolicy(domain: domain, maxLifetime: TimeSpan(seconds: maxLifetime), updatedAt: Timestamp(seconds: updatedAt))
+    }
+}

@@ -211,13 +211,21 @@ struct SQLiteTransaction: RegistryTransaction {
     }
 
     func record(id: String) async throws -> PATRecord? {
-        try await access { db in try PATRow.fetchOne(db, key: id) }?.record()
+        try await access { db in try SQLiteTransaction.withUsage(db, PATRow.fetchOne(db, key: id)) }
     }
 
     func record(owner: String, name: String) async throws -> PATRecord? {
         try await access { db in
-            try PATRow.filter(PATRow.Columns.owner == owner && PATRow.Columns.name == name).fetchOne(db)
-        }?.record()
+            try SQLiteTransaction.withUsage(db, PATRow.filter(PATRow.Columns.owner == owner && PATRow.Columns.name == name).fetchOne(db))
+        }
+    }
+
+    /// The row's record with its usage (its own table).
+    private static func withUsage(_ db: Database, _ row: PATRow?) throws -> PATRecord? {
+        guard let row else { return nil }
+        var record = try row.record()
+        record.usage = try UsageRow.fetchOne(db, key: row.id)?.usage
+        return record
     }
 
     /// Write transactions are serial (`BEGIN IMMEDIATE`): nothing to lock.
@@ -236,8 +244,16 @@ struct SQLiteTransaction: RegistryTransaction {
             case .expired: request = request.filter(floor <= generation && expiresAt <= now.seconds)
             case .active: request = request.filter(floor <= generation && expiresAt > now.seconds)
             }
-            return try request.order(PATRow.Columns.owner, PATRow.Columns.name, PATRow.Columns.id).fetchAll(db)
-        }.map { try $0.record() }
+            let rows = try request.order(PATRow.Columns.owner, PATRow.Columns.name, PATRow.Columns.id).fetchAll(db)
+            let usage = owner.map { UsageRow.filter(sql: "id IN (SELECT id FROM pats WHERE owner = ?)", arguments: [$0]) } ?? UsageRow.all()
+            var usageByID: [String: PATUsage] = [:]
+            for row in try usage.fetchAll(db) { usageByID[row.id] = row.usage }
+            return try rows.map { row in
+                var record = try row.record()
+                record.usage = usageByID[row.id]
+                return record
+            }
+        }
     }
 
     func recordCount() async throws -> Int {
@@ -273,7 +289,14 @@ struct SQLiteTransaction: RegistryTransaction {
     }
 
     func removeRecord(id: String) async throws {
-        let removed = try await access { db in try PATRow.deleteOne(db, key: id) }
+        let removed = try await access { db in
+            guard try PATRow.deleteOne(db, key: id) else { return false }
+            // What only a live record needs: its usage and expiry notices.
+            for table in ["pat_usage", "pat_usage_days", "pat_addresses", "expiry_notices"] {
+                try db.execute(sql: "DELETE FROM \(table) WHERE id = ?", arguments: [id])
+            }
+            return true
+        }
         guard removed else { throw RegistryError.notFound(id) }
     }
 
@@ -412,6 +435,128 @@ struct SQLiteTransaction: RegistryTransaction {
             _ = try EventRow.filter(keys: ids).filter(EventRow.Columns.claimedBy == claimant)
                 .updateAll(db, EventRow.Columns.claimedBy.set(to: nil), EventRow.Columns.claimedUntil.set(to: nil))
         }
+    }
+}
+
+extension SQLiteTransaction {
+    // MARK: leaks
+
+    func recordLeak(_ leak: LeakRecord) async throws -> Bool {
+        try await access { db in
+            try LeakRow(leak).insert(db, onConflict: .ignore)
+            return db.changesCount > 0
+        }
+    }
+
+    func leak(id: String, generation: UInt64) async throws -> LeakRecord? {
+        try await access { db in
+            try LeakRow.fetchOne(db, key: ["id": id, "generation": Int64(clamping: generation)])
+        }?.leak
+    }
+
+    // MARK: usage
+
+    func recordUsage(_ update: UsageUpdate, addressLimit: Int) async throws -> UsageRecorded {
+        let uses = Int64(clamping: update.uses)
+        return try await access { db in
+            guard try PATRow.exists(db, key: update.id) else { return .unknownPAT }
+            // Every right-hand side reads the row as it was: the newer report's last use wins.
+            try db.execute(sql: """
+                INSERT INTO pat_usage (id, first_used_at, last_used_at, last_used_from, last_outcome, uses)
+                VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT (id) DO UPDATE SET
+                    first_used_at = MIN(first_used_at, excluded.first_used_at),
+                    last_used_from = CASE WHEN excluded.last_used_at >= last_used_at
+                                          THEN COALESCE(excluded.last_used_from, last_used_from) ELSE last_used_from END,
+                    last_outcome = CASE WHEN excluded.last_used_at >= last_used_at THEN excluded.last_outcome ELSE last_outcome END,
+                    last_used_at = MAX(last_used_at, excluded.last_used_at),
+                    uses = MIN(uses + excluded.uses, 9223372036854775807)
+                """, arguments: [update.id, update.firstUsedAt.seconds, update.lastUsedAt.seconds, update.lastUsedFrom,
+                                 update.lastOutcome, uses])
+            for day in update.days {
+                try db.execute(sql: """
+                    INSERT INTO pat_usage_days (id, day, uses) VALUES (?, ?, ?)
+                    ON CONFLICT (id, day) DO UPDATE SET uses = MIN(uses + excluded.uses, 9223372036854775807)
+                    """, arguments: [update.id, day.day, Int64(clamping: day.uses)])
+            }
+            if let newest = update.days.map(\.day).max() {
+                try UsageDayRow.filter(UsageDayRow.Columns.id == update.id && UsageDayRow.Columns.day < newest - UsageDay.retention)
+                    .deleteAll(db)
+            }
+            guard let address = update.lastUsedFrom else { return .recorded(newAddress: false) }
+            let seen = update.lastUsedAt.seconds
+            // Write transactions are serial here (BEGIN IMMEDIATE): what this reads stays true until it commits.
+            let inserted = try Bool.fetchOne(db, sql: "SELECT NOT EXISTS (SELECT 1 FROM pat_addresses WHERE id = ? AND address = ?)",
+                                             arguments: [update.id, address]) ?? false
+            if inserted {
+                try db.execute(sql: "INSERT INTO pat_addresses (id, address, first_seen, last_seen) VALUES (?, ?, ?, ?)",
+                               arguments: [update.id, address, seen, seen])
+            } else {
+                try db.execute(sql: "UPDATE pat_addresses SET last_seen = MAX(last_seen, ?) WHERE id = ? AND address = ?",
+                               arguments: [seen, update.id, address])
+            }
+            let known = try Int.fetchOne(db, sql: "SELECT count(*) FROM pat_addresses WHERE id = ?", arguments: [update.id]) ?? 0
+            if known > addressLimit {
+                try db.execute(sql: """
+                    DELETE FROM pat_addresses WHERE id = ? AND address IN (
+                        SELECT address FROM pat_addresses WHERE id = ? AND address <> ? ORDER BY last_seen, address LIMIT ?)
+                    """, arguments: [update.id, update.id, address, known - addressLimit])
+            }
+            return .recorded(newAddress: inserted && known > 1)
+        }
+    }
+
+    func usageDays(id: String) async throws -> [UsageDay] {
+        try await access { db in
+            try UsageDayRow.filter(UsageDayRow.Columns.id == id).order(UsageDayRow.Columns.day).fetchAll(db)
+        }.map { UsageDay(day: $0.day, uses: UInt64(max(0, $0.uses))) }
+    }
+
+    // MARK: expiry
+
+    func expiringRecords(after: Timestamp, through: Timestamp) async throws -> [(record: PATRecord, noticed: Set<Int64>)] {
+        try await access { db in
+            let rows = try PATRow
+                .filter(PATRow.Columns.floor <= PATRow.Columns.generation && PATRow.Columns.expiresAt > after.seconds
+                        && PATRow.Columns.expiresAt <= through.seconds)
+                .order(PATRow.Columns.expiresAt, PATRow.Columns.id).fetchAll(db)
+            var noticed: [String: Set<Int64>] = [:]
+            let notices = try ExpiryNoticeRow.filter(sql: """
+                (id, expires_at) IN (SELECT id, expires_at FROM pats WHERE expires_at > ? AND expires_at <= ?)
+                """, arguments: [after.seconds, through.seconds]).fetchAll(db)
+            for notice in notices { noticed[notice.id, default: []].insert(notice.leadSeconds) }
+            return try rows.map { row in (record: try row.record(), noticed: noticed[row.id] ?? []) }
+        }
+    }
+
+    func claimExpiryNotice(id: String, expiresAt: Timestamp, leadSeconds: Int64, at time: Timestamp) async throws -> Bool {
+        try await access { db in
+            try ExpiryNoticeRow(id: id, expiresAt: expiresAt.seconds, leadSeconds: leadSeconds, sentAt: time.seconds)
+                .insert(db, onConflict: .ignore)
+            return db.changesCount > 0
+        }
+    }
+
+    func removeExpiryNotices(expiresBefore cutoff: Timestamp) async throws -> Int {
+        try await access { db in try ExpiryNoticeRow.filter(ExpiryNoticeRow.Columns.expiresAt < cutoff.seconds).deleteAll(db) }
+    }
+
+    // MARK: lifetime policies
+
+    func lifetimePolicy(domain: String) async throws -> LifetimePolicy? {
+        try await access { db in try LifetimePolicyRow.fetchOne(db, key: domain) }?.policy
+    }
+
+    func lifetimePolicies() async throws -> [LifetimePolicy] {
+        try await access { db in try LifetimePolicyRow.order(LifetimePolicyRow.Columns.domain).fetchAll(db) }.map(\.policy)
+    }
+
+    func saveLifetimePolicy(_ policy: LifetimePolicy) async throws {
+        try await access { db in try LifetimePolicyRow(policy).save(db) }
+    }
+
+    func removeLifetimePolicy(domain: String) async throws -> Bool {
+        try await access { db in try LifetimePolicyRow.deleteOne(db, key: domain) }
     }
 }
 

@@ -38,12 +38,24 @@ struct PostgresTransaction: RegistryTransaction {
         try await connection.query(query, logger: logger)
     }
 
+    /// The records `query` selects (`recordColumns`), each with its usage (its own table).
     private func records(_ query: PostgresQuery) async throws -> [PATRecord] {
         var out: [PATRecord] = []
         let rows = try await self.query(query)
         for try await row in rows {
             out.append(try Self.record(row))
         }
+        guard !out.isEmpty else { return out }
+        var usage: [String: PATUsage] = [:]
+        let ids = out.map(\.id)
+        let usageRows = try await self.query("""
+            SELECT id, first_used_at, last_used_at, last_used_from, last_outcome, uses FROM patkit.pat_usage WHERE id = ANY(\(ids))
+            """)
+        for try await (id, first, last, from, outcome, uses) in usageRows.decode((String, Int64, Int64, String?, String, Int64).self) {
+            usage[id] = PATUsage(firstUsedAt: Timestamp(seconds: first), lastUsedAt: Timestamp(seconds: last), lastUsedFrom: from,
+                                 lastOutcome: outcome, uses: UInt64(max(0, uses)))
+        }
+        for index in out.indices { out[index].usage = usage[out[index].id] }
         return out
     }
 
@@ -159,7 +171,14 @@ struct PostgresTransaction: RegistryTransaction {
     }
 
     func removeRecord(id: String) async throws {
-        let removed = try await query("DELETE FROM patkit.pats WHERE id = \(id) RETURNING id").collect()
+        // With what only a live record needs: its usage and expiry notices.
+        let removed = try await query("""
+            WITH usage AS (DELETE FROM patkit.pat_usage WHERE id = \(id)),
+                 days AS (DELETE FROM patkit.pat_usage_days WHERE id = \(id)),
+                 addresses AS (DELETE FROM patkit.pat_addresses WHERE id = \(id)),
+                 notices AS (DELETE FROM patkit.expiry_notices WHERE id = \(id))
+            DELETE FROM patkit.pats WHERE id = \(id) RETURNING id
+            """).collect()
         guard !removed.isEmpty else { throw RegistryError.notFound(id) }
     }
 
@@ -342,6 +361,145 @@ struct PostgresTransaction: RegistryTransaction {
     func releaseClaims(_ ids: [Int64], claimant: String) async throws {
         guard !ids.isEmpty else { return }
         try await query("UPDATE patkit.outbox SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = \(claimant) AND id = ANY(\(ids))")
+    }
+
+    // MARK: leaks
+
+    func recordLeak(_ leak: LeakRecord) async throws -> Bool {
+        let rows = try await query("""
+            INSERT INTO patkit.leaks (id, generation, reported_at, url, source)
+            VALUES (\(leak.id), \(Int64(clamping: leak.generation)), \(leak.reportedAt.seconds), \(leak.url), \(leak.source))
+            ON CONFLICT (id, generation) DO NOTHING RETURNING id
+            """).collect()
+        return !rows.isEmpty
+    }
+
+    func leak(id: String, generation: UInt64) async throws -> LeakRecord? {
+        let rows = try await query("""
+            SELECT reported_at, url, source FROM patkit.leaks WHERE id = \(id) AND generation = \(Int64(clamping: generation))
+            """).collect()
+        guard let row = rows.first else { return nil }
+        let (reportedAt, url, source) = try row.decode((Int64, String, String).self)
+        return LeakRecord(id: id, generation: generation, reportedAt: Timestamp(seconds: reportedAt), url: url, source: source)
+    }
+
+    // MARK: usage
+
+    /// A few statements and no lock on the PAT: two nodes adding reports of one PAT at once both
+    /// count (the upserts add), and only one of them finds a new address new.
+    func recordUsage(_ update: UsageUpdate, addressLimit: Int) async throws -> UsageRecorded {
+        let stored = try await query("""
+            INSERT INTO patkit.pat_usage (id, first_used_at, last_used_at, last_used_from, last_outcome, uses)
+            SELECT id, \(update.firstUsedAt.seconds), \(update.lastUsedAt.seconds), \(update.lastUsedFrom), \(update.lastOutcome),
+                   \(Int64(clamping: update.uses))
+            FROM patkit.pats WHERE id = \(update.id)
+            ON CONFLICT (id) DO UPDATE SET
+                first_used_at = LEAST(patkit.pat_usage.first_used_at, EXCLUDED.first_used_at),
+                last_used_from = CASE WHEN EXCLUDED.last_used_at >= patkit.pat_usage.last_used_at
+                                      THEN COALESCE(EXCLUDED.last_used_from, patkit.pat_usage.last_used_from)
+                                      ELSE patkit.pat_usage.last_used_from END,
+                last_outcome = CASE WHEN EXCLUDED.last_used_at >= patkit.pat_usage.last_used_at
+                                    THEN EXCLUDED.last_outcome ELSE patkit.pat_usage.last_outcome END,
+                last_used_at = GREATEST(patkit.pat_usage.last_used_at, EXCLUDED.last_used_at),
+                uses = LEAST(patkit.pat_usage.uses::numeric + EXCLUDED.uses, 9223372036854775807)::bigint
+            RETURNING id
+            """).collect()
+        guard !stored.isEmpty else { return .unknownPAT }
+        if !update.days.isEmpty {
+            let days = update.days.map(\.day), uses = update.days.map { Int64(clamping: $0.uses) }
+            try await query("""
+                INSERT INTO patkit.pat_usage_days (id, day, uses)
+                SELECT \(update.id), day, uses FROM unnest(\(days)::bigint[], \(uses)::bigint[]) AS t(day, uses)
+                ON CONFLICT (id, day) DO UPDATE SET
+                    uses = LEAST(patkit.pat_usage_days.uses::numeric + EXCLUDED.uses, 9223372036854775807)::bigint
+                """)
+            let oldest = (days.max() ?? 0) - UsageDay.retention
+            try await query("DELETE FROM patkit.pat_usage_days WHERE id = \(update.id) AND day < \(oldest)")
+        }
+        guard let address = update.lastUsedFrom else { return .recorded(newAddress: false) }
+        let seen = update.lastUsedAt.seconds
+        let inserted = try await single("""
+            INSERT INTO patkit.pat_addresses (id, address, first_seen, last_seen) VALUES (\(update.id), \(address), \(seen), \(seen))
+            ON CONFLICT (id, address) DO UPDATE SET last_seen = GREATEST(patkit.pat_addresses.last_seen, EXCLUDED.last_seen)
+            RETURNING (xmax = 0)
+            """, Bool.self) ?? false
+        let known = try await count("SELECT count(*) FROM patkit.pat_addresses WHERE id = \(update.id)")
+        if known > addressLimit {
+            try await query("""
+                DELETE FROM patkit.pat_addresses WHERE id = \(update.id) AND address IN (
+                    SELECT address FROM patkit.pat_addresses WHERE id = \(update.id) AND address <> \(address)
+                    ORDER BY last_seen, address LIMIT \(Int64(known - addressLimit)))
+                """)
+        }
+        return .recorded(newAddress: inserted && known > 1)
+    }
+
+    func usageDays(id: String) async throws -> [UsageDay] {
+        var out: [UsageDay] = []
+        let rows = try await query("SELECT day, uses FROM patkit.pat_usage_days WHERE id = \(id) ORDER BY day")
+        for try await (day, uses) in rows.decode((Int64, Int64).self) { out.append(UsageDay(day: day, uses: UInt64(max(0, uses)))) }
+        return out
+    }
+
+    // MARK: expiry
+
+    func expiringRecords(after: Timestamp, through: Timestamp) async throws -> [(record: PATRecord, noticed: Set<Int64>)] {
+        let found = try await records(PostgresQuery(unsafeSQL: """
+            SELECT \(Self.recordColumns) FROM patkit.pats
+            WHERE floor <= generation AND expires_at > $1 AND expires_at <= $2 ORDER BY expires_at, id
+            """, binds: binds(after.seconds, through.seconds)))
+        var noticed: [String: Set<Int64>] = [:]
+        let rows = try await query("""
+            SELECT n.id, n.lead_seconds FROM patkit.expiry_notices n JOIN patkit.pats p ON p.id = n.id AND p.expires_at = n.expires_at
+            WHERE p.expires_at > \(after.seconds) AND p.expires_at <= \(through.seconds)
+            """)
+        for try await (id, lead) in rows.decode((String, Int64).self) { noticed[id, default: []].insert(lead) }
+        return found.map { (record: $0, noticed: noticed[$0.id] ?? []) }
+    }
+
+    func claimExpiryNotice(id: String, expiresAt: Timestamp, leadSeconds: Int64, at time: Timestamp) async throws -> Bool {
+        let rows = try await query("""
+            INSERT INTO patkit.expiry_notices (id, expires_at, lead_seconds, sent_at)
+            VALUES (\(id), \(expiresAt.seconds), \(leadSeconds), \(time.seconds))
+            ON CONFLICT (id, expires_at, lead_seconds) DO NOTHING RETURNING id
+            """).collect()
+        return !rows.isEmpty
+    }
+
+    func removeExpiryNotices(expiresBefore cutoff: Timestamp) async throws -> Int {
+        try await count("""
+            WITH gone AS (DELETE FROM patkit.expiry_notices WHERE expires_at < \(cutoff.seconds) RETURNING 1) SELECT count(*) FROM gone
+            """)
+    }
+
+    // MARK: lifetime policies
+
+    func lifetimePolicy(domain: String) async throws -> LifetimePolicy? {
+        try await lifetimePolicies("SELECT domain, max_lifetime, updated_at FROM patkit.lifetime_policies WHERE domain = \(domain)").first
+    }
+
+    func lifetimePolicies() async throws -> [LifetimePolicy] {
+        try await lifetimePolicies("SELECT domain, max_lifetime, updated_at FROM patkit.lifetime_policies ORDER BY domain")
+    }
+
+    private func lifetimePolicies(_ query: PostgresQuery) async throws -> [LifetimePolicy] {
+        var out: [LifetimePolicy] = []
+        for try await (domain, max, updated) in try await self.query(query).decode((String, Int64, Int64).self) {
+            out.append(LifetimePolicy(domain: domain, maxLifetime: TimeSpan(seconds: max), updatedAt: Timestamp(seconds: updated)))
+        }
+        return out
+    }
+
+    func saveLifetimePolicy(_ policy: LifetimePolicy) async throws {
+        try await query("""
+            INSERT INTO patkit.lifetime_policies (domain, max_lifetime, updated_at)
+            VALUES (\(policy.domain), \(policy.maxLifetime.seconds), \(policy.updatedAt.seconds))
+            ON CONFLICT (domain) DO UPDATE SET max_lifetime = EXCLUDED.max_lifetime, updated_at = EXCLUDED.updated_at
+            """)
+    }
+
+    func removeLifetimePolicy(domain: String) async throws -> Bool {
+        !(try await query("DELETE FROM patkit.lifetime_policies WHERE domain = \(domain) RETURNING domain").collect()).isEmpty
     }
 
     // MARK: helpers

@@ -57,7 +57,8 @@ extension PATHome {
     /// `--catalog management`: the home's issuing catalog plus the management API's entity `pats`.
     public static let managementCatalogName = "management"
     /// The operations of the entity `pats` that `pat serve`'s management API checks.
-    public static let managementOperations = ["create", "list", "read", "update", "revoke", "regenerate", "delete", "admin"]
+    public static let managementOperations = ["create", "list", "read", "update", "revoke", "regenerate", "delete", "admin",
+                                                   "rotate_self", "report_usage"]
 
     /// `base` (default: the home's issuing catalog) with the entity `pats` and its operations added.
     public func managementCatalog(base: ScopeCatalog? = nil) throws(PATKitError) -> ScopeCatalog {

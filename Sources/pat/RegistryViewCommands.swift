@@ -16,9 +16,12 @@ import Darwin
 struct ListCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "list",
-        abstract: "List PATs: name, id, status, scope count, expiry, last rotation.",
+        abstract: "List PATs: name, id, status, scope count, expiry, time left, last use, last rotation.",
         discussion: """
             Status is derived: active, expired (past its expiry), revoked. Deleted PATs are not listed. \
+            LAST USED is the last use an edge reported (a gate or service reporting usage to `pat serve`), \
+            "never" when none did. --expiring-within 7d lists active PATs expiring within 7 days; --unused-for 90d \
+            lists PATs not used for 90 days (never used ones created more than 90 days ago included). \
             --json prints an array of objects with every detail except the token (never stored).
             """)
 
@@ -26,34 +29,49 @@ struct ListCommand: AsyncParsableCommand {
     @OptionGroup var database: DatabaseOption
     @Option(help: "Only this owner's PATs.") var owner: String?
     @Option(help: "active, expired, revoked or all.") var status: String = "all"
+    @Option(name: .customLong("expiring-within"), help: ArgumentHelp("Only active PATs expiring within this span.", valueName: "DURATION"))
+    var expiringWithin: String?
+    @Option(name: .customLong("unused-for"), help: ArgumentHelp("Only PATs not used for at least this span.", valueName: "DURATION"))
+    var unusedFor: String?
     @Flag(help: "Print a JSON array.") var json = false
 
     func validate() throws {
         guard StatusFilter(rawValue: status) != nil else {
             throw ValidationError("--status must be active, expired, revoked or all (not \"\(status.prefix(32))\")")
         }
+        if let expiringWithin { _ = try parseSpan(expiringWithin, option: "--expiring-within") }
+        if let unusedFor { _ = try parseSpan(unusedFor, option: "--unused-for") }
     }
 
     func run() async throws {
         let filter = StatusFilter(rawValue: status) ?? .all
         let service = try await openService(home.resolved, database)
         let now = service.clock()
-        let records = try await operatorCall { try await service.list(owner: owner, status: filter, by: .localOperator) }
+        let expiring = try expiringWithin.map { try parseSpan($0, option: "--expiring-within") }
+        let unused = try unusedFor.map { try parseSpan($0, option: "--unused-for") }
+        let records = try await operatorCall {
+            try await service.list(owner: owner, status: filter, unusedFor: unused, expiringWithin: expiring, by: .localOperator)
+        }
         if json {
             emit(JSONValue.array(records.map { .object($0.json(at: now)) }).description)
             return
         }
         let ofOwner = owner.map { " of owner \(Printable.escaped($0))" } ?? ""
         guard !records.isEmpty else {
-            printError(filter == .all ? "no PATs\(ofOwner)" : "no \(filter.rawValue) PATs\(ofOwner)")
+            var what = filter == .all ? "PATs" : "\(filter.rawValue) PATs"
+            if let expiringWithin { what += " expiring within \(expiringWithin)" }
+            if let unusedFor { what += " unused for \(unusedFor)" }
+            printError("no \(what)\(ofOwner)")
             return
         }
-        var header = ["NAME", "ID", "STATUS", "SCOPES", "EXPIRES", "LAST ROTATED"]
+        var header = ["NAME", "ID", "STATUS", "SCOPES", "EXPIRES", "EXPIRES IN", "LAST USED", "LAST ROTATED"]
         if owner == nil { header.insert("OWNER", at: 0) }
         var rows = [header]
         for r in records {
-            var row = [Printable.clip(r.name, 40), r.id, r.status(at: now).rawValue, String(r.scopes.count), r.expiresAt.rfc3339,
-                       r.lastRotatedAt?.rfc3339 ?? "-"]
+            let status = r.status(at: now)
+            let left = status == .active ? formatDuration(r.expiresAt.seconds - now.seconds) : status == .expired ? "expired" : "-"
+            var row = [Printable.clip(r.name, 40), r.id, status.rawValue, String(r.scopes.count), r.expiresAt.rfc3339, left,
+                       r.usage?.lastUsedAt.rfc3339 ?? "never", r.lastRotatedAt?.rfc3339 ?? "-"]
             if owner == nil { row.insert(Printable.clip(r.owner, 32), at: 0) }
             rows.append(row)
         }
@@ -75,8 +93,16 @@ struct ShowCommand: AsyncParsableCommand {
         let service = try await openService(home.resolved, database)
         let now = service.clock()
         let r = try await operatorCall { try await service.record(id: id, by: .localOperator) }
+        let days = try await operatorCall { try await service.usageDays(id: id, by: .localOperator) }
         if json {
-            emit(JSONValue.object(r.json(at: now)).description)
+            var o = r.json(at: now)
+            o.set("usageByDay", .array(days.map { day in
+                var d = JSONObject()
+                d.set("date", .string(day.date))
+                d.set("uses", .number(String(day.uses)))
+                return .object(d)
+            }))
+            emit(JSONValue.object(o).description)
             return
         }
         let revokedBy: String
@@ -85,7 +111,12 @@ struct ShowCommand: AsyncParsableCommand {
         case .localOperator?: revokedBy = "the operator (pat CLI)"
         case .token(let id, let generation, let subject, let admin)?:
             revokedBy = "PAT \(id) (generation \(generation)) of \(Printable.escaped(subject))\(admin ? ", pats:admin" : "")"
+        case .secretScanner(let keyID)?:
+            revokedBy = "a secret scanner's leak report (scanner key \(Printable.clip(keyID, 80)))"
         }
+        let status = r.status(at: now)
+        let expiresIn = status == .active ? formatDuration(r.expiresAt.seconds - now.seconds) : status == .expired ? "expired" : "-"
+        let recent = days.suffix(14).map { "\($0.date) \($0.uses)" }.joined(separator: ", ")
         let fields: [(String, String)] = [
             ("id", r.id),
             ("name", Printable.escaped(r.name)),
@@ -99,6 +130,11 @@ struct ShowCommand: AsyncParsableCommand {
             ("created", r.createdAt.rfc3339),
             ("updated", r.updatedAt.rfc3339),
             ("expires", r.expiresAt.rfc3339),
+            ("expires in", expiresIn),
+            ("last used", r.usage.map { "\($0.lastUsedAt.rfc3339) (\($0.lastOutcome))" } ?? "never (no edge reported a use)"),
+            ("last used from", r.usage?.lastUsedFrom.map { Printable.clip($0, 80) } ?? "-"),
+            ("uses", r.usage.map { "\($0.uses) since \($0.firstUsedAt.rfc3339)" } ?? "0"),
+            ("uses per day", recent.isEmpty ? "-" : recent),
             ("last rotated", r.lastRotatedAt?.rfc3339 ?? "-"),
             ("revoked", r.revokedAt?.rfc3339 ?? "-"),
             ("revoked by", revokedBy),

@@ -83,6 +83,23 @@ struct StallingTransaction: RegistryTransaction {
         try await inner.renewClaims(ids, claimant: claimant, lease: lease)
     }
     func releaseClaims(_ ids: [Int64], claimant: String) async throws { try await inner.releaseClaims(ids, claimant: claimant) }
+    func recordLeak(_ leak: LeakRecord) async throws -> Bool { try await inner.recordLeak(leak) }
+    func leak(id: String, generation: UInt64) async throws -> LeakRecord? { try await stalled(try await inner.leak(id: id, generation: generation)) }
+    func recordUsage(_ update: UsageUpdate, addressLimit: Int) async throws -> UsageRecorded {
+        try await inner.recordUsage(update, addressLimit: addressLimit)
+    }
+    func usageDays(id: String) async throws -> [UsageDay] { try await stalled(try await inner.usageDays(id: id)) }
+    func expiringRecords(after: Timestamp, through: Timestamp) async throws -> [(record: PATRecord, noticed: Set<Int64>)] {
+        try await stalled(try await inner.expiringRecords(after: after, through: through))
+    }
+    func claimExpiryNotice(id: String, expiresAt: Timestamp, leadSeconds: Int64, at time: Timestamp) async throws -> Bool {
+        try await inner.claimExpiryNotice(id: id, expiresAt: expiresAt, leadSeconds: leadSeconds, at: time)
+    }
+    func removeExpiryNotices(expiresBefore cutoff: Timestamp) async throws -> Int { try await inner.removeExpiryNotices(expiresBefore: cutoff) }
+    func lifetimePolicy(domain: String) async throws -> LifetimePolicy? { try await stalled(try await inner.lifetimePolicy(domain: domain)) }
+    func lifetimePolicies() async throws -> [LifetimePolicy] { try await inner.lifetimePolicies() }
+    func saveLifetimePolicy(_ policy: LifetimePolicy) async throws { try await inner.saveLifetimePolicy(policy) }
+    func removeLifetimePolicy(domain: String) async throws -> Bool { try await inner.removeLifetimePolicy(domain: domain) }
 }
 
 /// A gate a test holds shut: the first task to reach it stops there (and says so) until the test
