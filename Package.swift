@@ -31,6 +31,9 @@ let package = Package(
         // The PostgreSQL registry (issue 10), in its own target: only `pat` and its tests build it.
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        // ECDSA P-256 for the secret-scanning partner endpoint (issue 11): `PATServer` only,
+        // never PATKit (which depends on libsodium alone).
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // libsodium, found through pkg-config; Debian/Ubuntu: libsodium-dev.
@@ -85,7 +88,8 @@ let package = Package(
         // Hummingbird middleware: PATAuthenticator, scope requirements, the JSON error shape.
         .target(
             name: "PATHummingbird",
-            dependencies: ["PATKit", .product(name: "Hummingbird", package: "hummingbird")]
+            dependencies: ["PATKit", .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "NIOCore", package: "swift-nio")]
         ),
         // `pat serve`: distribution endpoints, the /verify gate, the management API and webhooks.
         .target(
@@ -100,12 +104,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "CompressNIO", package: "compress-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         .executableTarget(
             name: "pat",
             dependencies: [
-                "PATKit", "PATStore", "PATRegistry", "PATRegistryPostgres", "PATManagement", "PATServer",
+                "PATKit", "PATStore", "PATRegistry", "PATRegistryPostgres", "PATManagement", "PATServer", "PATEdge",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -155,6 +160,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "CompressNIO", package: "compress-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
     ],

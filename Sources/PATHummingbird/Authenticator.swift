@@ -11,35 +11,79 @@ import PATKit
 ///
 /// Routes then declare the scope they need with `PATScopeRequirement` or the `requiring:`
 /// route methods, e.g. `channels:publish:{id}` with the id taken from the path.
+///
+/// A response to a request whose PAT was accepted carries `X-PAT-Expires`: the PAT's expiry in
+/// RFC 3339 (like GitHub's `GitHub-Authentication-Token-Expiration`), so clients see it coming.
+///
+/// With `usage`, every use is counted in memory after the validator has decided (accepted, or
+/// refused with its code — a missing scope included), for a `PATUsageReporter` to send to the
+/// issuer in the background; the request never waits for that. The client address is the
+/// connection's peer (`RemoteAddressRequestContext`, as `BasicPATRequestContext` is), unless
+/// `clientAddress` says otherwise (e.g. a header set by a trusted proxy).
 public struct PATAuthenticator<Context: PATRequestContext>: RouterMiddleware {
     public let validator: Validator
     /// When set, tokens must act in this domain (else the validator's policy domain applies).
     public let domain: String?
     public let allowAnonymous: Bool
+    /// Where uses are counted; nil: not counted.
+    public let usage: UsageCounter?
+    /// The client address recorded with a use; nil: the connection's peer.
+    public let clientAddress: (@Sendable (Request, Context) -> String?)?
 
-    public init(validator: Validator, domain: String? = nil, allowAnonymous: Bool = false) {
+    public init(validator: Validator, domain: String? = nil, allowAnonymous: Bool = false, usage: UsageCounter? = nil,
+                clientAddress: (@Sendable (Request, Context) -> String?)? = nil) {
         self.validator = validator
         self.domain = domain
         self.allowAnonymous = allowAnonymous
+        self.usage = usage
+        self.clientAddress = clientAddress
     }
 
     public func handle(_ request: Request, context: Context,
                        next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
+        let pat: VerifiedPAT
         switch BearerToken.extract(from: request.headers) {
         case .missing:
             guard allowAnonymous else { throw PATHTTPError.missingToken() }
+            return try await next(request, context)
         case .malformed(let reason):
             throw PATHTTPError.refused(PATValidationError(.malformed, reason))
         case .token(let token):
             do throws(PATValidationError) {
-                context.pat = try validator.validate(token, domain: domain)
+                pat = try validator.validate(token, domain: domain)
             } catch {
+                usage?.recordRefused(token, error: error, address: address(request, context), at: validator.now())
                 throw PATHTTPError.refused(error)
             }
         }
-        return try await next(request, context)
+        context.pat = pat
+        var response: Response
+        do {
+            response = try await next(request, context)
+        } catch let error as PATHTTPError where error.code == PATValidationError.Code.scopeMissing.rawValue {
+            usage?.recordRefused(pat, code: .scopeMissing, address: address(request, context), at: validator.now())
+            throw error
+        } catch {
+            usage?.recordAccepted(pat, address: address(request, context), at: validator.now())
+            throw error
+        }
+        usage?.recordAccepted(pat, address: address(request, context), at: validator.now())
+        if PATHeader.expires != HTTPFields.Element.Name.authorization { response.headers[PATHeader.expires] = pat.expiresAt.rfc3339 }
+        return response
     }
+
+    private func address(_ request: Request, _ context: Context) -> String? {
+        if let clientAddress { return clientAddress(request, context) }
+        return (context as? any RemoteAddressRequestContext)?.remoteAddress?.ipAddress
+    }
+}
+
+/// Header names PATKit's HTTP surfaces add to responses. The fallback never applies (the name is
+/// valid; a test checks it) and is never written.
+public enum PATHeader {
+    /// `X-PAT-Expires`: the accepted PAT's expiry, RFC 3339 UTC.
+    public static let expires = HTTPFields.Element.Name("X-PAT-Expires") ?? HTTPFields.Element.Name.authorization
 }
 
 /// The bearer token of a request (RFC 6750 §2.1).

@@ -1,4 +1,5 @@
 import Hummingbird
+import NIOCore
 import PATKit
 
 /// A request context that carries the PAT verified for the request, set by `PATAuthenticator`.
@@ -25,15 +26,20 @@ extension PATRequestContext {
     }
 }
 
-/// The plain context for PAT-protected routes. Request bodies are bounded to 64 KiB.
-public struct BasicPATRequestContext: PATRequestContext {
+/// The plain context for PAT-protected routes. Request bodies are bounded to 64 KiB. Knows the
+/// connection's peer address (read only when asked, e.g. for usage counting).
+public struct BasicPATRequestContext: PATRequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
     public var pat: VerifiedPAT?
+    private let channel: (any Channel)?
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.pat = nil
+        self.channel = source.channel
     }
 
     public var maxUploadSize: Int { 64 * 1024 }
+
+    public var remoteAddress: SocketAddress? { channel?.remoteAddress }
 }

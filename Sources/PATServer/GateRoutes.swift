@@ -1,4 +1,5 @@
 import Hummingbird
+import NIOCore
 import PATEdge
 import PATHummingbird
 import PATKit
@@ -18,22 +19,29 @@ import PATKit
 /// overwrite `X-PAT-Subject` / `X-PAT-Id` towards the upstream with the gate's answer.
 ///
 /// Answers 204 with `X-PAT-Subject` (the owner; bytes outside visible ASCII, `%` and
-/// `" , ; = \` are percent-encoded), `X-PAT-Id`, `X-PAT-Generation`, `X-PAT-Scope` (granted scopes) and
-/// `X-PAT-Domain` when the PAT has one; 401 (missing or refused token, with
+/// `" , ; = \` are percent-encoded), `X-PAT-Id`, `X-PAT-Generation`, `X-PAT-Scope` (granted scopes),
+/// `X-PAT-Expires` (the PAT's expiry, RFC 3339) and `X-PAT-Domain` when the PAT has one; 401 (missing or refused token, with
 /// `WWW-Authenticate`), 403 (a required scope is missing; named), 503 (stale or missing
 /// revocation list), or 400 (a malformed `X-PAT-Require-Scope`: a proxy misconfiguration).
 /// `GET /status` returns the refresher's status as JSON: 200 while tokens can pass, 503 with the
 /// reason in `"refusal"` while every token is refused (a readiness probe). `GET /healthz`
 /// answers 200 while the process serves (a liveness probe).
+///
+/// With `usage`, every decision on a genuine PAT is counted in memory (accepted, or refused with
+/// its code) for a `PATUsageReporter` to send to the issuer in the background; `/verify` never
+/// waits for it. The client address is `X-PAT-Client-Address` when the proxy sets it (it must
+/// then overwrite whatever the client sent), else the connection's peer.
 public struct GateRoutes: PATRouteGroup {
     public let validator: Validator
     public let refresher: PATRefresher?
     public let domain: String?
+    public let usage: UsageCounter?
 
-    public init(validator: Validator, refresher: PATRefresher? = nil, domain: String? = nil) {
+    public init(validator: Validator, refresher: PATRefresher? = nil, domain: String? = nil, usage: UsageCounter? = nil) {
         self.validator = validator
         self.refresher = refresher
         self.domain = domain
+        self.usage = usage
     }
 
     public func addRoutes(to router: Router<PATServer.Context>) { register(on: router) }
@@ -41,7 +49,9 @@ public struct GateRoutes: PATRouteGroup {
     public func register<Context: RequestContext>(on router: some RouterMethods<Context>) {
         let gate = self
         for method in [HTTPRequest.Method.get, .head, .post] {
-            router.on("/verify", method: method) { request, _ in try gate.verify(request) }
+            router.on("/verify", method: method) { request, context in
+                try gate.verify(request, peer: gate.usage == nil ? nil : (context as? any RemoteAddressRequestContext)?.remoteAddress)
+            }
         }
         router.get("/status") { _, _ in gate.statusResponse() }
         router.get("/healthz") { _, _ in
@@ -52,7 +62,7 @@ public struct GateRoutes: PATRouteGroup {
         }
     }
 
-    func verify(_ request: Request) throws(PATHTTPError) -> Response {
+    func verify(_ request: Request, peer: SocketAddress? = nil) throws(PATHTTPError) -> Response {
         let required = try GateRoutes.requiredScopes(request.headers[values: GateHeader.requireScope])
         let token: String
         switch BearerToken.extract(from: request.headers) {
@@ -67,11 +77,17 @@ public struct GateRoutes: PATRouteGroup {
         }
         let domain = self.domain ?? asked
         let pat: VerifiedPAT
-        do throws(PATValidationError) { pat = try validator.validate(token, domain: domain) } catch { throw PATHTTPError.refused(error) }
+        do throws(PATValidationError) { pat = try validator.validate(token, domain: domain) } catch {
+            usage?.recordRefused(token, error: error, address: clientAddress(request, peer), at: validator.now())
+            throw PATHTTPError.refused(error)
+        }
         for scope in required where !pat.allows(entity: scope.entity, operation: scope.operation, id: scope.id) {
+            usage?.recordRefused(pat, code: .scopeMissing, address: clientAddress(request, peer), at: validator.now())
             throw PATHTTPError.scopeMissing("\(scope.entity):\(scope.operation):\(scope.id ?? "*")", patID: pat.id)
         }
+        usage?.recordAccepted(pat, address: clientAddress(request, peer), at: validator.now())
         var headers = HTTPFields()
+        headers.setPAT(GateHeader.expires, pat.expiresAt.rfc3339)
         headers.setPAT(GateHeader.subject, PercentEncoding.encode(pat.subject))
         headers.setPAT(GateHeader.id, pat.id)
         headers.setPAT(GateHeader.generation, String(pat.generation))
@@ -79,6 +95,16 @@ public struct GateRoutes: PATRouteGroup {
         if let domain = pat.domain { headers.setPAT(GateHeader.domain, PercentEncoding.encode(domain)) }
         headers[.cacheControl] = "no-store"
         return Response(status: .noContent, headers: headers)
+    }
+
+    /// The client's address: the proxy's `X-PAT-Client-Address` (bounded, visible ASCII), else the peer.
+    func clientAddress(_ request: Request, _ peer: SocketAddress?) -> String? {
+        if GateHeader.clientAddress != .authorization, let given = request.headers[GateHeader.clientAddress] {
+            let trimmed = String(Substring(given).trimmingSpaces())
+            guard !trimmed.isEmpty, trimmed.utf8.count <= 64, trimmed.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { return nil }
+            return trimmed
+        }
+        return peer?.ipAddress
     }
 
     /// A required scope: entity and operation checked against the grammar; the id is any text
@@ -153,6 +179,9 @@ public enum GateHeader {
     public static let id = HTTPFieldName("X-PAT-Id") ?? HTTPFieldName.authorization
     public static let generation = HTTPFieldName("X-PAT-Generation") ?? HTTPFieldName.authorization
     public static let scope = HTTPFieldName("X-PAT-Scope") ?? HTTPFieldName.authorization
+    public static let expires = PATHeader.expires
+    /// Set by the proxy: the client's address, recorded with the use (usage reporting).
+    public static let clientAddress = HTTPFieldName("X-PAT-Client-Address") ?? HTTPFieldName.authorization
 }
 
 extension HTTPFields {

@@ -32,6 +32,14 @@ public struct ManagementConfiguration: Sendable {
     public var issuingCatalog: ScopeCatalog?
     /// The clock-skew leeway of the API's validator, in seconds.
     public var leeway: Int64 = 60
+    /// The secret-scanning partner endpoint (`POST /v3/personal-access-tokens/leaks`); nil: off.
+    public var secretScanning: SecretScanningConfiguration?
+    /// Record `personalAccessToken.usedFromNewAddress` events (default off).
+    public var notifyNewAddresses = false
+    /// Lead times of `personalAccessToken.expiring` (sent only when webhooks are configured).
+    public var expiryLeadTimes: [TimeSpan] = PATManagement.defaultExpiryLeadTimes
+    /// How often the expiry notifier looks for PATs expiring within a lead time.
+    public var expiryCheckInterval: Duration = .seconds(60)
 
     public init() {}
 }
@@ -56,6 +64,10 @@ public final class ManagementServer: Sendable {
     public let webhooks: WebhookDispatcher?
     public let rateLimiter: RateLimiter?
     public let routes: ManagementRoutes
+    /// The secret-scanning partner endpoint, when scanner keys are configured.
+    public let secretScanning: SecretScanningRoutes?
+    /// Sends `personalAccessToken.expiring` events; runs when webhooks are configured.
+    public let expiryNotifier: ExpiryNotifier?
 
     /// - Parameters:
     ///   - store: the registry (default: `HOME/pat.db`).
@@ -89,16 +101,31 @@ public final class ManagementServer: Sendable {
         self.rateLimiter = configuration.rateLimit.map { RateLimiter(policy: $0) }
         self.service = PATManagement(store: store, keyStore: home.keyStore,
                                      policy: ManagementPolicy(catalog: catalog, maxLifetime: configuration.maxLifetime,
-                                                              defaultLifetime: configuration.defaultLifetime),
+                                                              defaultLifetime: configuration.defaultLifetime,
+                                                              notifyNewAddresses: configuration.notifyNewAddresses),
                                      clock: clock, republisher: republisher, onChange: { webhooks?.wake() })
         self.routes = ManagementRoutes(service: service, validator: validator, rateLimiter: rateLimiter, logger: logger, clock: clock)
+        let service = self.service
+        if let scanning = configuration.secretScanning {
+            self.secretScanning = SecretScanningRoutes(configuration: scanning, service: service, validator: validator, logger: logger)
+        } else {
+            self.secretScanning = nil
+        }
+        if webhooks == nil || configuration.expiryLeadTimes.isEmpty {
+            self.expiryNotifier = nil
+        } else {
+            self.expiryNotifier = ExpiryNotifier(service: service, leadTimes: configuration.expiryLeadTimes,
+                                                 interval: configuration.expiryCheckInterval, logger: logger)
+        }
     }
 
     /// Mounts the routes, runs the services with the server, and publishes once before the
     /// server accepts requests.
     public func install(into configuration: inout PATServerConfiguration) {
         configuration.routeGroups.append(routes)
+        if let secretScanning { configuration.routeGroups.append(secretScanning) }
         configuration.services.append(republisher)
+        if let expiryNotifier { configuration.services.append(expiryNotifier) }
         // The startup publish installs the first list itself; re-reading starts one interval later.
         configuration.services.append(DelayedService(refresher, delay: refresher.interval))
         if let webhooks { configuration.services.append(webhooks) }
@@ -139,7 +166,8 @@ struct ManagementBody {
     static let maxBytes = 64 * 1024
 
     /// Reads the body; an empty body is `{}` when `optional`.
-    static func read(_ request: Request, optional: Bool) async throws(PATHTTPError) -> ManagementBody {
+    static func read(_ request: Request, optional: Bool, maxBytes: Int = ManagementBody.maxBytes,
+                     maxMembers: Int = 512, maxDepth: Int = 4) async throws(PATHTTPError) -> ManagementBody {
         let buffer: ByteBuffer
         do {
             buffer = try await request.body.collect(upTo: maxBytes)
@@ -155,7 +183,7 @@ struct ManagementBody {
         }
         let value: JSONValue
         do {
-            value = try JSONParser.parse(bytes, limits: JSONLimits(maxBytes: maxBytes, maxDepth: 4, maxMembers: 512, maxStringBytes: 8 * 1024))
+            value = try JSONParser.parse(bytes, limits: JSONLimits(maxBytes: maxBytes, maxDepth: maxDepth, maxMembers: maxMembers, maxStringBytes: 8 * 1024))
         } catch {
             throw ManagementBody.invalid("body", "not valid JSON: \(error)")
         }

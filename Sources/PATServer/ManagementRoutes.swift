@@ -13,13 +13,14 @@ import PATRegistry
 /// | route | scope | answer |
 /// | --- | --- | --- |
 /// | `POST /v3/personal-access-tokens` | `pats:create` | 201, the PAT with `accessToken` |
-/// | `GET /v3/personal-access-tokens?status=&owner=&limit=&offset=` | `pats:list` | 200 `{"personalAccessTokens": […], "total", "limit", "offset"}` |
+/// | `GET /v3/personal-access-tokens?status=&owner=&expiringWithin=&unusedFor=&limit=&offset=` | `pats:list` | 200 `{"personalAccessTokens": […], "total", "limit", "offset"}` |
+/// | `POST /v3/personal-access-tokens/usage` (`{"entries": […]}`, an edge's `PATUsageReporter`) | `pats:report_usage` | 200 `{"recorded", "unknown", "newAddresses"}` |
 /// | `DELETE /v3/personal-access-tokens?owner=` | `pats:delete` | 200 `{"deleted": [ids], "count"}`: every PAT of the owner |
 /// | `GET …/{id}` | `pats:read` | 200, the PAT |
 /// | `POST …/{id}/scopes`, `DELETE …/{id}/scopes` (`{"scopes": […]}`) | `pats:update` | 200, re-issued with `accessToken` |
 /// | `DELETE …/{id}/scopes/all` | `pats:update` | 200, re-issued with `accessToken` |
 /// | `POST …/{id}/revoke` | `pats:revoke` | 200, the PAT |
-/// | `POST …/{id}/regenerate` (`{"duration"}` or `{"expiresAt"}`) | `pats:regenerate` | 200, re-issued with `accessToken` |
+/// | `POST …/{id}/regenerate` (`{"duration"}` or `{"expiresAt"}`) | `pats:regenerate` (`pats:rotate_self` for the caller itself) | 200, re-issued with `accessToken` |
 /// | `DELETE …/{id}` | `pats:delete` | 204 |
 ///
 /// Errors: 400 `invalid_request` naming the field, 401 (the caller's PAT is revoked in the
@@ -43,6 +44,7 @@ public struct ManagementRoutes: PATRouteGroup {
             .add(middleware: PATAuthenticator<PATServer.Context>(validator: validator))
         if let rateLimiter { group.add(middleware: RateLimitMiddleware<PATServer.Context>(limiter: rateLimiter)) }
         group.post { request, context in try await api.create(request, context) }
+        group.post("usage") { request, context in try await api.reportUsage(request, context) }
         group.get { request, context in try await api.list(request, context) }
         group.delete { request, context in try await api.deleteAll(request, context) }
         group.get("{id}") { request, context in try await api.show(request, context) }
@@ -74,14 +76,17 @@ public struct ManagementRoutes: PATRouteGroup {
     func list(_ request: Request, _ context: PATServer.Context) async throws -> Response {
         let caller = try Self.caller(context)
         let query = request.uri.queryParameters
-        try Self.allowQuery(query, ["status", "owner", "limit", "offset"])
+        try Self.allowQuery(query, ["status", "owner", "limit", "offset", "expiringWithin", "unusedFor"])
         guard let status = StatusFilter(rawValue: query.get("status") ?? "all") else {
             throw ManagementBody.invalid("status", "must be active, expired, revoked or all")
         }
         let limit = try Self.integer(query, "limit", default: 100, range: 1...1000)
         let offset = try Self.integer(query, "offset", default: 0, range: 0...Int(Int32.max))
         let owner = query.get("owner")
-        let records = try await call { try await service.list(owner: owner, status: status, by: caller) }
+        let expiringWithin = try Self.span(query, "expiringWithin"), unusedFor = try Self.span(query, "unusedFor")
+        let records = try await call {
+            try await service.list(owner: owner, status: status, unusedFor: unusedFor, expiringWithin: expiringWithin, by: caller)
+        }
         let now = clock()
         var o = JSONObject()
         o.set("personalAccessTokens", .array(records.dropFirst(offset).prefix(limit).map { .object($0.json(at: now)) }))
@@ -141,6 +146,62 @@ public struct ManagementRoutes: PATRouteGroup {
         return reissued(try await call(id: id) { try await service.regenerate(id: id, expiry: expiry, by: caller) }, caller: caller, action: "regenerated")
     }
 
+    /// An edge's usage report (`PATUsageReporter`'s body): `{"entries": [{"id", "firstUsedAt",
+    /// "lastUsedAt", "lastUsedFrom", "lastOutcome", "days": [{"date", "uses"}]}]}`.
+    func reportUsage(_ request: Request, _ context: PATServer.Context) async throws -> Response {
+        let caller = try Self.caller(context)
+        let body = try await ManagementBody.read(request, optional: false, maxBytes: 4 * 1024 * 1024,
+                                                 maxMembers: PATManagement.maxUsageEntries,
+                                                 maxDepth: 5) // {"entries": [{…, "days": [{…}]}]}
+        try body.allow(["entries"])
+        guard case .array(let items)? = body.object["entries"] else {
+            throw ManagementBody.invalid("entries", "is required: an array of usage entries")
+        }
+        var entries: [UsageUpdate] = []
+        entries.reserveCapacity(items.count)
+        for (index, item) in items.enumerated() { entries.append(try Self.usageEntry(item, field: "entries[\(index)]")) }
+        let receipt = try await call { try await service.recordUsage(entries, by: caller) }
+        var o = JSONObject()
+        o.set("recorded", .number(String(receipt.recorded)))
+        o.set("unknown", .number(String(receipt.unknown)))
+        o.set("newAddresses", .number(String(receipt.newAddresses)))
+        return ManagementJSON.response(.ok, o)
+    }
+
+    static func usageEntry(_ value: JSONValue, field: String) throws(PATHTTPError) -> UsageUpdate {
+        guard case .object(let o) = value else { throw ManagementBody.invalid(field, "must be an object") }
+        for key in o.keys where !["id", "firstUsedAt", "lastUsedAt", "lastUsedFrom", "lastOutcome", "days"].contains(key) {
+            throw ManagementBody.invalid("\(field).\(key.prefix(64))", "unknown field")
+        }
+        func string(_ name: String) throws(PATHTTPError) -> String {
+            guard let text = o[name]?.stringValue else { throw ManagementBody.invalid("\(field).\(name)", "must be a string") }
+            return text
+        }
+        func time(_ name: String) throws(PATHTTPError) -> Timestamp {
+            guard let instant = Timestamp(rfc3339: try string(name)) else {
+                throw ManagementBody.invalid("\(field).\(name)", "must be an RFC 3339 UTC time such as 2027-01-31T12:00:00Z")
+            }
+            return instant
+        }
+        var address: String? = nil
+        switch o["lastUsedFrom"] {
+        case nil, .null?: address = nil
+        case .string(let text)?: address = text
+        default: throw ManagementBody.invalid("\(field).lastUsedFrom", "must be a string or null")
+        }
+        guard case .array(let dayItems)? = o["days"] else { throw ManagementBody.invalid("\(field).days", "must be an array") }
+        var days: [UsageDay] = []
+        for (index, item) in dayItems.enumerated() {
+            guard case .object(let d) = item, let date = d["date"]?.stringValue, date.utf8.count == 10,
+                  let midnight = Timestamp(rfc3339: date + "T00:00:00Z"), let uses = d["uses"]?.integer, uses >= 0 else {
+                throw ManagementBody.invalid("\(field).days[\(index)]", "must be {\"date\": \"YYYY-MM-DD\", \"uses\": N}")
+            }
+            days.append(UsageDay(day: UsageDay.day(of: midnight), uses: UInt64(uses)))
+        }
+        return UsageUpdate(id: try string("id"), firstUsedAt: try time("firstUsedAt"), lastUsedAt: try time("lastUsedAt"),
+                           lastUsedFrom: address, lastOutcome: try string("lastOutcome"), days: days)
+    }
+
     func delete(_ request: Request, _ context: PATServer.Context) async throws -> Response {
         let caller = try Self.caller(context)
         let id = try Self.id(context)
@@ -190,6 +251,14 @@ public struct ManagementRoutes: PATRouteGroup {
         for element in query where !known.contains(String(element.key)) {
             throw ManagementBody.invalid(String(element.key.prefix(64)),
                                          "unknown query parameter; expected \(known.sorted().joined(separator: ", "))")
+        }
+    }
+
+    /// A duration query parameter (`7d`), or nil when absent.
+    static func span(_ query: Parameters, _ name: String) throws(PATHTTPError) -> TimeSpan? {
+        guard let text = query.get(name) else { return nil }
+        do { return try TimeSpan(parsing: String(text.prefix(32))) } catch {
+            throw ManagementBody.invalid(name, "must be a duration such as 7d, 12h or 90d")
         }
     }
 

@@ -66,15 +66,50 @@ public struct GateConfiguration: Sendable {
     public var policy: Validator.Policy
     /// The domain tokens must act in when the request names none (`X-PAT-Domain`).
     public var domain: String?
+    /// Where to report usage; nil: uses are not counted.
+    public var usageReport: UsageReportConfiguration?
 
     public init(source: Source = .published, trustAnchors: TrustAnchors, refreshInterval: Duration = .seconds(5),
-                cacheDirectory: String? = nil, policy: Validator.Policy = Validator.Policy(), domain: String? = nil) {
+                cacheDirectory: String? = nil, policy: Validator.Policy = Validator.Policy(), domain: String? = nil,
+                usageReport: UsageReportConfiguration? = nil) {
         self.source = source
         self.trustAnchors = trustAnchors
         self.refreshInterval = refreshInterval
         self.cacheDirectory = cacheDirectory
         self.policy = policy
         self.domain = domain
+        self.usageReport = usageReport
+    }
+}
+
+/// How an edge reports the use it counts to the issuer (`PATUsageReporter`).
+public struct UsageReportConfiguration: Sendable {
+    /// The issuer's `…/v3/personal-access-tokens/usage`.
+    public var endpoint: String
+    /// A PAT holding `pats:report_usage`.
+    public var token: String
+    /// How often to flush (default 5 s).
+    public var interval: Duration
+    /// Distinct PATs held between flushes; beyond, uses are dropped and counted.
+    public var capacity: Int
+
+    public init(endpoint: String, token: String, interval: Duration = .seconds(5), capacity: Int = UsageCounter.defaultCapacity) {
+        self.endpoint = endpoint
+        self.token = token
+        self.interval = interval
+        self.capacity = capacity
+    }
+
+    /// Reads the reporting PAT from `path` (private: mode 0600 or stricter; whitespace around it dropped).
+    public static func readToken(_ path: String) throws(PATKitError) -> String {
+        let bytes = try SecureFile.read(path, maxBytes: PASETOv4Public.defaultMaxTokenBytes + 64, requirePrivate: true)
+        let space: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }
+        let trimmed = bytes.drop(while: space).reversed().drop(while: space).reversed()
+        let text = String(decoding: trimmed, as: UTF8.self)
+        guard !trimmed.isEmpty, !trimmed.contains(where: space) else {
+            throw .invalidArgument("\(path) must hold one PAT (with the scope pats:report_usage)")
+        }
+        return text
     }
 }
 
@@ -92,6 +127,7 @@ public enum PATServer {
         let router = Router(context: Context.self)
         router.add(middleware: PATErrorMiddleware<Context>())
         var refresher: PATRefresher? = nil
+        var extraServices: [any Service] = []
         switch configuration.mode {
         case .distribution:
             DistributionRoutes(home: configuration.home, clock: clock, logger: logger).addRoutes(to: router)
@@ -108,7 +144,14 @@ public enum PATServer {
             let feeder = PATRefresher(validator: validator, source: source, trustAnchors: gate.trustAnchors, interval: gate.refreshInterval,
                                       cacheDirectory: gate.cacheDirectory, logger: logger, clock: clock)
             refresher = feeder
-            GateRoutes(validator: validator, refresher: feeder, domain: gate.domain).addRoutes(to: router)
+            var usage: UsageCounter? = nil
+            if let report = gate.usageReport {
+                let counter = UsageCounter(capacity: report.capacity)
+                usage = counter
+                extraServices.append(PATUsageReporter(counter: counter, endpoint: report.endpoint, token: report.token,
+                                                      interval: report.interval, logger: logger, clock: clock))
+            }
+            GateRoutes(validator: validator, refresher: feeder, domain: gate.domain, usage: usage).addRoutes(to: router)
         }
         for group in configuration.routeGroups { group.addRoutes(to: router) }
         let limits = configuration.limits
@@ -126,6 +169,7 @@ public enum PATServer {
             logger: logger
         )
         app.addServices(configuration.services)
+        app.addServices(extraServices)
         for task in configuration.startupTasks { app.beforeServerStarts(perform: task) }
         if let refresher {
             // The first round runs before the server accepts requests.
