@@ -16,7 +16,7 @@ struct Pat: AsyncParsableCommand {
         abstract: "Issue, manage and verify offline-checkable personal access tokens (PASETO v4.public).",
         discussion: """
             State lives in the PATKit home: --home, else $PAT_HOME, else the current directory.
-            Registry-backed commands (create, list, show, scope, revoke, regenerate, delete, publish, serve) \
+            Registry-backed commands (create, list, show, scope, revoke, regenerate, delete, publish, policy, serve) \
             record PATs in HOME/pat.db, or in the registry --database (else $PAT_DATABASE_URL) names: a \
             postgres:// URL (several pat serve nodes on one PostgreSQL) or an SQLite file; verifiers learn of \
             changes from `pat publish` or a running `pat serve`.
@@ -27,7 +27,7 @@ struct Pat: AsyncParsableCommand {
         subcommands: [KeysCommand.self, IssueCommand.self, VerifyCommand.self,
                       CreateCommand.self, ListCommand.self, ShowCommand.self, ScopeCommand.self, RevokeCommand.self,
                       RegenerateCommand.self, DeleteCommand.self, PublishCommand.self, ServeCommand.self,
-                      ScanCommand.self]
+                      ScanCommand.self, PolicyCommand.self]
     )
 
     /// Runs the command; usage errors exit 2, failures exit 1 with a message on stderr.

@@ -161,6 +161,8 @@ func cliMessage(_ error: ManagementError, options: [String: String] = [:]) -> St
     switch error.kind {
     case .notFound: message += ": check the id with `pat list`"
     case .deleted: message += "; create a new one with `pat create`"
+    case .invalidInput where error.reason.contains("(its lifetime policy)"):
+        message += "; choose an earlier expiry, or change the domain's policy with `pat policy set DOMAIN --max-lifetime DURATION`"
     case .invalidInput where error.reason.contains("maximum lifetime"): message += "; choose an earlier expiry, or raise the policy with --max-lifetime"
     case .conflict where error.reason.contains("regenerate it first"): message += " (`pat regenerate ID --expires-in 30d`)"
     default: break

@@ -73,6 +73,11 @@ final class ScanReport {
         return line
     }
 
+    /// `LOCATION:LINE:COLUMN` of a finding (git: `COMMIT:PATH:LINE:COLUMN`), printable.
+    static func place(_ finding: ScanFinding) -> String {
+        "\(location(finding.location)):\(finding.line):\(finding.column)"
+    }
+
     private static func location(_ l: ScanLocation) -> String {
         switch l.source {
         case .file: return printable(l.path)
@@ -95,6 +100,13 @@ final class ScanReport {
     }
 
     // MARK: JSON
+
+    /// Whether `--revoke` was asked for (then the JSON has `revocations` and `published`).
+    var revokeRequested = false
+    /// What `--revoke` did, one object per live PAT generation found (JSON `revocations`).
+    var revocations: [JSONValue] = []
+    /// The list `--revoke` published afterwards (JSON `published`).
+    var published: JSONValue?
 
     /// The whole report as one JSON document (see the README for its fields).
     func json(revocations: RevocationList?, now: Timestamp) -> String {
@@ -122,6 +134,10 @@ final class ScanReport {
             root.set("revocationList", .object(list))
         } else {
             root.set("revocationList", .null)
+        }
+        if revokeRequested {
+            root.set("revocations", .array(self.revocations))
+            root.set("published", published ?? .null)
         }
         return JSONValue.object(root).description
     }

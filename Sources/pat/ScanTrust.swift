@@ -1,13 +1,12 @@
 import ArgumentParser
+import PATEdge
 import PATKit
 import PATStore
 
 // What `pat scan` trusts: the key set whose tokens count as ours and the revocation list.
-// Loaded here and only here, so that a later change (the signed key set with trust anchors,
-// `--keys URL`) replaces one place.
+// Loaded here and only here.
 
-/// Where a document comes from: a file, or (once signed key sets can be fetched and checked
-/// against a trust anchor) an http(s) URL.
+/// Where a document comes from: a file, or an http(s) URL (the issuer's distribution endpoints).
 enum DocumentLocation: ExpressibleByArgument, Equatable {
     case file(String)
     case url(String)
@@ -31,17 +30,21 @@ struct ScanTrust {
     /// Loads the keys and the list. Keys: `--keys FILE`, else the home's keystore (every key
     /// the issuer made, retired ones included, as `pat verify` reads it), else the home's
     /// published `keys.json`; a signed key set must verify with the trust anchors
-    /// (`--trust-anchor FILE`, else the home's). List: `--revocations FILE`, else the home's
-    /// published list when present; it must verify with those keys. Every failure says what to
-    /// pass instead.
+    /// (`--trust-anchor FILE`, else the home's). `--keys URL` fetches the issuer's signed key set
+    /// and fails closed: it must be signed, verify with the trust anchors and be current (not past
+    /// its next-update: a stale set may still list keys retired since). List: `--revocations
+    /// FILE|URL`, else the home's published list when present; it must verify with those keys.
+    /// Every failure is a usage error (exit 2) that says what to pass instead.
     static func load(keys keysOption: DocumentLocation?, revocations listOption: DocumentLocation?, trustAnchors anchorsPath: String? = nil,
-                     home: PATHome) throws -> ScanTrust {
+                     home: PATHome, now: Timestamp = Timestamp.now()) async throws -> ScanTrust {
+        let anchors = { () throws(PATKitError) -> TrustAnchors? in
+            if let anchorsPath { return try TrustAnchors(contentsOfFile: anchorsPath) }
+            return try home.keyStore.trustAnchors()
+        }
         // A key set document: plain (the user vouches for it) or signed (checked against the anchors).
         let parseKeys = { (bytes: [UInt8]) throws(PATKitError) -> KeySet in
             guard SignedKeySet.looksSigned(bytes) else { return try KeySet(json: bytes) }
-            var anchors: TrustAnchors? = nil
-            if let anchorsPath { anchors = try TrustAnchors(contentsOfFile: anchorsPath) } else { anchors = try home.keyStore.trustAnchors() }
-            guard let anchors else {
+            guard let anchors = try anchors() else {
                 throw .invalidArgument("it is a signed key set: pass --trust-anchor FILE (the issuer's `pat keys export --anchors`)")
             }
             return try SignedKeySet(verifying: bytes, anchors: anchors).keys
@@ -50,8 +53,24 @@ struct ScanTrust {
         let keysOrigin: String
         switch keysOption {
         case .url(let url):
-            throw CLIFailure(message: "error: --keys \(url.prefix(200)): fetching keys over HTTP needs the signed key set, which this "
-                             + "version cannot check yet; download the issuer's keys.json and pass --keys FILE", status: 2)
+            let bytes = try await fetch("--keys", url, maxBytes: SignedKeySet.maxDocumentBytes)
+            keySet = try usable("--keys", url) { () throws(PATKitError) -> KeySet in
+                guard SignedKeySet.looksSigned(bytes) else {
+                    throw .invalidArgument("the document is not a signed key set; a key set fetched over the network is trusted only "
+                                           + "when a trust anchor signed it (serve the issuer's published keys.json)")
+                }
+                guard let anchors = try anchors() else {
+                    throw .invalidArgument("no trust anchors to check it with: pass --trust-anchor FILE (the issuer's "
+                                           + "`pat keys export --anchors`)")
+                }
+                let signed = try SignedKeySet(verifying: bytes, anchors: anchors)
+                guard !signed.isStale(at: now, grace: 0) else {
+                    throw .invalidArgument("key set \(signed.sequence) was due for update at \(signed.nextUpdate.rfc3339): keys retired "
+                                           + "since would still count as active; fetch a current one from the issuer")
+                }
+                return signed.keys
+            }
+            keysOrigin = url
         case .file(let path):
             keySet = try loadDocument("--keys", path, maxBytes: SignedKeySet.maxDocumentBytes, parseKeys)
             keysOrigin = path
@@ -73,22 +92,37 @@ struct ScanTrust {
         }
 
         var listPath: String?
+        var list: RevocationList?
         switch listOption {
         case .url(let url):
-            throw CLIFailure(message: "error: --revocations \(url.prefix(200)): fetching the list over HTTP is not supported yet; "
-                             + "download it and pass --revocations FILE", status: 2)
+            let bytes = try await fetch("--revocations", url, maxBytes: RevocationList.defaultMaxBytes)
+            list = try usable("--revocations", url) { () throws(PATKitError) in try RevocationList(verifying: bytes, keys: keySet) }
+            return ScanTrust(keys: keySet, revocations: list, keysOrigin: keysOrigin, revocationsOrigin: url)
         case .file(let path):
             listPath = path
         case nil:
             listPath = SecureFile.exists(home.publishedRevocationsPath) ? home.publishedRevocationsPath : nil
         }
-        var list: RevocationList?
         if let listPath {
             list = try loadDocument(listOption == nil ? "published revocation list" : "--revocations", listPath, maxBytes: RevocationList.defaultMaxBytes) { bytes throws(PATKitError) in
                 try RevocationList(verifying: bytes, keys: keySet)
             }
         }
         return ScanTrust(keys: keySet, revocations: list, keysOrigin: keysOrigin, revocationsOrigin: listPath)
+    }
+
+    /// GETs a document (bounded, with a deadline); any failure is a usage error (exit 2): the
+    /// scan fails closed rather than judge tokens without the issuer's keys.
+    private static func fetch(_ what: String, _ url: String, maxBytes: Int) async throws -> [UInt8] {
+        let source = HTTPDocumentSource(keysURL: url, revocationsURL: url, timeout: .seconds(30))
+        do {
+            switch try await source.fetch(.keys, ifNoneMatch: nil, maxBytes: maxBytes) {
+            case .modified(let bytes, _): return bytes
+            case .notModified: throw PATEdgeError("GET \(url): 304 without a conditional request")
+            }
+        } catch {
+            throw CLIFailure(message: "error: \(what) \(url.prefix(200)): \(error); nothing was scanned", status: 2)
+        }
     }
 
     /// Reads and parses one document; a failure is a usage error (exit 2) naming the file.

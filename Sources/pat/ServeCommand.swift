@@ -40,6 +40,14 @@ struct ServeCommand: AsyncParsableCommand {
             Changes made by the CLI or by other nodes are published (and their events delivered) as soon as the \
             registry announces them. When the registry's database is unavailable the API answers 503 with Retry-After.
 
+            Token hygiene (management): --scanner-key KEY_ID=PEM_FILE (repeatable) opens POST \
+            /v3/personal-access-tokens/leaks, GitHub's secret-scanning partner endpoint (reports signed with ECDSA P-256; \
+            each live PAT reported is revoked, or with --leak-action notify only announced, as personalAccessToken.leaked). \
+            POST /v3/personal-access-tokens/usage takes edges' usage reports (pats:report_usage). With --webhook, \
+            personalAccessToken.expiring is sent once per PAT and --expiry-notice lead time (default 7d and 1d); \
+            --notify-new-address adds personalAccessToken.usedFromNewAddress. A gate counts uses in memory and reports \
+            them in the background with --report-usage URL --usage-token-file FILE (every --usage-interval, 5s).
+
             Logs go to standard error. SIGINT or SIGTERM stops the server gracefully.
             """)
 
@@ -91,12 +99,42 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("webhook-claim-lease"),
             help: "Management: how long another node waits before delivering the webhook events of a node that died (default 60s).")
     var webhookClaimLease: String?
+    @Option(name: .customLong("expiry-notice"),
+            help: ArgumentHelp("Management: send personalAccessToken.expiring this long before a PAT expires; repeatable "
+                               + "(default 7d and 1d; off for none). Needs --webhook.", valueName: "DURATION"))
+    var expiryNotices: [String] = []
+    @Flag(name: .customLong("notify-new-address"),
+          help: "Management: send personalAccessToken.usedFromNewAddress when an edge reports a PAT used from a new client address.")
+    var notifyNewAddress = false
+    @Option(name: .customLong("scanner-key"),
+            help: ArgumentHelp("Management: accept secret-scanning reports (POST /v3/personal-access-tokens/leaks) signed with this "
+                               + "ECDSA P-256 public key; repeatable.", valueName: "KEY_ID=PEM_FILE"))
+    var scannerKeys: [String] = []
+    @Option(name: .customLong("leak-action"), help: "Management: what a scanner's report of a live PAT does: revoke (default) or notify.")
+    var leakAction: String?
+    @Option(name: .customLong("report-usage"),
+            help: ArgumentHelp("Gate: report the use of PATs to this issuer endpoint (…/v3/personal-access-tokens/usage).", valueName: "URL"))
+    var reportUsage: String?
+    @Option(name: .customLong("usage-token-file"),
+            help: ArgumentHelp("Gate: the PAT (scope pats:report_usage) usage reports are sent with (mode 0600).", valueName: "FILE"))
+    var usageTokenFile: String?
+    @Option(name: .customLong("usage-interval"), help: "Gate: how often usage is reported (default 5s).") var usageInterval: String?
 
     /// Whether any management option was given.
     var managementOptionsGiven: Bool {
         catalog != nil || maxLifetime != nil || defaultLifetime != nil || nextUpdate != nil || rateLimit != nil || rateBurst != nil
             || !webhooks.isEmpty || webhookSecretFile != nil || webhookTimeout != nil || webhookAttempts != nil
-            || webhookClaimLease != nil || database.database != nil
+            || webhookClaimLease != nil || database.database != nil || !expiryNotices.isEmpty || notifyNewAddress
+            || !scannerKeys.isEmpty || leakAction != nil
+    }
+
+    /// The expiry notices' lead times; empty for none.
+    func expiryLeadTimes() throws -> [TimeSpan] {
+        if expiryNotices.isEmpty { return PATManagement.defaultExpiryLeadTimes }
+        if expiryNotices == ["off"] { return [] }
+        return try expiryNotices.map { text in
+            do { return try TimeSpan(parsing: text) } catch { throw ValidationError("--expiry-notice: \(error) (or off)") }
+        }
     }
 
     func validate() throws {
@@ -104,8 +142,27 @@ struct ServeCommand: AsyncParsableCommand {
         if (keysURL == nil) != (revocationsURL == nil) {
             throw ValidationError("--keys-url and --revocations-url go together")
         }
-        if !verifyOnly, keysURL != nil || cacheDirectory != nil || staleGrace != nil || acceptStale || domain != nil || trustAnchor != nil {
-            throw ValidationError("--keys-url, --revocations-url, --cache-dir, --trust-anchor, --domain, --stale-grace and --accept-stale apply to --verify-only")
+        if !verifyOnly, keysURL != nil || cacheDirectory != nil || staleGrace != nil || acceptStale || domain != nil || trustAnchor != nil
+            || reportUsage != nil || usageTokenFile != nil || usageInterval != nil {
+            throw ValidationError("--keys-url, --revocations-url, --cache-dir, --trust-anchor, --domain, --stale-grace, --accept-stale, "
+                                  + "--report-usage, --usage-token-file and --usage-interval apply to --verify-only")
+        }
+        if (reportUsage == nil) != (usageTokenFile == nil) {
+            throw ValidationError("--report-usage URL and --usage-token-file FILE go together")
+        }
+        if usageInterval != nil, reportUsage == nil { throw ValidationError("--usage-interval needs --report-usage URL") }
+        if let reportUsage {
+            let lower = reportUsage.lowercased()
+            guard lower.hasPrefix("http://") || lower.hasPrefix("https://") else {
+                throw ValidationError("--report-usage must be an http(s) URL, e.g. https://issuer.example/v3/personal-access-tokens/usage")
+            }
+        }
+        if let leakAction, LeakAction(rawValue: leakAction) == nil { throw ValidationError("--leak-action must be revoke or notify") }
+        if leakAction != nil, scannerKeys.isEmpty { throw ValidationError("--leak-action needs --scanner-key KEY_ID=PEM_FILE") }
+        if !expiryNotices.isEmpty {
+            if webhooks.isEmpty { throw ValidationError("--expiry-notice needs --webhook URL (the notices are webhook events)") }
+            if expiryNotices.contains("off"), expiryNotices.count > 1 { throw ValidationError("--expiry-notice off stands alone") }
+            _ = try expiryLeadTimes()
         }
         if let maxConnections, !(1...1_000_000).contains(maxConnections) {
             throw ValidationError("--max-connections must be from 1 to 1000000")
@@ -117,7 +174,8 @@ struct ServeCommand: AsyncParsableCommand {
         }
         if verifyOnly || noManagement, managementOptionsGiven {
             throw ValidationError("--database, --catalog, --max-lifetime, --default-lifetime, --next-update, --rate-limit, "
-                                  + "--rate-burst and --webhook* configure the management API: not with --verify-only or --no-management")
+                                  + "--rate-burst, --webhook*, --expiry-notice, --notify-new-address, --scanner-key and --leak-action "
+                                  + "configure the management API: not with --verify-only or --no-management")
         }
         if !webhooks.isEmpty, webhookSecretFile == nil {
             throw ValidationError("--webhook needs --webhook-secret-file FILE (the HMAC key, mode 0600)")
@@ -139,7 +197,7 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             _ = try TimeSpan(parsing: refreshInterval)
             if let staleGrace { _ = try TimeSpan(parsing: staleGrace) }
-            for span in [maxLifetime, defaultLifetime, nextUpdate, webhookTimeout, webhookClaimLease] {
+            for span in [maxLifetime, defaultLifetime, nextUpdate, webhookTimeout, webhookClaimLease, usageInterval] {
                 if let span { _ = try TimeSpan(parsing: span) }
             }
         } catch {
@@ -182,6 +240,11 @@ struct ServeCommand: AsyncParsableCommand {
             var gate = GateConfiguration(trustAnchors: try gateAnchors(configuration.home), refreshInterval: .seconds(interval.seconds),
                                          cacheDirectory: cacheDirectory, policy: policy, domain: domain)
             if let keysURL, let revocationsURL { gate.source = .urls(keys: keysURL, revocations: revocationsURL) }
+            if let reportUsage, let usageTokenFile {
+                var report = UsageReportConfiguration(endpoint: reportUsage, token: try UsageReportConfiguration.readToken(usageTokenFile))
+                if let usageInterval { report.interval = .seconds(try TimeSpan(parsing: usageInterval).seconds) }
+                gate.usageReport = report
+            }
             configuration.mode = .gate(gate)
         } else if !noManagement {
             try await addManagement(to: &configuration, logger: logger)
@@ -229,12 +292,20 @@ extension ServeCommand {
             if let webhookClaimLease { hooks.claimLease = .seconds(try TimeSpan(parsing: webhookClaimLease).seconds) }
             settings.webhooks = hooks
         }
+        settings.expiryLeadTimes = try expiryLeadTimes()
+        settings.notifyNewAddresses = notifyNewAddress
+        if !scannerKeys.isEmpty {
+            var keys: [ScannerKey] = []
+            for option in scannerKeys { keys.append(try ScannerKey(option: option)) }
+            settings.secretScanning = SecretScanningConfiguration(keys: keys, action: LeakAction(rawValue: leakAction ?? "revoke") ?? .revoke)
+        }
         let location = try database.location(home)
         let store = try await database.open(home)
         let management = try ManagementServer(home: home, configuration: settings, store: store, logger: logger)
         management.install(into: &configuration)
         logger.info("management API on \(ManagementRoutes.basePath)", metadata: [
             "webhooks": "\(webhooks.count)", "rate_limit_per_minute": "\(perMinute)", "registry": "\(location)",
+            "scanner_keys": "\(scannerKeys.count)", "expiry_notices": "\(webhooks.isEmpty ? "off" : settings.expiryLeadTimes.map { formatDuration($0.seconds) }.joined(separator: ","))",
         ])
     }
 }
