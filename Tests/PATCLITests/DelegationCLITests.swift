@@ -65,11 +65,12 @@ struct DelegationCLITests {
         try await pat.ok(["keys", "generate"])
         let created = try await pat.ok(["create", "--owner", "alice", "--name", "n", "--scope", "clients:view", "--expires-in", "1d", "--json"]).object()
         let record: Set<String> = ["id", "owner", "name", "description", "domain", "scopes", "status", "generation", "validFromGeneration",
-                                   "lineage", "createdAt", "updatedAt", "expiresAt", "maxExpiresAt", "lastRotatedAt", "revokedAt", "revokedBy"]
+                                   "lineage", "createdAt", "updatedAt", "expiresAt", "maxExpiresAt", "lastRotatedAt", "revokedAt", "revokedBy",
+                                   "lastUsedAt", "lastUsedFrom", "lastUseOutcome", "uses"]
         #expect(Set(created.keys) == record.union(["accessToken", "issuedAt"]))
         #expect(created["token"] == nil)
         let id = try #require(created["id"] as? String)
-        #expect(Set(try await pat.ok(["show", id, "--json"]).object().keys) == record)
+        #expect(Set(try await pat.ok(["show", id, "--json"]).object().keys) == record.union(["usageByDay"]))
         #expect(try await pat.list().allSatisfy { Set($0.keys) == record })
         let regenerated = try await pat.ok(["regenerate", id, "--expires-in", "2d", "--json"]).object()
         #expect(Set(regenerated.keys) == record.union(["accessToken", "issuedAt"]))

@@ -82,7 +82,8 @@ struct ManagementCommandTests {
         let receiver = HookReceiver()
         try await WebhookTests.withReceiver(receiver) { hook in
             let (_, result) = try await withPatServe(["serve", "--home", dir.path, "--webhook", hook,
-                                                      "--webhook-secret-file", secretPath, "--webhook-attempts", "3"]) { port, _ in
+                                                      "--webhook-secret-file", secretPath, "--webhook-attempts", "3",
+                                                      "--expiry-notice", "off"]) { port, _ in
                 let api = "http://127.0.0.1:\(port)\(ManagementRoutes.basePath)"
                 let created = try await request(api, method: .POST, token: admin, body: #"{"name": "hooked", "scopes": ["clients:view"]}"#)
                 #expect(created.status == 201, "\(created.text)")

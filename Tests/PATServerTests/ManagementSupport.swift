@@ -169,6 +169,9 @@ struct ManagementHome {
         var settings = ManagementConfiguration()
         settings.refreshInterval = .seconds(1)
         settings.rateLimit = nil
+        // The bootstrap PAT expires within a day: tests about change events turn the expiry
+        // notices off; the expiry tests turn them on.
+        settings.expiryLeadTimes = []
         configure(&settings)
         let management = try ManagementServer(home: home, configuration: settings, store: store, logger: logger)
         var configuration = PATServerConfiguration(home: home)

@@ -34,6 +34,7 @@ struct MultiNodeServerTests {
             var settings = ManagementConfiguration()
             settings.refreshInterval = .seconds(1)
             settings.rateLimit = nil
+            settings.expiryLeadTimes = [] // as ManagementHome's: these tests count change events only
             configure(&settings)
             let management = try ManagementServer(home: dir.home, configuration: settings, store: store,
                                                   logger: quietLogger("patkit.node-b"))
@@ -158,6 +159,7 @@ struct MultiNodeServerTests {
         var settings = ManagementConfiguration()
         settings.refreshInterval = .seconds(1)
         settings.rateLimit = nil
+        settings.expiryLeadTimes = []
         settings.retryInterval = .milliseconds(200)
         let management = try ManagementServer(home: home.home, configuration: settings, store: store, logger: quietLogger())
         var server = PATServerConfiguration(home: home.home)

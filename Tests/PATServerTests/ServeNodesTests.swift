@@ -56,7 +56,7 @@ struct ServeNodesTests {
         /// `pat serve` arguments of node `index` (the database URL goes in the environment).
         func arguments(_ index: Int, hook: String, lease: String = "60s") -> [String] {
             ["serve", "--home", homes[index].path, "--rate-limit", "0", "--webhook", hook, "--webhook-secret-file", secretPath,
-             "--webhook-claim-lease", lease]
+             "--webhook-claim-lease", lease, "--expiry-notice", "off"]
         }
 
         var environment: [String: String] { [RegistryDatabase.environmentVariable: database.testURL] }

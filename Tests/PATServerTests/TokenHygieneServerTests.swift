@@ -117,6 +117,34 @@ struct TokenHygieneServerTests {
         }
     }
 
+    @Test("pat serve with webhooks delivers personalAccessToken.expiring once per PAT and lead time, also after a restart")
+    func expiryWebhooks() async throws {
+        let home = try await ManagementHome()
+        let soon = try await home.issue(owner: "ann", name: "soon", scopes: ["clients:view"], seconds: 3 * 86_400)
+        _ = try await home.issue(owner: "ann", name: "later", scopes: ["clients:view"], seconds: 30 * 86_400)
+        try await home.store.write { tx in try await tx.removeEvents(try await tx.events(after: 0, limit: 100).map(\.id)) } // only the notices
+        let receiver = HookReceiver()
+        try await WebhookTests.withReceiver(receiver) { hook in
+            for round in 1...2 { // the second server is the restart: it finds the notices sent
+                try await withManagementServer(home, {
+                    $0.webhooks = WebhookConfiguration(endpoints: [hook], secret: Digest.randomBytes(32))
+                    $0.expiryLeadTimes = [TimeSpan(seconds: 7 * 86_400)]
+                }) { _, management in
+                    let notifier = try #require(management.expiryNotifier)
+                    try await awaitEvent("a round of expiry notices") { try await notifier.waitUntilRounds(1) }
+                    if round == 1 {
+                        // The bootstrap PAT (a day left) and `soon`; never `later`.
+                        try await receiver.waitForHooks(2)
+                    }
+                    #expect(notifier.sentCount == (round == 1 ? 2 : 0))
+                }
+            }
+        }
+        let names = receiver.hooks.compactMap(\.event)
+        #expect(names == ["personalAccessToken.expiring", "personalAccessToken.expiring"])
+        #expect(receiver.hooks.contains { String(decoding: $0.body, as: UTF8.self).contains(soon.record.id) })
+    }
+
     @Test("usage: an edge's counts reach the issuer in batches; the issuer down delays them; memory stays bounded")
     func usageReporting() async throws {
         let home = try await ManagementHome()
