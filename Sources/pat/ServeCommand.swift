@@ -34,9 +34,14 @@ struct ServeCommand: AsyncParsableCommand {
             pats:read, pats:update, pats:revoke, pats:regenerate, pats:delete; pats:admin for every owner). \
             Bootstrap: `pat create --owner admin --name bootstrap --scope pats:admin --catalog management \
             --expires-in 30d`. The server republishes HOME/published after every change and every half \
-            --next-update. --webhook URL (repeatable) with --webhook-secret-file FILE (mode 0600) sends \
-            personalAccessToken.* events signed with HMAC-SHA-256 (X-PAT-Signature: sha256=<hex>); with several \
-            nodes each event is delivered by one node (claimed for --webhook-claim-lease, renewed while delivering). \
+            --next-update; a failed publish is retried with backoff (1s doubling up to 60s) until one succeeds, \
+            and GET /status shows unpublished changes and the last error (503 while publishing fails). \
+            --webhook URL=SECRETFILE (repeatable; each endpoint its own secret file, mode 0600) sends \
+            personalAccessToken.* events signed with HMAC-SHA-256 over the time and the body \
+            (X-PAT-Signature: t=<unix seconds>,v1=<hex>); credentials in a URL are sent as Basic authentication \
+            (https, or http to loopback, only), and logs show URLs without credentials and query. The older \
+            --webhook URL --webhook-secret-file FILE still works for exactly one endpoint. With several nodes each \
+            event is delivered by one node (claimed for --webhook-claim-lease, renewed while delivering). \
             Changes made by the CLI or by other nodes are published (and their events delivered) as soon as the \
             registry announces them. When the registry's database is unavailable the API answers 503 with Retry-After.
 
@@ -81,9 +86,13 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("rate-limit"), help: "Management: requests per minute per caller (sub), 0 for no limit (default 120).")
     var rateLimit: Int?
     @Option(name: .customLong("rate-burst"), help: "Management: requests a caller may make at once (default 30).") var rateBurst: Int?
-    @Option(name: .customLong("webhook"), help: ArgumentHelp("Management: send PAT events to this http(s) URL; repeatable.", valueName: "URL"))
+    @Option(name: .customLong("webhook"),
+            help: ArgumentHelp("Management: send PAT events to this http(s) URL, signed with the HMAC-SHA-256 key in SECRETFILE "
+                               + "(mode 0600; one per endpoint); repeatable. URL and file are split at the last `=`.",
+                               valueName: "URL=SECRETFILE"))
     var webhooks: [String] = []
-    @Option(name: .customLong("webhook-secret-file"), help: ArgumentHelp("Management: the webhooks' HMAC-SHA-256 key (mode 0600).", valueName: "FILE"))
+    @Option(name: .customLong("webhook-secret-file"),
+            help: ArgumentHelp("Management: the older form, for exactly one --webhook URL: its HMAC-SHA-256 key (mode 0600).", valueName: "FILE"))
     var webhookSecretFile: String?
     @Option(name: .customLong("webhook-timeout"), help: "Management: deadline of one webhook attempt (default 10s).") var webhookTimeout: String?
     @Option(name: .customLong("webhook-attempts"), help: "Management: attempts per webhook delivery, with exponential backoff (default 6).")
@@ -119,14 +128,11 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--database, --catalog, --max-lifetime, --default-lifetime, --next-update, --rate-limit, "
                                   + "--rate-burst and --webhook* configure the management API: not with --verify-only or --no-management")
         }
-        if !webhooks.isEmpty, webhookSecretFile == nil {
-            throw ValidationError("--webhook needs --webhook-secret-file FILE (the HMAC key, mode 0600)")
-        }
         if webhooks.isEmpty, webhookSecretFile != nil || webhookTimeout != nil || webhookAttempts != nil || webhookClaimLease != nil {
-            throw ValidationError("--webhook-secret-file, --webhook-timeout, --webhook-attempts and --webhook-claim-lease need --webhook URL")
+            throw ValidationError("--webhook-secret-file, --webhook-timeout, --webhook-attempts and --webhook-claim-lease need --webhook URL=SECRETFILE")
         }
-        for url in webhooks {
-            do { try WebhookConfiguration.checkEndpoint(url) } catch { throw ValidationError("--webhook: \(error)") }
+        for (url, _) in try webhookEndpoints() {
+            do { try WebhookEndpoint.check(url) } catch { throw ValidationError("--webhook: \(error)") }
         }
         if let rateLimit, rateLimit < 0 { throw ValidationError("--rate-limit must be 0 (off) or more") }
         if let rateBurst, rateBurst < 1 { throw ValidationError("--rate-burst must be 1 or more") }
@@ -144,6 +150,28 @@ struct ServeCommand: AsyncParsableCommand {
             }
         } catch {
             throw ValidationError("\(error)")
+        }
+    }
+
+    /// The `--webhook` endpoints with their secret files: `URL=SECRETFILE` each, split at the last
+    /// `=` (a URL's query may hold `=`; a secret file's path may not). With the older
+    /// `--webhook-secret-file FILE`, the one `--webhook` is a plain URL; several endpoints would
+    /// share that secret — each receiver could forge events to the others — so they are refused.
+    func webhookEndpoints() throws -> [(url: String, secretFile: String)] {
+        if let webhookSecretFile {
+            guard webhooks.count == 1, let url = webhooks.first else {
+                throw ValidationError("--webhook-secret-file would give \(webhooks.count) endpoints one secret, and each receiver "
+                                      + "could forge events to the others: give each endpoint its own, --webhook URL=SECRETFILE")
+            }
+            return [(url, webhookSecretFile)]
+        }
+        return try webhooks.map { value in
+            guard let split = value.lastIndex(of: "="), value.index(after: split) != value.endIndex,
+                  value[..<split].contains("://") else {
+                throw ValidationError("--webhook takes URL=SECRETFILE (the endpoint, then a file holding its own HMAC key, mode 0600; "
+                                      + "e.g. --webhook https://hooks.example/pat=/etc/pat/hook.key)")
+            }
+            return (String(value[..<split]), String(value[value.index(after: split)...]))
         }
     }
 
@@ -222,8 +250,15 @@ extension ServeCommand {
         let perMinute = rateLimit ?? 120
         settings.rateLimit = perMinute == 0 ? nil : .perMinute(perMinute, burst: rateBurst ?? 30)
         if let catalog { settings.issuingCatalog = try home.managementCatalog(base: home.catalog(named: catalog)) }
-        if !webhooks.isEmpty, let webhookSecretFile {
-            var hooks = WebhookConfiguration(endpoints: webhooks, secret: try WebhookConfiguration.readSecret(webhookSecretFile))
+        if !webhooks.isEmpty {
+            var endpoints: [WebhookEndpoint] = []
+            for (url, secretFile) in try webhookEndpoints() {
+                endpoints.append(try WebhookEndpoint(url: url, secret: try WebhookConfiguration.readSecret(secretFile)))
+            }
+            if webhookSecretFile != nil {
+                logger.notice("--webhook-secret-file is the older form, for one endpoint; with several, give each its own: --webhook URL=SECRETFILE")
+            }
+            var hooks = try WebhookConfiguration(endpoints: endpoints)
             if let webhookTimeout { hooks.timeout = .seconds(try TimeSpan(parsing: webhookTimeout).seconds) }
             if let webhookAttempts { hooks.maxAttempts = webhookAttempts }
             if let webhookClaimLease { hooks.claimLease = .seconds(try TimeSpan(parsing: webhookClaimLease).seconds) }

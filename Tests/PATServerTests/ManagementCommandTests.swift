@@ -81,8 +81,8 @@ struct ManagementCommandTests {
         try SecureFile.writeAtomically(secretPath, Array((secret + "\n").utf8), mode: 0o600)
         let receiver = HookReceiver()
         try await WebhookTests.withReceiver(receiver) { hook in
-            let (_, result) = try await withPatServe(["serve", "--home", dir.path, "--webhook", hook,
-                                                      "--webhook-secret-file", secretPath, "--webhook-attempts", "3"]) { port, _ in
+            let (_, result) = try await withPatServe(["serve", "--home", dir.path, "--webhook", "\(hook)=\(secretPath)",
+                                                      "--webhook-attempts", "3"]) { port, _ in
                 let api = "http://127.0.0.1:\(port)\(ManagementRoutes.basePath)"
                 let created = try await request(api, method: .POST, token: admin, body: #"{"name": "hooked", "scopes": ["clients:view"]}"#)
                 #expect(created.status == 201, "\(created.text)")
@@ -94,7 +94,8 @@ struct ManagementCommandTests {
                 #expect(received.event == ManagementEvent.created.rawValue)
                 #expect(received.actor?["subject"] as? String == "admin")
                 // The key is the file's text without its trailing newline.
-                #expect(received.signature == "sha256=" + hexString(Digest.hmacSHA256(key: Array(secret.utf8), message: received.body)))
+                #expect(WebhookSignature.verify(received.signature ?? "", body: received.body, secret: Array(secret.utf8),
+                                                now: Timestamp.now().seconds))
                 let data = try #require(try received.object()["data"] as? [String: Any])
                 #expect(data["id"] as? String == (try created.string("id")))
                 #expect(!String(decoding: received.body, as: UTF8.self).contains(try created.string("accessToken")))
