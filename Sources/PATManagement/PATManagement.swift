@@ -13,7 +13,8 @@ import PATStore
 /// - makes the change in one registry transaction, which also records the change's event in
 ///   the outbox (`ManagementEvent`, naming the actor) and raises the change counter;
 /// - then publishes (when a `Republisher` is set, as in `pat serve`; the CLI leaves that to
-///   `pat publish`) and calls `onChange`.
+///   `pat publish` or a running `pat serve`) and calls `onChange`. Each result carries its
+///   `Publication`: whether verifiers can see the change yet.
 ///
 /// Errors are `ManagementError`s, worded for no front end in particular.
 public struct PATManagement: Sendable {
@@ -85,8 +86,9 @@ public struct PATManagement: Sendable {
             _ = try await tx.recordChange(ManagementEvent.created.change(data: record.json(at: now), actor: principal, at: now))
             return issued
         }
-        await changed("create")
-        return issued
+        var result = issued
+        result.publication = await changed("create")
+        return result
     }
 
     // MARK: read
@@ -172,8 +174,9 @@ public struct PATManagement: Sendable {
             record.scopes = scopes
             return try await PATManagement.reissue(&record, rules: rules, event: .scopesChanged, by: principal, now: now, key: key, tx: tx)
         }
-        await changed(action)
-        return issued
+        var result = issued
+        result.publication = await changed(action)
+        return result
     }
 
     // MARK: revoke
@@ -197,8 +200,9 @@ public struct PATManagement: Sendable {
             try await PATManagement.markRevoked(&record, by: principal, now: now, tx: tx)
             return RevokeResult(record: record, wasAlreadyRevoked: false)
         }
-        if !result.wasAlreadyRevoked { await changed("revoke") }
-        return result
+        var answer = result
+        answer.publication = result.wasAlreadyRevoked ? unchanged : await changed("revoke")
+        return answer
     }
 
     /// Revokes every PAT of `owner`: each record is marked revoked, and an owner entry refuses
@@ -227,8 +231,9 @@ public struct PATManagement: Sendable {
             return RevokeAllResult(owner: owner, revoked: revoked, alreadyRevoked: records.count - revoked.count,
                                    ownerRevocation: try await tx.ownerRevocation(owner: owner) ?? entry)
         }
-        await changed("revoke all")
-        return result
+        var answer = result
+        answer.publication = await changed("revoke all")
+        return answer
     }
 
     // MARK: regenerate
@@ -255,8 +260,9 @@ public struct PATManagement: Sendable {
             record.revokedBy = nil
             return try await PATManagement.reissue(&record, rules: rules, event: .regenerated, by: principal, now: now, key: key, tx: tx)
         }
-        await changed("regenerate")
-        return issued
+        var result = issued
+        result.publication = await changed("regenerate")
+        return result
     }
 
     // MARK: delete
@@ -275,8 +281,9 @@ public struct PATManagement: Sendable {
             _ = try await tx.recordChange(ManagementEvent.deleted.change(data: deleted.json, actor: principal, at: now))
             return deleted
         }
-        await changed("delete")
-        return deleted
+        var result = deleted
+        result.publication = await changed("delete")
+        return result
     }
 
     /// Deletes every PAT of `owner` (nil: the caller's own).
@@ -296,8 +303,8 @@ public struct PATManagement: Sendable {
             }
             return deleted
         }
-        if !deleted.isEmpty { await changed("delete all") }
-        return deleted
+        let publication = deleted.isEmpty ? unchanged : await changed("delete all")
+        return deleted.map { var one = $0; one.publication = publication; return one }
     }
 
     // MARK: helpers
@@ -417,10 +424,14 @@ public struct PATManagement: Sendable {
     }
 
     /// After a committed change: publish (when this service publishes) and notify.
-    private func changed(_ reason: String) async {
-        await republisher?.publish(reason: reason)
+    private func changed(_ reason: String) async -> Publication {
+        let publication = await republisher?.publishChange(reason: reason) ?? .deferred
         onChange()
+        return publication
     }
+
+    /// For an operation that changed nothing: whether what it asked for is published already.
+    private var unchanged: Publication { republisher?.publication ?? .deferred }
 }
 
 extension Caller {

@@ -69,6 +69,8 @@ public struct IssuedPAT: Sendable {
     public let token: String?
     /// The token's `iat`.
     public let issuedAt: Timestamp
+    /// Whether verifiers can see the change yet (`.deferred` from a service that does not publish).
+    public internal(set) var publication: Publication = .deferred
 }
 
 /// The outcome of `revoke`.
@@ -76,6 +78,8 @@ public struct RevokeResult: Sendable {
     public let record: PATRecord
     /// True when the PAT was already revoked: nothing reached verifiers.
     public let wasAlreadyRevoked: Bool
+    /// Whether verifiers can see the change yet (`.deferred` from a service that does not publish).
+    public internal(set) var publication: Publication = .deferred
 }
 
 /// The outcome of `revokeAll`.
@@ -87,12 +91,16 @@ public struct RevokeAllResult: Sendable {
     public let alreadyRevoked: Int
     /// The owner entry: every token of the owner issued before `issuedBefore` is refused.
     public let ownerRevocation: OwnerRevocation
+    /// Whether verifiers can see the change yet (`.deferred` from a service that does not publish).
+    public internal(set) var publication: Publication = .deferred
 }
 
 /// A deleted PAT: its last record and its tombstone.
 public struct DeletedPAT: Sendable {
     public let record: PATRecord
     public let tombstone: Tombstone
+    /// Whether verifiers can see the change yet (`.deferred` from a service that does not publish).
+    public internal(set) var publication: Publication = .deferred
 }
 
 /// `90s`, `15m`, `2h`, `30d`, `1y`, or a sum such as `1d 2h` — for messages.

@@ -14,8 +14,10 @@ public struct ManagementConfiguration: Sendable {
     public var nextUpdateInterval: TimeSpan = Publisher.defaultNextUpdateInterval
     /// How often the server republishes on its own; nil: half of `nextUpdateInterval`.
     public var republishInterval: Duration?
-    /// The wait before retrying a failed publish.
-    public var retryInterval: Duration = .seconds(5)
+    /// The wait before the first retry of a failed publish; doubled for every failed retry.
+    public var retryInterval: Duration = .seconds(1)
+    /// The longest wait between retries of a failed publish.
+    public var maxRetryInterval: Duration = .seconds(60)
     /// How often the API's validator re-reads `HOME/published` (to learn lists that
     /// `pat publish` wrote while the server runs).
     public var refreshInterval: Duration = .seconds(5)
@@ -38,7 +40,8 @@ public struct ManagementConfiguration: Sendable {
 
 /// The management API of `pat serve` and what runs beside it: the management service (every
 /// rule lives there), the republisher, a refresher keeping the API's validator in step with
-/// `HOME/published`, and the webhook dispatcher draining the registry's outbox.
+/// `HOME/published`, the webhook dispatcher draining the registry's outbox, and `GET /status`
+/// (`IssuerStatusRoutes`: what is published, what is not yet, the last publish error).
 ///
 /// ```swift
 /// var configuration = PATServerConfiguration(home: home)
@@ -72,7 +75,8 @@ public final class ManagementServer: Sendable {
         let publisher = Publisher(store: store, keyStore: home.keyStore, outputDirectory: home.publishedDirectory,
                                   nextUpdateInterval: configuration.nextUpdateInterval, leeway: configuration.leeway, clock: clock)
         let republisher = Republisher(publisher: publisher, validator: validator, interval: configuration.republishInterval,
-                                      retryInterval: configuration.retryInterval, logger: logger)
+                                      retryInterval: configuration.retryInterval, maxRetryInterval: configuration.maxRetryInterval,
+                                      logger: logger)
         self.republisher = republisher
         // The published key set is signed by the home's trust anchor (an online one is created
         // for a home that has none, as `pat publish` would).
@@ -98,6 +102,7 @@ public final class ManagementServer: Sendable {
     /// server accepts requests.
     public func install(into configuration: inout PATServerConfiguration) {
         configuration.routeGroups.append(routes)
+        configuration.routeGroups.append(IssuerStatusRoutes(republisher: republisher, webhooks: webhooks))
         configuration.services.append(republisher)
         // The startup publish installs the first list itself; re-reading starts one interval later.
         configuration.services.append(DelayedService(refresher, delay: refresher.interval))
