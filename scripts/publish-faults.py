@@ -147,7 +147,7 @@ def cli(args):
         home.serve("--webhook", f"{receiver.url}={secret}")
         try:
             for run in range(args.runs):
-                created = json.loads(home.pat("create", "--owner", "o", "--name", f"p{run}", "--scope", "clients:view",
+                created = json.loads(home.pat("create", "--owner", "o", "--name", f"p{run}-{os.getpid()}", "--scope", "clients:view",
                                               "--expires-in", "1d", "--json"))
                 time.sleep(1.5)  # let the create's own publish and delivery pass
                 etag = home.get("/.well-known/pat/revocations")[1].get("ETag")
@@ -204,14 +204,15 @@ def fault(args):
         with tempfile.TemporaryDirectory(prefix="patkit-fault-") as directory:
             home = Home(args, directory)
             home.pat("keys", "generate")
-            admin = home.pat("create", "--owner", "admin", "--name", "bootstrap", "--scope", "pats:admin",
+            tag = f"{os.getpid()}-{run}"  # names unique per run: a --database registry outlives the run
+            admin = home.pat("create", "--owner", "admin", "--name", f"bootstrap-{tag}", "--scope", "pats:admin",
                              "--catalog", "management", "--expires-in", "1d").strip()
             home.serve()
             try:
                 victims = []
                 for index in range(40):
                     status, _, body = home.get("/v3/personal-access-tokens", admin, "POST",
-                                               {"name": f"v{index}", "owner": "vic", "scopes": ["pats:read"]})
+                                               {"name": f"v{index}-{tag}", "owner": "vic", "scopes": ["pats:read"]})
                     created = json.loads(body)
                     victims.append((created["id"], created["accessToken"]))
                 stop = threading.Event()
@@ -219,7 +220,7 @@ def fault(args):
                 def traffic():
                     index = 0
                     while not stop.is_set():
-                        home.get("/v3/personal-access-tokens", admin, "POST", {"name": f"t{index}", "owner": "tess",
+                        home.get("/v3/personal-access-tokens", admin, "POST", {"name": f"t{index}-{tag}", "owner": "tess",
                                                                                 "scopes": ["clients:view"]})
                         index += 1
 

@@ -25,6 +25,10 @@ public struct PublishStatus: Sendable, Equatable {
     /// Totals since the republisher was made (for rates).
     public var publishes: UInt64
     public var failures: UInt64
+    /// While failing: whether the last probe found the published folder writable (false: a
+    /// folder made read-only, or a file's path taken by something else; true: the cause is
+    /// elsewhere, e.g. the database). Nil while publishing works or before the first probe.
+    public var publishedFolderWritable: Bool?
 
     /// True while the last attempt failed: some changes may not reach verifiers.
     public var isFailing: Bool { lastError != nil }
@@ -32,7 +36,7 @@ public struct PublishStatus: Sendable, Equatable {
     public init(lastSequence: UInt64? = nil, lastPublishedAt: Timestamp? = nil, nextUpdate: Timestamp? = nil,
                 unpublishedChanges: UInt64 = 0, lastError: String? = nil, lastErrorAt: Timestamp? = nil,
                 failingSince: Timestamp? = nil, consecutiveFailures: Int = 0, nextRetryIn: Duration? = nil,
-                publishes: UInt64 = 0, failures: UInt64 = 0) {
+                publishes: UInt64 = 0, failures: UInt64 = 0, publishedFolderWritable: Bool? = nil) {
         self.lastSequence = lastSequence
         self.lastPublishedAt = lastPublishedAt
         self.nextUpdate = nextUpdate
@@ -44,6 +48,7 @@ public struct PublishStatus: Sendable, Equatable {
         self.nextRetryIn = nextRetryIn
         self.publishes = publishes
         self.failures = failures
+        self.publishedFolderWritable = publishedFolderWritable
     }
 
     /// The JSON form (`/status`'s `publishing`): every member present, `null` when unknown.
@@ -62,6 +67,7 @@ public struct PublishStatus: Sendable, Equatable {
         o.set("nextRetryInMilliseconds", nextRetryIn.map { .number(String(max(0, Int64($0 / .milliseconds(1))))) } ?? .null)
         o.set("publishes", .number(String(publishes)))
         o.set("failures", .number(String(failures)))
+        o.set("publishedFolderWritable", publishedFolderWritable.map { .bool($0) } ?? .null)
         return o
     }
 }

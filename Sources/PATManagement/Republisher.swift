@@ -34,6 +34,9 @@ public final class Republisher: Service, Sendable {
     public let retryInterval: Duration
     /// The longest wait between retries.
     public let maxRetryInterval: Duration
+    /// While publishes fail: how often the published folder is probed, to retry as soon as it is
+    /// writable again (`runTimer`).
+    public let probeInterval: Duration
     private let logger: Logger
 
     private struct State {
@@ -51,6 +54,8 @@ public final class Republisher: Service, Sendable {
         var publishedChanges: UInt64 = 0
         var publishes: UInt64 = 0
         var failures: UInt64 = 0
+        /// While failing: what the last probe of the published folder found (nil before one).
+        var outputWritable: Bool?
 
         /// The next moment the timer acts: a retry while failing, else the regular round.
         var nextAttempt: ContinuousClock.Instant { retry.nextRetry ?? due }
@@ -66,6 +71,8 @@ public final class Republisher: Service, Sendable {
     private let runs = CoalescedRuns<PublishResult>()
     /// Publishes started because the store announced changes made elsewhere.
     private let externalRounds = AwaitableCounter()
+    /// Probes that found the published folder unwritable while publishes failed.
+    private let blockedProbes = AwaitableCounter()
 
     /// - Parameters:
     ///   - interval: the timer; default half the publisher's next-update interval (at least 1 s).
@@ -73,6 +80,7 @@ public final class Republisher: Service, Sendable {
     ///     failed retry up to `maxRetryInterval` (default 60 s).
     public init(publisher: Publisher, validator: Validator? = nil, interval: Duration? = nil,
                 retryInterval: Duration = .seconds(1), maxRetryInterval: Duration = .seconds(60),
+                probeInterval: Duration = .milliseconds(250),
                 logger: Logger = Logger(label: "patkit.serve")) {
         self.publisher = publisher
         self.validator = validator
@@ -81,6 +89,7 @@ public final class Republisher: Service, Sendable {
         let retry = RetrySchedule(initial: retryInterval, maximum: maxRetryInterval)
         self.retryInterval = retry.initial
         self.maxRetryInterval = retry.maximum
+        self.probeInterval = max(probeInterval, .milliseconds(10))
         self.logger = logger
         self.state = Mutex(State(retry: retry, due: ContinuousClock.now + (interval ?? half)))
     }
@@ -97,7 +106,8 @@ public final class Republisher: Service, Sendable {
             PublishStatus(lastSequence: s.last?.sequence, lastPublishedAt: s.last?.issuedAt, nextUpdate: s.last?.nextUpdate,
                           unpublishedChanges: s.knownChanges - s.publishedChanges, lastError: s.lastError,
                           lastErrorAt: s.lastErrorAt, failingSince: s.failingSince, consecutiveFailures: s.consecutiveFailures,
-                          nextRetryIn: s.retry.nextRetry.map { max(.zero, $0 - now) }, publishes: s.publishes, failures: s.failures)
+                          nextRetryIn: s.retry.nextRetry.map { max(.zero, $0 - now) }, publishes: s.publishes, failures: s.failures,
+                          publishedFolderWritable: s.outputWritable)
         }
     }
 
@@ -124,6 +134,12 @@ public final class Republisher: Service, Sendable {
     public func waitUntilChangesPublished() async throws {
         let known = state.withLock { $0.knownChanges }
         try await publishedChangeCount.wait(atLeast: known)
+    }
+
+    /// Returns once `count` probes made while publishes failed found the published folder
+    /// unwritable (`runTimer`). Throws `CancellationError` when the task is cancelled: bound the wait.
+    package func waitUntilOutputProbedUnwritable(_ count: UInt64 = 1) async throws {
+        try await blockedProbes.wait(atLeast: count)
     }
 
     /// Returns once `count` publishes have completed because the store announced changes made
@@ -190,6 +206,7 @@ public final class Republisher: Service, Sendable {
             s.failingSince = nil
             s.consecutiveFailures = 0
             s.retry.succeeded()
+            s.outputWritable = nil
             s.due = ContinuousClock.now + next
             s.publishedChanges = max(s.publishedChanges, changes)
             s.publishes += 1
@@ -255,12 +272,36 @@ public final class Republisher: Service, Sendable {
 
     /// Waits for the next moment — the regular round, or the retry while failing — and looks
     /// again whenever it moves (a failure schedules a retry sooner than the round was due).
+    ///
+    /// While failing it also probes the published folder every `probeInterval`
+    /// (`Publisher.outputLooksWritable`): once a probe has seen it unwritable, the first probe
+    /// that sees it writable again retries at once. A restored folder is so published within a
+    /// probe interval, however far the backoff has grown; such an early retry that fails anyway
+    /// does not grow the backoff (`RetrySchedule`).
     private func runTimer() async {
+        var sawOutputBlocked = false
         while !Task.isCancelled {
             let (next, retrying) = state.withLock { ($0.nextAttempt, $0.retry.nextRetry != nil) }
             let now = ContinuousClock.now
+            if !retrying { sawOutputBlocked = false }
             if now < next {
-                await reschedule.wait(upTo: next - now)
+                guard retrying else {
+                    await reschedule.wait(upTo: next - now)
+                    continue
+                }
+                await reschedule.wait(upTo: min(next - now, probeInterval))
+                guard state.withLock({ $0.retry.nextRetry != nil }), ContinuousClock.now < next else { continue }
+                let writable = await publisher.outputLooksWritable()
+                state.withLock { $0.outputWritable = $0.retry.nextRetry == nil ? nil : writable }
+                if writable {
+                    guard sawOutputBlocked else { continue }
+                    sawOutputBlocked = false
+                    logger.info("the published folder is writable again; retrying the publish now")
+                    await publish(reason: "the published folder is writable again")
+                } else {
+                    sawOutputBlocked = true
+                    blockedProbes.increment()
+                }
                 continue
             }
             await publish(reason: retrying ? "retry after a failed publish" : "timer")

@@ -177,6 +177,35 @@ public struct Publisher: Sendable {
         return (try? RevocationList(verifying: bytes, keys: everyKey))?.sequence
     }
 
+    /// A cheap look — no registry, no signature, no lock — at whether a publish could write its
+    /// files now: the output directory is a directory, each file's path is absent or a regular
+    /// file, and a file can be created in the directory (the probe, `revocations.bin.tmp-probe-…`,
+    /// is removed at once; a crashed probe's is swept with the other temporary files). While
+    /// publishes fail, the republisher looks every quarter second and retries as soon as a broken
+    /// folder is writable again, instead of at its backoff (up to a minute away).
+    public func outputLooksWritable() async -> Bool {
+        let directory = outputDirectory, files = [revocationsPath, keysPath]
+        return (try? await offload { Publisher.probeOutput(directory: directory, files: files) }) ?? false
+    }
+
+    private static func probeOutput(directory: String, files: [String]) -> Bool {
+        var info = stat()
+        guard lstat(directory, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else { return false }
+        for path in files {
+            if lstat(path, &info) == 0 {
+                guard (info.st_mode & S_IFMT) == S_IFREG else { return false }
+            } else if errno != ENOENT {
+                return false
+            }
+        }
+        let probe = directory + "/" + revocationsFileName + ".tmp-probe-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+        let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return false }
+        close(fd)
+        unlink(probe)
+        return true
+    }
+
     /// Removes `revocations.bin.tmp-*` and `keys.json.tmp-*` left by a crashed run. Called
     /// with the lock held, so no other publisher is writing them.
     private func removeStaleTemporaryFiles() {

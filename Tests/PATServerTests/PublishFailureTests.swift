@@ -44,7 +44,7 @@ struct PublishFailureTests {
         }
         #expect(reason.contains(FlakyStore.internalDetail))
         let failing = republisher.status
-        #expect(failing.isFailing && failing.unpublishedChanges == 1 && failing.consecutiveFailures >= 1)
+        #expect(failing.isFailing && failing.unpublishedChanges >= 1 && failing.consecutiveFailures >= 1, "\(failing)")
         #expect(failing.lastError?.contains(FlakyStore.internalDetail) == true)
         #expect(failing.nextRetryIn != nil, "a retry is scheduled")
         #expect(republisher.publication == .failed(reason: failing.lastError ?? ""))
@@ -58,6 +58,45 @@ struct PublishFailureTests {
         #expect(recovered.failures >= 1 && recovered.publishes >= 2)
         #expect(validationCode { try publishedValidator(home.home).validate(victim.bearer) } == .revoked, "the files hold it")
         #expect(validationCode { try validator.validate(victim.bearer) } == .revoked, "and the API's validator")
+        running.cancel()
+        try await withTimeLimit(.seconds(60), "the republisher to stop") { try await running.value }
+    }
+
+    /// The fault test's worst case: the folder stays broken long enough for the backoff to grow
+    /// (here the first retry alone is ten minutes away). The republisher probes the folder while
+    /// publishes fail, so restoring it publishes at once rather than at the backoff. On code
+    /// without the probe this wait runs out.
+    @Test(arguments: RegistryBackend.allCases)
+    func aRestoredFolderIsPublishedWithoutWaitingForTheBackoff(_ backend: RegistryBackend) async throws {
+        let home = try await ManagementHome(backend)
+        let victim = try await home.issue(owner: "ivan", name: "victim", scopes: ["clients:view"])
+        let publisher = Publisher(store: home.store, keyStore: home.home.keyStore, outputDirectory: home.home.publishedDirectory)
+        let validator = Validator(keys: try home.home.keyStore.keySet())
+        let republisher = Republisher(publisher: publisher, validator: validator, retryInterval: .seconds(600),
+                                      logger: quietLogger())
+        try await republisher.publishNow()
+        let running = Task { try await republisher.run() }
+        defer { running.cancel() }
+
+        let fault = try PublishedFolderFault(home.home)
+        try fault.breakFolder()
+        _ = try await home.service.revoke(id: victim.record.id, by: .localOperator)
+        #expect(await republisher.publishChange(reason: "revoke").isPublished == false)
+        let failing = republisher.status
+        #expect(failing.isFailing && failing.unpublishedChanges >= 1, "\(failing)")
+        #expect(try #require(failing.nextRetryIn) > .seconds(500), "the backoff's retry is far away")
+        try await awaitEvent("a probe finds the folder unwritable") { try await republisher.waitUntilOutputProbedUnwritable() }
+        #expect(republisher.status.publishedFolderWritable == false)
+        #expect(republisher.status.json["publishedFolderWritable"] == .bool(false))
+
+        try fault.restore()
+        try await awaitEvent("the restored folder is published at the next probe, not at the backoff", within: .seconds(60)) {
+            try await republisher.waitUntilChangesPublished()
+        }
+        let recovered = republisher.status
+        #expect(!recovered.isFailing && recovered.unpublishedChanges == 0 && recovered.publishedFolderWritable == nil)
+        #expect(validationCode { try publishedValidator(home.home).validate(victim.bearer) } == .revoked)
+        #expect(validationCode { try validator.validate(victim.bearer) } == .revoked)
         running.cancel()
         try await withTimeLimit(.seconds(60), "the republisher to stop") { try await running.value }
     }
