@@ -172,5 +172,10 @@ struct ManagementCommandTests {
                                         "--webhook", "http://127.0.0.1:9/hook", "--webhook-secret-file", secret])
         #expect(loose.status == 1)
         #expect(loose.stderr.contains("chmod 600"), "\(loose.stderr)")
+        // The same for an endpoint's own secret file (--webhook URL=SECRETFILE).
+        let looseOwn = try await Self.pat(["serve", "--home", dir.path, "--listen", "127.0.0.1:0",
+                                           "--webhook", "http://127.0.0.1:9/hook=\(secret)"])
+        #expect(looseOwn.status == 1)
+        #expect(looseOwn.stderr.contains("chmod 600"), "\(looseOwn.stderr)")
     }
 }
