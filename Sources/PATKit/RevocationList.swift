@@ -86,8 +86,9 @@ public struct RevocationList: Sendable {
     }
 
     /// The same with lookup keys computed earlier (nil: hash here, only if the table is
-    /// non-empty). Ancestors carry their keys: no hashing for them.
-    package func check(_ claims: PATClaims, tokenKey: EntryKey?, ownerKey: EntryKey?) -> Revocation? {
+    /// non-empty). Ancestors carry their keys: no hashing for them. Not part of the API: the
+    /// benchmarks (a package of their own) time the lookup alone through this SPI.
+    @_spi(Benchmarks) public func check(_ claims: PATClaims, tokenKey: EntryKey?, ownerKey: EntryKey?) -> Revocation? {
         if tokens.count > 0, let (floor, _) = tokens.lookup(tokenKey ?? RevocationList.tokenKey(claims.id)),
            claims.generation < floor {
             return floor == UInt64.max ? .deleted : .superseded(floor: floor)
