@@ -34,6 +34,9 @@ struct PublishFailureTests {
         try await republisher.publishNow()
         let running = Task { try await republisher.run() }
         defer { running.cancel() }
+        // The store's first announcement (every listener gets one at the start) is published
+        // before the scenario, so that no late one is counted among its changes.
+        try await awaitEvent("the start's announcement is published") { try await republisher.waitUntilExternalPublishes(1) }
 
         _ = try await home.service.revoke(id: victim.record.id, by: .localOperator) // committed (as `pat revoke` would)
         home.store.failWrites.store(true, ordering: .relaxed)                      // …but every publish now fails
@@ -77,6 +80,9 @@ struct PublishFailureTests {
         try await republisher.publishNow()
         let running = Task { try await republisher.run() }
         defer { running.cancel() }
+        // The store's first announcement (every listener gets one at the start) is published
+        // before the scenario, so that no late one is counted among its changes.
+        try await awaitEvent("the start's announcement is published") { try await republisher.waitUntilExternalPublishes(1) }
 
         let fault = try PublishedFolderFault(home.home)
         try fault.breakFolder()
