@@ -26,16 +26,10 @@ struct PublishFailureTests {
     func aFailedPublishIsRetriedUntilItSucceeds(_ backend: RegistryBackend) async throws {
         let home = try await ManagementHome(backend)
         let victim = try await home.issue(owner: "ivan", name: "victim", scopes: ["clients:view"])
-        let publisher = Publisher(store: home.store, keyStore: home.home.keyStore, outputDirectory: home.home.publishedDirectory)
-        let validator = Validator(keys: try home.home.keyStore.keySet())
-        let republisher = Republisher(publisher: publisher, validator: validator, retryInterval: .milliseconds(200),
-                                      logger: quietLogger())
+        let (republisher, validator) = try await Self.republisher(home, retryInterval: .milliseconds(200))
         #expect(republisher.interval == .seconds(1800), "no timer round within the test")
-        try await republisher.publishNow()
         let running = Task { try await republisher.run() }
         defer { running.cancel() }
-        // The store's first announcement (every listener gets one at the start) is published
-        // before the scenario, so that no late one is counted among its changes.
         try await awaitEvent("the start's announcement is published") { try await republisher.waitUntilExternalPublishes(1) }
 
         _ = try await home.service.revoke(id: victim.record.id, by: .localOperator) // committed (as `pat revoke` would)
@@ -73,15 +67,10 @@ struct PublishFailureTests {
     func aRestoredFolderIsPublishedWithoutWaitingForTheBackoff(_ backend: RegistryBackend) async throws {
         let home = try await ManagementHome(backend)
         let victim = try await home.issue(owner: "ivan", name: "victim", scopes: ["clients:view"])
-        let publisher = Publisher(store: home.store, keyStore: home.home.keyStore, outputDirectory: home.home.publishedDirectory)
-        let validator = Validator(keys: try home.home.keyStore.keySet())
-        let republisher = Republisher(publisher: publisher, validator: validator, retryInterval: .seconds(600),
-                                      logger: quietLogger())
-        try await republisher.publishNow()
+        let (republisher, validator) = try await Self.republisher(home, retryInterval: .seconds(600))
+        #expect(republisher.interval == .seconds(1800), "no timer round within the test")
         let running = Task { try await republisher.run() }
         defer { running.cancel() }
-        // The store's first announcement (every listener gets one at the start) is published
-        // before the scenario, so that no late one is counted among its changes.
         try await awaitEvent("the start's announcement is published") { try await republisher.waitUntilExternalPublishes(1) }
 
         let fault = try PublishedFolderFault(home.home)
@@ -205,6 +194,17 @@ struct PublishFailureTests {
                     "\(logs.all.filter { $0.contains("publishing") })")
             #expect(logs.all.contains { $0.hasPrefix("notice publishing works again") })
         }
+    }
+    /// A republisher of `home` (the timer 30 minutes away) feeding the API's validator, its first
+    /// list published. Run it, then await `waitUntilExternalPublishes(1)`: the store's first
+    /// announcement (every listener gets one at the start) is published before the scenario, so
+    /// that no late one is counted among its changes.
+    static func republisher(_ home: ManagementHome, retryInterval: Duration) async throws -> (Republisher, Validator) {
+        let publisher = Publisher(store: home.store, keyStore: home.home.keyStore, outputDirectory: home.home.publishedDirectory)
+        let validator = Validator(keys: try home.home.keyStore.keySet())
+        let republisher = Republisher(publisher: publisher, validator: validator, retryInterval: retryInterval, logger: quietLogger())
+        try await republisher.publishNow()
+        return (republisher, validator)
     }
 }
 
