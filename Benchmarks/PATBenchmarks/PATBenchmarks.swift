@@ -37,6 +37,11 @@ let benchmarks: @Sendable () -> Void = {
                                                               warmupIterations: 0, maxDuration: .seconds(60), maxIterations: 1)) { benchmark in
         runLineageOverhead(benchmark, Fixture.shared)
     }
+    // Metrics on (pat serve's /metrics): the overhead on a fresh validation, per mille.
+    Benchmark("validate.metrics_overhead", configuration: .init(metrics: [.custom("overhead_permille", useScalingFactor: false)],
+                                                              warmupIterations: 0, maxDuration: .seconds(60), maxIterations: 1)) { benchmark in
+        runMetricsOverhead(benchmark, Fixture.shared)
+    }
     Benchmark("validate.revocations_1M") { benchmark in
         runValidate(benchmark, MillionFixture.shared.validator, Fixture.shared.probeTokens)
     }

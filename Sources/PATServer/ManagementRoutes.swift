@@ -36,11 +36,13 @@ public struct ManagementRoutes: PATRouteGroup {
     let rateLimiter: RateLimiter?
     let logger: Logger
     let clock: @Sendable () -> Timestamp
+    /// Where the authenticator counts and times validations (`ManagementServer.install` sets it).
+    var metrics: PATValidationMetrics? = nil
 
     public func addRoutes(to router: Router<PATServer.Context>) {
         let api = self
         let group = router.group(RouterPath(ManagementRoutes.basePath))
-            .add(middleware: PATAuthenticator<PATServer.Context>(validator: validator))
+            .add(middleware: PATAuthenticator<PATServer.Context>(validator: validator, metrics: metrics))
         if let rateLimiter { group.add(middleware: RateLimitMiddleware<PATServer.Context>(limiter: rateLimiter)) }
         group.post { request, context in try await api.create(request, context) }
         group.get { request, context in try await api.list(request, context) }

@@ -39,6 +39,8 @@ public struct PATServerConfiguration: Sendable {
     public var startupTasks: [@Sendable () async throws -> Void] = []
     /// Connection cap and timeouts.
     public var limits = ServerLimits()
+    /// This server's metrics, served at `GET /metrics` (nil: no metrics, no route).
+    public var metrics: PATServerMetrics? = PATServerMetrics()
 
     public init(host: String = "127.0.0.1", port: Int = 8080, home: PATHome, mode: Mode = .distribution,
                 routeGroups: [any PATRouteGroup] = [], services: [any Service] = []) {
@@ -93,6 +95,8 @@ public enum PATServer {
                                        clock: @escaping @Sendable () -> Timestamp = { Timestamp.now() },
                                        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> (App, PATRefresher?) {
         let router = Router(context: Context.self)
+        let metrics = configuration.metrics
+        if let metrics { router.add(middleware: RequestMetricsMiddleware<Context>(factory: metrics.factory)) }
         router.add(middleware: PATErrorMiddleware<Context>())
         var refresher: PATRefresher? = nil
         switch configuration.mode {
@@ -111,9 +115,14 @@ public enum PATServer {
             let feeder = PATRefresher(validator: validator, source: source, trustAnchors: gate.trustAnchors, interval: gate.refreshInterval,
                                       cacheDirectory: gate.cacheDirectory, logger: logger, clock: clock)
             refresher = feeder
-            GateRoutes(validator: validator, refresher: feeder, domain: gate.domain).addRoutes(to: router)
+            GateRoutes(validator: validator, refresher: feeder, domain: gate.domain, metrics: metrics?.validation).addRoutes(to: router)
+            metrics?.onScrape { metrics in
+                metrics.validation.record(validator)
+                metrics.record(feeder.status, now: validator.now())
+            }
         }
         for group in configuration.routeGroups { group.addRoutes(to: router) }
+        if let metrics { MetricsRoutes(metrics: metrics).addRoutes(to: router) }
         let limits = configuration.limits
         let counter = ConnectionCounter(maximum: limits.effectiveMaxConnections)
         let (idleSeconds, idleAttoseconds) = limits.idleTimeout.components
