@@ -36,6 +36,9 @@ public struct PATServerConfiguration: Sendable {
     public var startupTasks: [@Sendable () async throws -> Void] = []
     /// Connection cap and timeouts.
     public var limits = ServerLimits()
+    /// What the distribution routes serve of the revocation list, and their long polls (made
+    /// here so that the management API's republisher can offer it every list it publishes).
+    public var revocationFeed = RevocationFeed()
 
     public init(host: String = "127.0.0.1", port: Int = 8080, home: PATHome, mode: Mode = .distribution,
                 routeGroups: [any PATRouteGroup] = [], services: [any Service] = []) {
@@ -60,7 +63,14 @@ public struct GateConfiguration: Sendable {
     public var source: Source
     /// The keys the published key set must be signed by (`--trust-anchor FILE`).
     public var trustAnchors: TrustAnchors
+    /// Polling interval (files, an issuer without long polls), and the pause after a failure.
     public var refreshInterval: Duration
+    /// How long the issuer may hold each long poll for the next list (nil: poll every
+    /// `refreshInterval`).
+    public var longPollWait: Duration? = PATRefresher.defaultLongPollWait
+    /// Also serve `/.well-known/pat/keys` and `/.well-known/pat/revocations` (deltas and long polls
+    /// included) from what the gate verified: a relay between an issuer and more edges.
+    public var relay = false
     /// Where the refresher keeps the last good documents across restarts (URL source).
     public var cacheDirectory: String?
     public var policy: Validator.Policy
@@ -92,9 +102,12 @@ public enum PATServer {
         let router = Router(context: Context.self)
         router.add(middleware: PATErrorMiddleware<Context>())
         var refresher: PATRefresher? = nil
+        var services: [any Service] = []
         switch configuration.mode {
         case .distribution:
-            DistributionRoutes(home: configuration.home, clock: clock, logger: logger).addRoutes(to: router)
+            DistributionRoutes(home: configuration.home, feed: configuration.revocationFeed, clock: clock, logger: logger)
+                .addRoutes(to: router)
+            services.append(configuration.revocationFeed)
         case .gate(let gate):
             let source: any PATDocumentSource
             switch gate.source {
@@ -105,10 +118,25 @@ public enum PATServer {
                 source = HTTPDocumentSource(keysURL: keys, revocationsURL: revocations)
             }
             let validator = Validator(keys: KeySet(), policy: gate.policy, clock: clock)
+            let feed = configuration.revocationFeed
+            let relay = gate.relay
+            var offer: (@Sendable (PATRefresherUpdate) -> Void)? = nil
+            if relay {
+                offer = { @Sendable (update: PATRefresherUpdate) in
+                    if let list = update.list { feed.offer(ServedList(list: list), deltas: update.deltas) }
+                }
+            }
             let feeder = PATRefresher(validator: validator, source: source, trustAnchors: gate.trustAnchors, interval: gate.refreshInterval,
-                                      cacheDirectory: gate.cacheDirectory, logger: logger, clock: clock)
+                                      longPollWait: gate.longPollWait, cacheDirectory: gate.cacheDirectory, logger: logger, clock: clock,
+                                      onUpdate: offer)
             refresher = feeder
             GateRoutes(validator: validator, refresher: feeder, domain: gate.domain).addRoutes(to: router)
+            if relay {
+                // What it verified from the start (e.g. its cache directory), then every update.
+                if let list = validator.revocations { feed.offer(ServedList(list: list)) }
+                DistributionRoutes(relaying: validator, feed: feed, clock: clock).addRoutes(to: router)
+                services.append(feed)
+            }
         }
         for group in configuration.routeGroups { group.addRoutes(to: router) }
         let limits = configuration.limits
@@ -126,6 +154,7 @@ public enum PATServer {
             logger: logger
         )
         app.addServices(configuration.services)
+        app.addServices(services)
         for task in configuration.startupTasks { app.beforeServerStarts(perform: task) }
         if let refresher {
             // The first round runs before the server accepts requests.
