@@ -108,7 +108,7 @@ public protocol RegistryTransaction: Sendable {
     func removeEvents(_ ids: [Int64]) async throws
 
     /// Claims up to `limit` events, oldest first, that no one holds (never claimed, released, or
-    /// whose lease ran out: its holder died), for `claimant` until `lease` from now by the
+    /// whose lease ran out — its end is at or before now: its holder died), for `claimant` until `lease` from now by the
     /// database's clock. Claimers on several nodes never get the same event while a lease holds
     /// (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so they do not wait for each other either).
     func claimEvents(claimant: String, lease: Duration, limit: Int) async throws -> [ChangeEvent]

@@ -386,7 +386,7 @@ struct SQLiteTransaction: RegistryTransaction {
         let leaseMilliseconds = lease.milliseconds
         return try await access { db in
             let now = try Int64.fetchOne(db, sql: SQLiteTransaction.nowMilliseconds) ?? 0
-            let claimable = EventRow.Columns.claimedUntil == nil || EventRow.Columns.claimedUntil < now
+            let claimable = EventRow.Columns.claimedUntil == nil || EventRow.Columns.claimedUntil <= now
             var rows = try EventRow.filter(claimable).order(EventRow.Columns.id).limit(max(0, limit)).fetchAll(db)
             for index in rows.indices {
                 rows[index].claimedBy = claimant

@@ -330,7 +330,7 @@ struct PostgresTransaction: RegistryTransaction {
     func claimEvents(claimant: String, lease: Duration, limit: Int) async throws -> [ChangeEvent] {
         try await events(PostgresQuery(unsafeSQL: """
             UPDATE patkit.outbox SET claimed_by = $1, claimed_until = \(Self.now) + $2
-            WHERE id IN (SELECT id FROM patkit.outbox WHERE claimed_until IS NULL OR claimed_until < \(Self.now)
+            WHERE id IN (SELECT id FROM patkit.outbox WHERE claimed_until IS NULL OR claimed_until <= \(Self.now)
                          ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
             RETURNING id, delivery, name, payload, created_at
             """, binds: binds(claimant, lease.milliseconds, Int64(max(0, limit)))))

@@ -54,7 +54,8 @@ struct ChangeAndClaimTests {
         let renewed = try await t.registry.write { tx in try await tx.renewClaims(Array(ids.prefix(3)), claimant: "a", lease: minute) }
         #expect(renewed == [ids[1], ids[2]], "the released event went to b")
 
-        // A holder that died: its lease has run out (here: a lease ending in the past), so another takes over.
+        // A holder that died: its lease has run out (here: a lease of zero — a negative one is clamped to
+        // zero — that ends at once, even within the same millisecond of the database's clock), so another takes over.
         _ = try await t.registry.write { tx in try await tx.renewClaims([ids[1]], claimant: "a", lease: .seconds(-5)) }
         let takenOver = try await nodeB.write { tx in try await tx.claimEvents(claimant: "b", lease: minute, limit: 10) }
         #expect(takenOver.map(\.id) == [ids[1]])
