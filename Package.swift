@@ -24,7 +24,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.34.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/adam-fowler/compress-nio", from: "1.5.0"),
-        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
         // Tests only: child processes awaited off the cooperative pool, killed on a time limit.
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.5.0"),
@@ -109,13 +108,6 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
-        ),
-        // `swift package benchmark`: validation throughput against one bare libsodium signature check.
-        .executableTarget(
-            name: "PATBenchmarks",
-            dependencies: ["PATKit", "CSodium", .product(name: "Benchmark", package: "benchmark")],
-            path: "Benchmarks/PATBenchmarks",
-            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
         // Shared by the test targets: paths, prerequisites (fail in CI, skip elsewhere), child
         // processes with time limits, bounded waits for events.

@@ -3,7 +3,7 @@
 libsodium signature check measured in the same run (ratio = baseline time / time).
 
 usage: scripts/bench-report.py [BENCHMARK_OUTPUT.txt]
-  without an argument runs `swift package benchmark` (text format) and parses its output.
+  without an argument runs `swift package benchmark` in Benchmarks/ (text format) and parses its output.
 """
 import os
 import re
@@ -15,9 +15,11 @@ SCALE = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9}
 
 
 def run_benchmarks():
+    # The benchmarks are a package of their own, in Benchmarks/ (it depends on this one by path).
+    bench_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Benchmarks")
     cmd = ["swift", "package", "--allow-writing-to-package-directory", "benchmark", "--no-progress"]
-    print("running:", " ".join(cmd), file=sys.stderr)
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    print("running in Benchmarks/:", " ".join(cmd), file=sys.stderr)
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=bench_dir)
     if out.returncode != 0:
         sys.exit(out.stdout[-3000:] + out.stderr[-3000:])
     return out.stdout

@@ -1,7 +1,8 @@
 import Benchmark
-import CSodium
+import CSodiumBaseline
+import Foundation
 import Dispatch
-import PATKit
+@_spi(Benchmarks) import PATKit
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -215,7 +216,7 @@ func runLoad(_ benchmark: Benchmark, _ f: Fixture, path: String, entries: Int) {
     for _ in benchmark.scaledIterations {
         loaded = nil // never hold two lists at once
         do {
-            let bytes = try SecureFile.read(path, maxBytes: RevocationList.defaultMaxBytes)
+            let bytes = try readFile(path)
             fileBytes = bytes.count
             loaded = try RevocationList(verifying: bytes, keys: f.keySet)
         } catch {
@@ -435,7 +436,7 @@ final class Fixture: Sendable {
     func writeListFile(entries: Int) {
         let path = Fixture.listPath(entries)
         do {
-            try SecureFile.writeAtomically(path, Fixture.listBytes(entries: entries, key: secretKey, now: .now()))
+            try Data(Fixture.listBytes(entries: entries, key: secretKey, now: .now())).write(to: URL(fileURLWithPath: path), options: .atomic)
         } catch {
             fail("cannot write \(path): \(error)")
         }
@@ -496,4 +497,13 @@ func residentBytes() -> Int {
     let fields = String(decoding: buffer.prefix(max(0, n)), as: UTF8.self).split(separator: " ")
     guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
     return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
+
+/// The whole file, as the loader would read it (PATKit's own bounded reader is internal to its package).
+func readFile(_ path: String) throws -> [UInt8] {
+    guard let data = FileManager.default.contents(atPath: path) else {
+        throw CocoaError(.fileReadNoSuchFile, userInfo: [NSFilePathErrorKey: path])
+    }
+    guard data.count <= RevocationList.defaultMaxBytes else { throw CocoaError(.fileReadTooLarge) }
+    return [UInt8](data)
 }

@@ -104,8 +104,9 @@ public struct RevocationList: Sendable {
     }
 
     /// The same with lookup keys computed earlier (nil: hash here, only if the table is
-    /// non-empty). Ancestors carry their keys: no hashing for them.
-    package func check(_ claims: PATClaims, tokenKey: EntryKey?, ownerKey: EntryKey?, now: Timestamp) -> Revocation? {
+    /// non-empty). Ancestors carry their keys: no hashing for them. Not part of the API: the
+    /// benchmarks (a package of their own) time the lookup alone through this SPI.
+    @_spi(Benchmarks) public func check(_ claims: PATClaims, tokenKey: EntryKey?, ownerKey: EntryKey?, now: Timestamp) -> Revocation? {
         if tokenEntryCount > 0 {
             let key = tokenKey ?? RevocationList.tokenKey(claims.id)
             if let (floor, _) = tokenEntry(key), claims.generation < floor, !overlapKeeps(key, claims.generation, floor: floor, now) {

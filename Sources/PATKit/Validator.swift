@@ -111,8 +111,9 @@ public final class Validator: Sendable {
     public var cachedTokenCount: Int { cache?.count ?? 0 }
     /// Bytes charged for the tokens the cache holds (at most `policy.cacheMaxBytes`).
     public var cachedBytes: Int { cache?.bytes ?? 0 }
-    /// Validations answered from the cache so far (the rules were still checked on each).
-    package var cacheHitCount: Int { cache?.hits ?? 0 }
+    /// Validations answered from the cache so far (the rules were still checked on each): with
+    /// ``cachedTokenCount`` and ``cachedBytes``, what a metrics exporter reports for the cache.
+    public var cacheHitCount: Int { cache?.hits ?? 0 }
 
     /// Replaces the trusted keys. Tokens of keys no longer active fail on the next call,
     /// cached or not; a held list whose signer is no longer active is dropped (tokens are then

@@ -7,6 +7,9 @@ import PATHummingbird
 import PATKit
 import PATStore
 import ServiceLifecycle
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A group of routes `pat serve` mounts: distribution, the gate, the management API (behind
 /// `PATAuthenticator`, see `ManagementServer`) and whatever else the server grows.
@@ -165,8 +168,27 @@ public enum PATServer {
     }
 
     /// Runs until SIGINT or SIGTERM, then shuts down gracefully.
+    /// A port that is taken is ``PATServerError/addressInUse(host:port:)``.
     public static func run(_ configuration: PATServerConfiguration, logger: Logger = Logger(label: "patkit.serve")) async throws {
         let (app, _) = makeApplication(configuration, logger: logger)
-        try await app.runService()
+        do {
+            try await app.runService()
+        } catch let error as IOError where error.errnoCode == EADDRINUSE {
+            throw PATServerError.addressInUse(host: configuration.host, port: configuration.port)
+        }
+    }
+}
+
+/// Why `pat serve` could not run.
+public enum PATServerError: Error, Equatable, CustomStringConvertible {
+    /// Another process listens on this address.
+    case addressInUse(host: String, port: Int)
+
+    public var description: String {
+        switch self {
+        case .addressInUse(let host, let port):
+            let address = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+            return "cannot listen on \(address): address already in use"
+        }
     }
 }

@@ -24,10 +24,11 @@ struct Pat: AsyncParsableCommand {
             Testing aid: PAT_NOW=YYYY-MM-DDTHH:MM:SSZ makes issue, create, scope, revoke, regenerate, delete, \
             list, show, publish and verify take that instant as the current time.
             """,
+        version: "pat \(PATKitVersion.string) (libsodium \(PATKitVersion.libsodium))",
         subcommands: [KeysCommand.self, IssueCommand.self, VerifyCommand.self,
                       CreateCommand.self, ListCommand.self, ShowCommand.self, ScopeCommand.self, RevokeCommand.self,
                       RegenerateCommand.self, DeleteCommand.self, PublishCommand.self, ServeCommand.self,
-                      ScanCommand.self]
+                      ScanCommand.self, InspectCommand.self]
     )
 
     /// Runs the command; usage errors exit 2, failures exit 1 with a message on stderr.
@@ -116,6 +117,10 @@ func writeAll(_ fd: Int32, _ text: String) {
 
 /// Reads a token from standard input: bounded, surrounding whitespace ignored.
 func readTokenFromStandardInput(limit: Int = 64 * 1024) throws -> String {
+    if isatty(0) == 1 { // a person at a terminal would wait for nothing
+        throw CLIFailure(message: "error: no token given: pass it as the argument, or on standard input (e.g. `printf '%s' \"$TOKEN\" | pat verify`)",
+                         status: 2)
+    }
     var bytes: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 4096)
     while true {

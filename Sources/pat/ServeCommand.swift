@@ -218,7 +218,9 @@ struct ServeCommand: AsyncParsableCommand {
             try await addManagement(to: &configuration, logger: logger)
         }
 
-        do { try await PATServer.run(configuration, logger: logger) } catch {
+        do { try await PATServer.run(configuration, logger: logger) } catch let error as PATServerError {
+            throw CLIFailure(message: "error: \(error) (choose another with --listen)")
+        } catch {
             throw CLIFailure(message: "error: pat serve: \(error)")
         }
     }

@@ -1,0 +1,4 @@
+#ifndef PATKIT_BENCHMARKS_CSODIUM_SHIM_H
+#define PATKIT_BENCHMARKS_CSODIUM_SHIM_H
+#include <sodium.h>
+#endif

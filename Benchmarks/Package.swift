@@ -1,0 +1,36 @@
+// swift-tools-version: 6.1
+// PATKit's benchmarks, in a package of their own (as ordo-one/benchmark recommends) so that a
+// service depending on PATKit never resolves the benchmark framework or its malloc interposer.
+// Run from this folder: `swift package benchmark` (see the README, "Benchmarks").
+import PackageDescription
+
+let package = Package(
+    name: "PATKitBenchmarks",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        .package(name: "PATKit", path: ".."),
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+    ],
+    targets: [
+        // The bare libsodium baseline every figure is compared with (the root package's CSodium
+        // module is not a product, so this package names its own module map over the same library).
+        .systemLibrary(
+            name: "CSodiumBaseline",
+            path: "CSodiumBaseline",
+            pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"]), .brew(["libsodium"])]
+        ),
+        // Validation throughput against one bare libsodium signature check, the scanner against memchr.
+        .executableTarget(
+            name: "PATBenchmarks",
+            dependencies: [
+                "CSodiumBaseline",
+                .product(name: "PATKit", package: "PATKit"),
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "PATBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)
