@@ -37,6 +37,8 @@ public final class Republisher: Service, Sendable {
     }
 
     private let state: Mutex<State>
+    /// Told of every list this republisher writes (e.g. a distribution feed waking long polls).
+    private let observers = Mutex<[@Sendable (PublishResult) -> Void]>([])
     /// The sequence of the last list written and installed.
     private let publishedSequence = AwaitableCounter()
     private let runs = CoalescedRuns<PublishResult>()
@@ -58,6 +60,12 @@ public final class Republisher: Service, Sendable {
 
     /// The last list written, if any.
     public var lastResult: PublishResult? { state.withLock { $0.last } }
+
+    /// Calls `observer` with every list written from now on, right after it is written (before
+    /// `publishNow` returns): e.g. to answer edges' long polls at once.
+    public func onPublish(_ observer: @escaping @Sendable (PublishResult) -> Void) {
+        observers.withLock { $0.append(observer) }
+    }
     /// The last failure, cleared by the next successful publish.
     public var lastError: String? { state.withLock { $0.lastError } }
 
@@ -103,6 +111,7 @@ public final class Republisher: Service, Sendable {
             s.due = ContinuousClock.now + next
         }
         install(result)
+        if result.supersededBy == nil { for observer in observers.withLock({ $0 }) { observer(result) } }
         publishedSequence.advance(to: result.sequence)
         return result
     }

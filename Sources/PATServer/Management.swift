@@ -103,6 +103,12 @@ public final class ManagementServer: Sendable {
             metrics.onScrape { [self] metrics in self.record(into: metrics) }
         }
         configuration.routeGroups.append(routes)
+        // Every list published is served — and wakes the edges' long polls — the moment it is written.
+        let feed = configuration.revocationFeed
+        republisher.onPublish { result in
+            feed.offer(ServedList(bytes: result.bytes, sequence: result.sequence, nextUpdate: result.nextUpdate),
+                       deltas: result.delta.map { [$0] } ?? [])
+        }
         configuration.services.append(republisher)
         // The startup publish installs the first list itself; re-reading starts one interval later.
         configuration.services.append(DelayedService(refresher, delay: refresher.interval))
