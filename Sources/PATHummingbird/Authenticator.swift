@@ -16,11 +16,14 @@ public struct PATAuthenticator<Context: PATRequestContext>: RouterMiddleware {
     /// When set, tokens must act in this domain (else the validator's policy domain applies).
     public let domain: String?
     public let allowAnonymous: Bool
+    /// Where validations are counted and timed (nil: not recorded).
+    public let metrics: PATValidationMetrics?
 
-    public init(validator: Validator, domain: String? = nil, allowAnonymous: Bool = false) {
+    public init(validator: Validator, domain: String? = nil, allowAnonymous: Bool = false, metrics: PATValidationMetrics? = nil) {
         self.validator = validator
         self.domain = domain
         self.allowAnonymous = allowAnonymous
+        self.metrics = metrics
     }
 
     public func handle(_ request: Request, context: Context,
@@ -28,12 +31,20 @@ public struct PATAuthenticator<Context: PATRequestContext>: RouterMiddleware {
         var context = context
         switch BearerToken.extract(from: request.headers) {
         case .missing:
-            guard allowAnonymous else { throw PATHTTPError.missingToken() }
+            guard allowAnonymous else {
+                metrics?.recordMissingToken()
+                throw PATHTTPError.missingToken()
+            }
         case .malformed(let reason):
+            metrics?.recordRefusal(.malformed)
             throw PATHTTPError.refused(PATValidationError(.malformed, reason))
         case .token(let token):
             do throws(PATValidationError) {
-                context.pat = try validator.validate(token, domain: domain)
+                if let metrics {
+                    context.pat = try metrics.validate(token, with: validator, domain: domain)
+                } else {
+                    context.pat = try validator.validate(token, domain: domain)
+                }
             } catch {
                 throw PATHTTPError.refused(error)
             }

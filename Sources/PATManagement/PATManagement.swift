@@ -62,7 +62,7 @@ public struct PATManagement: Sendable {
         let principal = caller.principal, revoked = request.revoked
         let issued = try await change(id: nil) { tx in
             try await tx.lockOwner(owner) // names, revoke-all: one change to an owner's PATs at a time, on every node
-            let lineage = try rules.lineage(reissuing: nil, parentRecord: try await rules.liveParent(tx))
+            let lineage = try rules.lineage(reissuing: nil, parentRecord: try await rules.liveParent(tx, now: now))
             if let existing = try await tx.record(owner: owner, name: name) {
                 throw ManagementError(.nameTaken, field: "name",
                                       "owner \(Printable.clip(owner, 64)) already has a PAT named \"\(Printable.clip(name, 64))\" "
@@ -239,9 +239,16 @@ public struct PATManagement: Sendable {
     // MARK: regenerate
 
     /// Issues a new generation with a new expiry — for active, revoked and expired PATs alike.
-    /// Name, description and scopes stay; every older token (and whatever it issued) dies.
-    /// - Parameter expiry: nil: the default lifetime.
-    public func regenerate(id: String, expiry: Expiry? = nil, by caller: Caller) async throws(ManagementError) -> IssuedPAT {
+    /// Name, description and scopes stay; every older token (and whatever it issued) dies — at
+    /// once, or, with an `overlap`, the current generation (of an active PAT) and what it issued
+    /// only once the overlap ends: a rotation without downtime. Regenerating again ends an
+    /// overlap still running at once (only the generation just replaced may overlap).
+    /// - Parameters:
+    ///   - expiry: nil: the default lifetime.
+    ///   - overlap: how long the current generation stays valid (nil or zero: not at all); at most
+    ///     the policy's maximum, cut to that generation's own expiry, bounded by the delegation rules.
+    public func regenerate(id: String, expiry: Expiry? = nil, overlap: TimeSpan? = nil,
+                           by caller: Caller) async throws(ManagementError) -> IssuedPAT {
         try caller.require(.regenerate, id: id)
         try Identifier.checkPATID(id)
         let rules = Delegation(caller: caller, policy: policy)
@@ -254,11 +261,14 @@ public struct PATManagement: Sendable {
             try rules.checkMayRevive(record)
             try rules.checkScopes(record.scopes)
             try rules.checkDomain(record.domain)
+            let kept = try rules.overlapEnd(overlap, for: record, now: now)
+                .map { PATRecord.Overlap(generation: record.generation, until: $0) }
             record.expiresAt = expiresAt
             record.maxExpiresAt = max(record.maxExpiresAt, expiresAt)
             record.revokedAt = nil
             record.revokedBy = nil
-            return try await PATManagement.reissue(&record, rules: rules, event: .regenerated, by: principal, now: now, key: key, tx: tx)
+            return try await PATManagement.reissue(&record, rules: rules, event: .regenerated, by: principal, now: now, key: key,
+                                                   overlap: kept, tx: tx)
         }
         var result = issued
         result.publication = await changed("regenerate")
@@ -310,12 +320,15 @@ public struct PATManagement: Sendable {
     // MARK: helpers
 
     /// Issues the next generation of `record` (after the operation's own edits): the lineage
-    /// of whoever re-issues it, every older generation — and whatever those issued — dead.
+    /// of whoever re-issues it, every older generation — and whatever those issued — dead, but
+    /// for the one `overlap` keeps (which replaces any earlier overlap: it ends at once).
     static func reissue(_ record: inout PATRecord, rules: Delegation, event: ManagementEvent, by principal: Principal,
-                        now: Timestamp, key: SecretKey, tx: any RegistryTransaction) async throws -> IssuedPAT {
-        record.lineage = try rules.lineage(reissuing: record.id, parentRecord: try await rules.liveParent(tx))
+                        now: Timestamp, key: SecretKey, overlap: PATRecord.Overlap? = nil,
+                        tx: any RegistryTransaction) async throws -> IssuedPAT {
+        record.lineage = try rules.lineage(reissuing: record.id, parentRecord: try await rules.liveParent(tx, now: now))
         try nextGeneration(&record)
         record.floor = record.generation
+        record.overlap = overlap
         record.lastRotatedAt = now
         record.updatedAt = now
         let issued = try await issue(record, now: now, key: key, tx: tx)
@@ -328,6 +341,7 @@ public struct PATManagement: Sendable {
     static func markRevoked(_ record: inout PATRecord, by principal: Principal, now: Timestamp,
                             tx: any RegistryTransaction) async throws {
         record.floor = record.generation + 1
+        record.overlap = nil // a revoke ends an overlap at once
         record.revokedAt = now
         record.revokedBy = principal
         record.updatedAt = now

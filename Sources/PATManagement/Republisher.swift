@@ -64,6 +64,8 @@ public final class Republisher: Service, Sendable {
     private let state: Mutex<State>
     /// Wakes the timer when its next moment moves (a failure schedules a retry sooner).
     private let reschedule = WakeSignal()
+    /// Told of every list this republisher writes (e.g. a distribution feed waking long polls).
+    private let observers = Mutex<[@Sendable (PublishResult) -> Void]>([])
     /// The sequence of the last list written and installed.
     private let publishedSequence = AwaitableCounter()
     /// `State.publishedChanges`, awaitable.
@@ -96,6 +98,12 @@ public final class Republisher: Service, Sendable {
 
     /// The last list written, if any.
     public var lastResult: PublishResult? { state.withLock { $0.last } }
+
+    /// Calls `observer` with every list written from now on, right after it is written (before
+    /// `publishNow` returns): e.g. to answer edges' long polls at once.
+    public func onPublish(_ observer: @escaping @Sendable (PublishResult) -> Void) {
+        observers.withLock { $0.append(observer) }
+    }
     /// The last failure, cleared by the next successful publish.
     public var lastError: String? { state.withLock { $0.lastError } }
 
@@ -220,6 +228,7 @@ public final class Republisher: Service, Sendable {
             ])
         }
         install(result)
+        if result.supersededBy == nil { for observer in observers.withLock({ $0 }) { observer(result) } }
         publishedSequence.advance(to: result.sequence)
         publishedChangeCount.advance(to: changes)
     }

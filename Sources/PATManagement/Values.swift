@@ -24,15 +24,33 @@ public struct ManagementPolicy: Sendable {
     /// The lifetime of a token created or regenerated without an expiry (default 30 days),
     /// cut to the caller's own expiry for a caller that is bounded by it.
     public var defaultLifetime: TimeSpan
+    /// The longest overlap a regenerate may give the previous generation (default 7 days).
+    public var maxOverlap: TimeSpan
 
     public static let defaultMaxLifetime = TimeSpan(seconds: 365 * 86_400)
     public static let defaultDefaultLifetime = TimeSpan(seconds: 30 * 86_400)
+    public static let defaultMaxOverlap = TimeSpan(seconds: 7 * 86_400)
 
     public init(catalog: ScopeCatalog = .magistrala, maxLifetime: TimeSpan = ManagementPolicy.defaultMaxLifetime,
-                defaultLifetime: TimeSpan = ManagementPolicy.defaultDefaultLifetime) {
+                defaultLifetime: TimeSpan = ManagementPolicy.defaultDefaultLifetime,
+                maxOverlap: TimeSpan = ManagementPolicy.defaultMaxOverlap) {
         self.catalog = catalog
         self.maxLifetime = maxLifetime
         self.defaultLifetime = defaultLifetime
+        self.maxOverlap = maxOverlap
+    }
+}
+
+/// How long the previous generation stays valid after a regenerate (`pat regenerate --overlap
+/// 1h`, `{"overlap": "1h"}`): `0`/`0s` (the default) or a duration such as `90s`, `15m`, `1h`, `2d`.
+public enum OverlapSpan {
+    /// nil for no overlap.
+    public static func parse(_ text: String) throws(PATKitError) -> TimeSpan? {
+        if let unit = text.last, text.dropLast().allSatisfy({ $0 == "0" }), !text.dropLast().isEmpty, "smhdwy".contains(unit) { return nil }
+        if !text.isEmpty, text.allSatisfy({ $0 == "0" }) { return nil }
+        do { return try TimeSpan(parsing: text) } catch {
+            throw .invalidArgument("invalid overlap \"\(text.prefix(32))\": write 0 (none) or a duration such as 30m, 1h or 2d")
+        }
     }
 }
 

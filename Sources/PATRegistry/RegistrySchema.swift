@@ -149,5 +149,18 @@ public enum RegistrySchema {
                 "ALTER TABLE patkit.outbox ADD COLUMN claimed_until BIGINT",
             ]
         ),
+        // Rotation without downtime (issue 11 §4): after a regenerate with an overlap, the previous
+        // generation stays valid until `overlap_until`; the list carries it as an overlap entry.
+        Migration(
+            identifier: "v4",
+            sqlite: """
+                ALTER TABLE pats ADD COLUMN overlap_generation INTEGER;
+                ALTER TABLE pats ADD COLUMN overlap_until INTEGER;
+                """,
+            postgres: [
+                "ALTER TABLE patkit.pats ADD COLUMN overlap_generation BIGINT",
+                "ALTER TABLE patkit.pats ADD COLUMN overlap_until BIGINT",
+            ]
+        ),
     ]
 }

@@ -101,13 +101,35 @@ public final class ManagementServer: Sendable {
     /// Mounts the routes, runs the services with the server, and publishes once before the
     /// server accepts requests.
     public func install(into configuration: inout PATServerConfiguration) {
+        var routes = self.routes
+        if let metrics = configuration.metrics {
+            routes.metrics = metrics.validation
+            metrics.onScrape { [self] metrics in self.record(into: metrics) }
+        }
         configuration.routeGroups.append(routes)
         configuration.routeGroups.append(IssuerStatusRoutes(republisher: republisher, webhooks: webhooks))
+        // Every list published is served — and wakes the edges' long polls — the moment it is written.
+        let feed = configuration.revocationFeed
+        republisher.onPublish { result in
+            feed.offer(ServedList(bytes: result.bytes, sequence: result.sequence, nextUpdate: result.nextUpdate),
+                       deltas: result.delta.map { [$0] } ?? [])
+        }
         configuration.services.append(republisher)
         // The startup publish installs the first list itself; re-reading starts one interval later.
         configuration.services.append(DelayedService(refresher, delay: refresher.interval))
         if let webhooks { configuration.services.append(webhooks) }
         configuration.startupTasks.append { [self] in await self.start() }
+    }
+
+    /// The management side's state, read when metrics are scraped.
+    func record(into metrics: PATServerMetrics) {
+        metrics.validation.record(validator)
+        metrics.record(refresher.status, now: validator.now())
+        if let rateLimiter { metrics.setTotal("patkit_rate_limited_total", to: rateLimiter.refusedCount) }
+        if let webhooks {
+            metrics.setTotal("patkit_webhook_deliveries_total", [("outcome", "settled")], to: webhooks.settledCount)
+            metrics.gauge("patkit_webhook_pending").set(to: Double(webhooks.pending.reduce(0, +)))
+        }
     }
 
     /// The first publish: the API's validator needs a current list before it accepts tokens.

@@ -19,7 +19,7 @@ import PATRegistry
 /// | `POST …/{id}/scopes`, `DELETE …/{id}/scopes` (`{"scopes": […]}`) | `pats:update` | 200, re-issued with `accessToken` |
 /// | `DELETE …/{id}/scopes/all` | `pats:update` | 200, re-issued with `accessToken` |
 /// | `POST …/{id}/revoke` | `pats:revoke` | 200, the PAT |
-/// | `POST …/{id}/regenerate` (`{"duration"}` or `{"expiresAt"}`) | `pats:regenerate` | 200, re-issued with `accessToken` |
+/// | `POST …/{id}/regenerate` (`{"duration"}` or `{"expiresAt"}`, optional `{"overlap": "1h"}`) | `pats:regenerate` | 200, re-issued with `accessToken` |
 /// | `DELETE …/{id}` | `pats:delete` | 204 (200 with `"published": false` when publishing failed) |
 ///
 /// Every change's answer ends with `"published": true|false`: false (with a `"warning"`) when the
@@ -40,11 +40,13 @@ public struct ManagementRoutes: PATRouteGroup {
     let rateLimiter: RateLimiter?
     let logger: Logger
     let clock: @Sendable () -> Timestamp
+    /// Where the authenticator counts and times validations (`ManagementServer.install` sets it).
+    var metrics: PATValidationMetrics? = nil
 
     public func addRoutes(to router: Router<PATServer.Context>) {
         let api = self
         let group = router.group(RouterPath(ManagementRoutes.basePath))
-            .add(middleware: PATAuthenticator<PATServer.Context>(validator: validator))
+            .add(middleware: PATAuthenticator<PATServer.Context>(validator: validator, metrics: metrics))
         if let rateLimiter { group.add(middleware: RateLimitMiddleware<PATServer.Context>(limiter: rateLimiter)) }
         group.post { request, context in try await api.create(request, context) }
         group.get { request, context in try await api.list(request, context) }
@@ -140,9 +142,14 @@ public struct ManagementRoutes: PATRouteGroup {
         let caller = try Self.caller(context)
         let id = try Self.id(context)
         let body = try await ManagementBody.read(request, optional: true)
-        try body.allow(["duration", "expiresAt"])
+        try body.allow(["duration", "expiresAt", "overlap"])
         let expiry = try body.expiry()
-        return reissued(try await call(id: id) { try await service.regenerate(id: id, expiry: expiry, by: caller) }, caller: caller, action: "regenerated")
+        var overlap: TimeSpan? = nil
+        if let text = try body.string("overlap", nullable: true) {
+            do { overlap = try OverlapSpan.parse(text) } catch { throw ManagementBody.invalid("overlap", "\(error)") }
+        }
+        return reissued(try await call(id: id) { try await service.regenerate(id: id, expiry: expiry, overlap: overlap, by: caller) },
+                        caller: caller, action: "regenerated")
     }
 
     func delete(_ request: Request, _ context: PATServer.Context) async throws -> Response {

@@ -23,9 +23,16 @@ struct ServeCommand: AsyncParsableCommand {
             GET /status tells what the gate holds and answers 503 with the reason while it refuses every \
             token (a readiness probe); GET /healthz answers 200 while the process serves.
 
+            The list answers ?since=SEQ with signed deltas from list SEQ and ?since=SEQ&wait=SECONDS as a long \
+            poll (answered the moment a newer list exists, else 304 after at most 60 s); every answer carries \
+            X-PAT-Sequence. The gate long-polls its issuer (--long-poll 55s; 0 polls every --refresh-interval), \
+            applies the deltas after verifying them, and with --relay serves the same endpoints from what it \
+            verified, so relays fan one issuer out to many edges.
+
             Every mode bounds its clients: --max-connections (default 512, and at most the open-file limit \
-            minus 64; beyond it a connection is answered 503), --header-timeout (10s to receive a request head \
-            after connecting or after the previous response) and --idle-timeout (30s).
+            minus 64, raised to its hard limit at start; beyond it a connection is answered 503; waiting long \
+            polls count), --header-timeout (10s to receive a request head after connecting or after the previous \
+            response) and --idle-timeout (30s).
 
             Management API (default mode, when HOME/keys has a signing key; --no-management turns it off): \
             /v3/personal-access-tokens creates, lists, shows, re-scopes, revokes, regenerates and deletes PATs \
@@ -57,6 +64,13 @@ struct ServeCommand: AsyncParsableCommand {
     var revocationsURL: String?
     @Option(name: .customLong("refresh-interval"), help: "Gate and management API: how often to re-read keys and list, e.g. 5s, 1m.")
     var refreshInterval = "5s"
+    @Option(name: .customLong("long-poll"),
+            help: ArgumentHelp("Gate: how long the issuer may hold each request for the next list (a long poll), e.g. 55s; "
+                               + "0 polls every --refresh-interval instead.", valueName: "DURATION"))
+    var longPoll = "55s"
+    @Flag(name: .customLong("relay"),
+          help: "Gate: also serve /.well-known/pat/keys and /.well-known/pat/revocations (deltas, long polls) from what it verified.")
+    var relay = false
     @Option(name: .customLong("cache-dir"), help: "Gate: keep the last good keys and list here across restarts.") var cacheDirectory: String?
     @Option(name: .customLong("trust-anchor"),
             help: ArgumentHelp("Gate: trust anchors, one k4.public line each (the issuer's `pat keys export --anchors`); "
@@ -113,8 +127,13 @@ struct ServeCommand: AsyncParsableCommand {
         if (keysURL == nil) != (revocationsURL == nil) {
             throw ValidationError("--keys-url and --revocations-url go together")
         }
-        if !verifyOnly, keysURL != nil || cacheDirectory != nil || staleGrace != nil || acceptStale || domain != nil || trustAnchor != nil {
-            throw ValidationError("--keys-url, --revocations-url, --cache-dir, --trust-anchor, --domain, --stale-grace and --accept-stale apply to --verify-only")
+        if !verifyOnly, keysURL != nil || cacheDirectory != nil || staleGrace != nil || acceptStale || domain != nil || trustAnchor != nil
+            || relay || longPoll != "55s" {
+            throw ValidationError("--keys-url, --revocations-url, --cache-dir, --trust-anchor, --domain, --stale-grace, --accept-stale, "
+                                  + "--long-poll and --relay apply to --verify-only")
+        }
+        if let span = try longPollSpan(), span.seconds > 60 {
+            throw ValidationError("--long-poll must be at most 60s (issuers hold a request at most 60 s)")
         }
         if let maxConnections, !(1...1_000_000).contains(maxConnections) {
             throw ValidationError("--max-connections must be from 1 to 1000000")
@@ -175,6 +194,14 @@ struct ServeCommand: AsyncParsableCommand {
         }
     }
 
+    /// `--long-poll`: nil for 0 (polling).
+    func longPollSpan() throws -> TimeSpan? {
+        if longPoll == "0" || longPoll == "0s" { return nil }
+        do { return try TimeSpan(parsing: longPoll) } catch {
+            throw ValidationError("--long-poll must be 0 (off) or a duration such as 55s")
+        }
+    }
+
     func listenAddress() throws -> (host: String, port: Int) {
         guard let colon = listen.lastIndex(of: ":") else {
             throw ValidationError("--listen must be HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080")
@@ -197,6 +224,8 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "patkit.serve")
 
+        // Every long poll holds a connection: allow as many descriptors as the system lets us.
+        ServerLimits.raiseOpenFileLimit()
         var configuration = PATServerConfiguration(host: host, port: port, home: home.resolved)
         if let maxConnections { configuration.limits.maxConnections = maxConnections }
         if let headerTimeout { configuration.limits.headerTimeout = .seconds(try TimeSpan(parsing: headerTimeout).seconds) }
@@ -209,6 +238,8 @@ struct ServeCommand: AsyncParsableCommand {
             let interval = try TimeSpan(parsing: refreshInterval)
             var gate = GateConfiguration(trustAnchors: try gateAnchors(configuration.home), refreshInterval: .seconds(interval.seconds),
                                          cacheDirectory: cacheDirectory, policy: policy, domain: domain)
+            gate.longPollWait = try longPollSpan().map { .seconds($0.seconds) }
+            gate.relay = relay
             if let keysURL, let revocationsURL { gate.source = .urls(keys: keysURL, revocations: revocationsURL) }
             configuration.mode = .gate(gate)
         } else if !noManagement {

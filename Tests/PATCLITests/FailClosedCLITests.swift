@@ -87,7 +87,7 @@ struct FailClosedCLITests {
     }
 
     @Test("a planted list header with a huge sequence neither crashes nor wedges pat publish (L5)",
-          arguments: ["PATKRL01", "PATKRL02"], [UInt64.max, UInt64(1) << 63])
+          arguments: ["PATKRL01", "PATKRL02", "PATKRL03"], [UInt64.max, UInt64(1) << 63])
     func plantedHeader(magic: String, sequence: UInt64) async throws {
         let pat = try await PatRunner()
         try await pat.ok(["keys", "generate"])
