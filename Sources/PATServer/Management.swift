@@ -126,6 +126,11 @@ public final class ManagementServer: Sendable {
         metrics.validation.record(validator)
         metrics.record(refresher.status, now: validator.now())
         if let rateLimiter { metrics.setTotal("patkit_rate_limited_total", to: rateLimiter.refusedCount) }
+        let publishing = republisher.status
+        metrics.setTotal("patkit_publishes_total", to: Int(clamping: publishing.publishes))
+        metrics.setTotal("patkit_publish_errors_total", to: Int(clamping: publishing.failures))
+        metrics.gauge("patkit_unpublished_changes").set(to: Double(publishing.unpublishedChanges))
+        metrics.gauge("patkit_publish_consecutive_failures").set(to: Double(publishing.consecutiveFailures))
         if let webhooks {
             metrics.setTotal("patkit_webhook_deliveries_total", [("outcome", "settled")], to: webhooks.settledCount)
             metrics.gauge("patkit_webhook_pending").set(to: Double(webhooks.pending.reduce(0, +)))

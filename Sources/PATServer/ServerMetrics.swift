@@ -18,7 +18,7 @@ import Synchronization
 /// `key_set_sequence`, `refresh_consecutive_failures`, `refresh_last_success_age_seconds`,
 /// `http_requests_total{route,method,status}`, `http_request_duration_seconds{route}`,
 /// `rate_limited_total`, `webhook_deliveries_total{outcome}`, `webhook_pending`,
-/// `publish_errors_total`, `unpublished_changes`.
+/// `publishes_total`, `publish_errors_total`, `publish_consecutive_failures`, `unpublished_changes`.
 public final class PATServerMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     public let factory: PrometheusMetricsFactory

@@ -105,7 +105,35 @@ struct MetricsTests {
                 #expect(s["patkit_webhook_pending"] == 0)
                 #expect((s["patkit_revocation_list_sequence"] ?? 0) >= 1, "the issuer's own published list")
                 #expect(!text.contains(home.adminToken), "no token in the metrics")
+                #expect((s["patkit_publishes_total"] ?? 0) >= 2, "the start and the create")
+                #expect(s["patkit_publish_errors_total"] == 0)
+                #expect(s["patkit_unpublished_changes"] == 0)
             }
+        }
+    }
+
+    @Test("publishing that fails shows as errors and unpublished changes until a publish succeeds")
+    func publishFailureMetrics() async throws {
+        let home = try await ManagementHome()
+        let victim = try await home.issue(owner: "ivan", name: "victim", scopes: ["clients:view"])
+        try await withManagementServer(home) { url, management in
+            _ = try await home.service.revoke(id: victim.record.id, by: .localOperator) // committed, as `pat revoke` would
+            home.store.failWrites.store(true, ordering: .relaxed)                      // every publish now fails
+            guard case .failed = await management.republisher.publishChange(reason: "revoke") else {
+                Issue.record("the publish should have failed")
+                return
+            }
+            let failing = try await Self.scrape(url).samples
+            #expect((failing["patkit_publish_errors_total"] ?? 0) >= 1)
+            #expect((failing["patkit_unpublished_changes"] ?? 0) >= 1)
+            #expect((failing["patkit_publish_consecutive_failures"] ?? 0) >= 1)
+
+            home.store.failWrites.store(false, ordering: .relaxed)
+            try await awaitEvent("a retry publishes the revocation") { try await management.republisher.waitUntilChangesPublished() }
+            let recovered = try await Self.scrape(url).samples
+            #expect(recovered["patkit_unpublished_changes"] == 0)
+            #expect(recovered["patkit_publish_consecutive_failures"] == 0)
+            #expect((recovered["patkit_publish_errors_total"] ?? 0) >= 1, "a total never goes down")
         }
     }
 }
