@@ -10,6 +10,7 @@ let package = Package(
     dependencies: [
         .package(name: "PATKit", path: ".."),
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // The bare libsodium baseline every figure is compared with (the root package's CSodium
@@ -26,6 +27,9 @@ let package = Package(
             dependencies: [
                 "CSodiumBaseline",
                 .product(name: "PATKit", package: "PATKit"),
+                // validate.metrics_overhead: validations recorded as pat serve records them.
+                .product(name: "PATHummingbird", package: "PATKit"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Benchmark", package: "benchmark"),
             ],
             path: "PATBenchmarks",

@@ -131,7 +131,7 @@ struct MakeCorpus {
         write("revocation", "retired-signer", try RevocationList.Builder().sign(with: f.retired, sequence: 2, issuedAt: now,
                                                                                    nextUpdate: now.adding(seconds: 3600)))
         write("revocation", "token-as-list", Array(try Issuer(key: signer).issue(valid).utf8))
-        var body: [UInt8] = Array("S".utf8) + [2]
+        var body: [UInt8] = Array("S".utf8) + [3, 1] // 3 token entries, 1 owner entry, no overlap entries
         body.appendLE(UInt64(5))
         body.appendLE(UInt64(bitPattern: now.seconds))
         body.appendLE(UInt64(bitPattern: now.seconds + 3600))

@@ -25,13 +25,40 @@ public enum PATFetchResult: Sendable, Equatable {
     case modified(bytes: [UInt8], etag: String?)
 }
 
+/// What one fetch of the revocation list returned.
+public struct PATRevocationsFetch: Sendable, Equatable {
+    /// A whole list, or — when the source was asked `since` a sequence — possibly a chain of
+    /// signed deltas from it (told apart by their magic: `RevocationDelta.looksLikeDelta`).
+    public var result: PATFetchResult
+    /// The sequence the source serves now (`X-PAT-Sequence`), when it says: then it answers
+    /// `since` with deltas and holds `wait` as a long poll. Nil: a source that does neither
+    /// (an older issuer, a file, a plain web server), to be polled.
+    public var sequence: UInt64?
+
+    public init(result: PATFetchResult, sequence: UInt64? = nil) {
+        self.result = result
+        self.sequence = sequence
+    }
+}
+
 /// Where a refresher gets its documents. Implementations fetch one document, conditionally
 /// on an entity tag, and must never return more than `maxBytes` bytes. The refresher verifies
 /// what they return; a source only transports.
 public protocol PATDocumentSource: Sendable {
     func fetch(_ document: PATDocument, ifNoneMatch etag: String?, maxBytes: Int) async throws -> PATFetchResult
+    /// Fetches the revocation list for an edge holding list `since`: the source may answer with
+    /// deltas from it, and, given `wait`, hold the request until a newer list exists (a long
+    /// poll; `.notModified` when none came within `wait`). The default ignores both and fetches
+    /// the whole list conditionally.
+    func fetchRevocations(since: UInt64?, wait: Duration?, ifNoneMatch etag: String?, maxBytes: Int) async throws -> PATRevocationsFetch
     /// Where the documents come from, for status and logs (URLs or paths; never secrets).
     var location: String { get }
+}
+
+extension PATDocumentSource {
+    public func fetchRevocations(since: UInt64?, wait: Duration?, ifNoneMatch etag: String?, maxBytes: Int) async throws -> PATRevocationsFetch {
+        PATRevocationsFetch(result: try await fetch(.revocations, ifNoneMatch: etag, maxBytes: maxBytes))
+    }
 }
 
 /// A failure of the edge side: transport, size, status. `description` says what happened.

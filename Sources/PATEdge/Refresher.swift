@@ -42,6 +42,13 @@ public struct PATRefresherStatus: Sendable, CustomStringConvertible {
     public var cacheError: String?
     /// Why every token is refused right now, or nil when tokens can pass.
     public var refusal: String?
+    /// `long-poll` while the issuer holds long polls for this refresher, else `polling`.
+    public var transport = "polling"
+    /// Body bytes of every document fetched so far (lists, deltas, key sets).
+    public var bytesReceived: UInt64 = 0
+    /// Deltas applied, and whole lists installed, so far.
+    public var deltasApplied: UInt64 = 0
+    public var fullListsReceived: UInt64 = 0
 
     /// True when tokens can pass (each is still checked on its own).
     public var acceptingTokens: Bool { refusal == nil }
@@ -87,13 +94,29 @@ public struct PATRefresherStatus: Sendable, CustomStringConvertible {
         if let lastErrorAt { o.set("lastErrorAt", .string(lastErrorAt.rfc3339)) }
         o.set("consecutiveFailures", .number(String(consecutiveFailures)))
         o.set("loadedFromCache", .bool(loadedFromCache))
+        o.set("transport", .string(transport))
+        o.set("bytesReceived", .number(String(bytesReceived)))
+        o.set("deltasApplied", .number(String(deltasApplied)))
+        o.set("fullListsReceived", .number(String(fullListsReceived)))
         if let cacheError { o.set("cacheError", .string(cacheError)) }
         return o
     }
 }
 
-/// Keeps a live `Validator` current: polls the signed key set and the revocation list from a
-/// `PATDocumentSource` (conditional GET), verifies them, and swaps them in atomically.
+/// What a round installed, for `PATRefresher`'s `onUpdate`: a new key set, a new list, and the
+/// deltas (verified, in order) that made the list from the one held before — empty when the
+/// list came whole.
+public struct PATRefresherUpdate: Sendable {
+    public var keySet: SignedKeySet?
+    public var list: RevocationList?
+    public var deltas: [[UInt8]] = []
+}
+
+/// Keeps a live `Validator` current: long-polls (or polls) the revocation list and fetches the
+/// signed key set from a `PATDocumentSource`, verifies them, and swaps them in atomically.
+/// Deltas (`RevocationDelta`) are verified and applied to the held list, and the result goes
+/// through the same checks as a list fetched whole: signed by an active key of the trusted key
+/// set, never a lower sequence, never a different list under the held sequence.
 ///
 /// - A key set is accepted only when signed by one of the pinned `trustAnchors` (anchor-only:
 ///   no key set vouches for the next), with a sequence not below the one held (rollback) and
@@ -116,17 +139,30 @@ public final class PATRefresher: Service, Sendable {
     /// The keys a key set must be signed by.
     public let trustAnchors: TrustAnchors
     public let interval: Duration
+    /// How long one long poll may be held by the issuer (nil: always poll every `interval`).
+    public let longPollWait: Duration?
     public let cacheDirectory: String?
     public let maxKeySetBytes: Int
     public let maxRevocationListBytes: Int
     private let logger: Logger
     private let clock: @Sendable () -> Timestamp
+    /// Told of every key set and list installed (e.g. a relay serving what it verified).
+    private let onUpdate: (@Sendable (PATRefresherUpdate) -> Void)?
+
+    /// The default long poll: 55 s, under the 60 s an issuer holds a request at most.
+    public static let defaultLongPollWait: Duration = .seconds(55)
 
     private struct State {
         var keysETag: String?
         var listETag: String?
         var status: PATRefresherStatus
         var refreshing = false
+        /// Whether the source answered with `X-PAT-Sequence` last time (it holds long polls).
+        var waitSupported = true
+        /// Set when deltas did not apply and the whole list could not be fetched either.
+        var needFullList = false
+        var deltasApplied: UInt64 = 0
+        var fullLists: UInt64 = 0
         /// Callers that asked for a round while one was running; resumed when it ends.
         var waiters: [CheckedContinuation<Void, Never>] = []
         /// Callers of `waitForStatus`, resumed after the first round whose status satisfies them.
@@ -151,17 +187,23 @@ public final class PATRefresher: Service, Sendable {
     ///   - validator: the live validator to keep current (share it with the request handlers).
     ///   - trustAnchors: the anchors key sets must be signed by (e.g. `TrustAnchors(contentsOfFile:)`
     ///     on the output of `pat keys export --anchors`).
-    ///   - interval: time between rounds in `run()`.
+    ///   - interval: time between rounds in `run()` when polling, and after a failed round.
+    ///   - longPollWait: how long the issuer may hold each long poll (nil: poll every `interval`).
     ///   - cacheDirectory: where to keep the last good documents across restarts (created if missing).
     ///   - clock: the time used for status (staleness); the validator keeps its own clock.
+    ///   - onUpdate: called after every round that installed a new key set or list.
     public init(validator: Validator, source: any PATDocumentSource, trustAnchors: TrustAnchors, interval: Duration = .seconds(5),
+                longPollWait: Duration? = PATRefresher.defaultLongPollWait,
                 cacheDirectory: String? = nil, maxRevocationListBytes: Int = PATRefresher.defaultMaxRevocationListBytes,
                 logger: Logger = Logger(label: "patkit.edge"),
-                clock: @escaping @Sendable () -> Timestamp = { Timestamp.now() }) {
+                clock: @escaping @Sendable () -> Timestamp = { Timestamp.now() },
+                onUpdate: (@Sendable (PATRefresherUpdate) -> Void)? = nil) {
         self.validator = validator
         self.source = source
         self.trustAnchors = trustAnchors
         self.interval = interval
+        self.longPollWait = longPollWait.flatMap { $0 > .zero ? $0 : nil }
+        self.onUpdate = onUpdate
         self.cacheDirectory = cacheDirectory.map { $0.hasSuffix("/") && $0.count > 1 ? String($0.dropLast()) : $0 }
         self.maxKeySetBytes = SignedKeySet.maxDocumentBytes
         self.maxRevocationListBytes = min(maxRevocationListBytes, RevocationList.defaultMaxBytes)
@@ -174,11 +216,12 @@ public final class PATRefresher: Service, Sendable {
     /// A refresher with its own validator, fed over HTTP(S) from the two URLs.
     public convenience init(keysURL: String, revocationsURL: String, trustAnchors: TrustAnchors,
                             policy: Validator.Policy = Validator.Policy(),
-                            interval: Duration = .seconds(5), cacheDirectory: String? = nil,
-                            logger: Logger = Logger(label: "patkit.edge")) {
+                            interval: Duration = .seconds(5), longPollWait: Duration? = PATRefresher.defaultLongPollWait,
+                            cacheDirectory: String? = nil, logger: Logger = Logger(label: "patkit.edge")) {
         self.init(validator: Validator(keys: KeySet(), policy: policy),
                   source: HTTPDocumentSource(keysURL: keysURL, revocationsURL: revocationsURL),
-                  trustAnchors: trustAnchors, interval: interval, cacheDirectory: cacheDirectory, logger: logger)
+                  trustAnchors: trustAnchors, interval: interval, longPollWait: longPollWait, cacheDirectory: cacheDirectory,
+                  logger: logger)
     }
 
     /// The current status, with staleness computed now.
@@ -208,30 +251,82 @@ public final class PATRefresher: Service, Sendable {
 
     // MARK: running
 
-    /// Refreshes every `interval` until cancelled or, inside a ServiceGroup, until graceful shutdown.
+    /// Keeps the documents current until cancelled or, inside a ServiceGroup, until graceful
+    /// shutdown. With an issuer that understands it (`X-PAT-Sequence`), it holds a long poll
+    /// (`longPollWait`) for the next list and applies the deltas that come back, so a revocation
+    /// arrives within moments of its publication; the key set is fetched (conditionally) after
+    /// each answer, and at the latest every `longPollWait`. Otherwise — an older issuer, files,
+    /// a plain web server, `longPollWait` nil — it polls every `interval`. After a failure it
+    /// waits `interval` before trying again; an issuer that answers long polls without waiting
+    /// is polled instead for ten minutes.
     public func run() async throws {
         await cancelWhenGracefulShutdown { [self] in
+            var quickAnswers = 0
+            var pollOnlyUntil: ContinuousClock.Instant? = nil
             while !Task.isCancelled {
-                await refresh()
-                do { try await Task.sleep(for: interval) } catch { return }
+                let now = ContinuousClock.now
+                if let until = pollOnlyUntil, now >= until { pollOnlyUntil = nil }
+                let wait = pollOnlyUntil == nil && waitSupported && validator.revocations != nil ? longPollWait : nil
+                let outcome = await round(wait: wait)
+                guard let wait else {
+                    // The first list just came from an issuer that holds long polls: start one at
+                    // once rather than after a polling interval.
+                    if !outcome.failed, pollOnlyUntil == nil, longPollWait != nil, waitSupported, validator.revocations != nil {
+                        continue
+                    }
+                    do { try await Task.sleep(for: interval) } catch { return }
+                    continue
+                }
+                if outcome.failed {
+                    do { try await Task.sleep(for: interval) } catch { return }
+                } else if !outcome.listChanged, ContinuousClock.now - now < wait / 2 {
+                    // An answer without news well before `wait`: the issuer (or a proxy) does not hold long polls.
+                    quickAnswers += 1
+                    if quickAnswers >= 3 {
+                        logger.warning("the issuer answers long polls at once; polling every \(interval) for ten minutes",
+                                       metadata: ["source": "\(source.location)"])
+                        pollOnlyUntil = ContinuousClock.now + .seconds(600)
+                        quickAnswers = 0
+                    }
+                } else {
+                    quickAnswers = 0
+                }
             }
         }
     }
 
-    /// One round: the key set first (a new list may be signed by a new key), then the list.
-    /// Returns the status after the round. While a round is running, a call waits for it to
-    /// end instead of starting another.
+    /// One round: the list (deltas from the list held when the source offers them), then the key
+    /// set, verified and installed together. Returns the status after the round. While a round
+    /// is running, a call waits for it to end instead of starting another.
     @discardableResult
-    public func refresh() async -> PATRefresherStatus {
+    public func refresh() async -> PATRefresherStatus { await round(wait: nil).status }
+
+    private struct RoundOutcome {
+        var status: PATRefresherStatus
+        var failed: Bool
+        var listChanged: Bool
+    }
+
+    /// A list that came in a round, with what made it: the whole document, or deltas applied to
+    /// the list held.
+    private struct OfferedList {
+        let list: RevocationList
+        /// The document as fetched; nil when it was assembled from deltas (built when needed).
+        let bytes: [UInt8]?
+        let etag: String?
+        let deltas: [[UInt8]]
+    }
+
+    private func round(wait: Duration?) async -> RoundOutcome {
         let started = clock()
-        enum Start { case run(String?, String?), wait }
+        enum Start { case run(String?, String?, Bool), wait }
         let start: Start = state.withLock { s in
             if s.refreshing { return .wait }
             s.refreshing = true
             s.status.lastAttempt = started
-            return .run(s.keysETag, s.listETag)
+            return .run(s.keysETag, s.listETag, s.needFullList)
         }
-        guard case .run(let keysETag, let listETag) = start else {
+        guard case .run(let keysETag, let listETag, let needFullList) = start else {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let resumeNow = state.withLock { s -> Bool in
                     if !s.refreshing { return true }
@@ -240,38 +335,75 @@ public final class PATRefresher: Service, Sendable {
                 }
                 if resumeNow { continuation.resume() }
             }
-            return status
+            return RoundOutcome(status: status, failed: false, listChanged: false)
         }
 
         var errors: [String] = []
         var cacheErrors: [String] = []
         var cacheWritten = false
-        // The key set first: a new list may be signed by a key only the new set holds.
+        var received = 0
+        // The list first (a long poll returns when there is a new one), then the key set: a new
+        // list may be signed by a key only the new set holds, and both are verified below.
+        let held = validator.revocations
+        var fetchedList: PATRevocationsFetch? = nil
+        do {
+            let since = needFullList ? nil : held?.sequence
+            let fetched = try await source.fetchRevocations(since: since, wait: since == nil ? nil : wait, ifNoneMatch: listETag,
+                                                            maxBytes: maxRevocationListBytes)
+            fetchedList = fetched
+            if case .modified(let bytes, _) = fetched.result { received += bytes.count }
+        } catch {
+            errors.append("revocation list: \(error)")
+        }
         var offeredKeys: (set: SignedKeySet, etag: String?)? = nil
         do {
             switch try await source.fetch(.keys, ifNoneMatch: keysETag, maxBytes: maxKeySetBytes) {
             case .notModified:
                 break
             case .modified(let bytes, let etag):
+                received += bytes.count
                 offeredKeys = (try SignedKeySet(verifying: bytes, anchors: trustAnchors), etag)
             }
         } catch {
             errors.append("key set: \(error)")
         }
-        var offeredList: (list: RevocationList, bytes: [UInt8], etag: String?)? = nil
-        do {
-            switch try await source.fetch(.revocations, ifNoneMatch: listETag, maxBytes: maxRevocationListBytes) {
-            case .notModified:
-                break
-            case .modified(let bytes, let etag):
-                let list = try RevocationList(verifying: bytes, keys: offeredKeys?.set.keys ?? validator.keys)
-                offeredList = (list, bytes, etag)
+        let keys = offeredKeys?.set.keys ?? validator.keys
+        var offeredList: OfferedList? = nil
+        var deltaFailed = false
+        if let fetchedList, case .modified(let bytes, let etag) = fetchedList.result {
+            if RevocationDelta.looksLikeDelta(bytes) {
+                do {
+                    guard var list = held else { throw PATKitError.invalidDocument("deltas came, but no list is held to apply them to") }
+                    let deltas = try RevocationDelta.chain(verifying: bytes, keys: keys, maxBytes: maxRevocationListBytes)
+                    for delta in deltas { list = try list.applying(delta) }
+                    offeredList = OfferedList(list: list, bytes: nil, etag: nil, deltas: deltas.map(\.bytes))
+                } catch {
+                    errors.append("revocation list delta: \(error)")
+                    deltaFailed = true
+                }
+            } else {
+                do {
+                    offeredList = OfferedList(list: try RevocationList(verifying: bytes, keys: keys), bytes: bytes, etag: etag, deltas: [])
+                } catch {
+                    errors.append("revocation list: \(error)")
+                }
             }
-        } catch {
-            errors.append("revocation list: \(error)")
+        }
+        if deltaFailed {
+            // Deltas that do not apply (another base, a broken chain): fetch the whole list now.
+            do {
+                let fetched = try await source.fetchRevocations(since: nil, wait: nil, ifNoneMatch: nil, maxBytes: maxRevocationListBytes)
+                if case .modified(let bytes, let etag) = fetched.result {
+                    received += bytes.count
+                    offeredList = OfferedList(list: try RevocationList(verifying: bytes, keys: keys), bytes: bytes, etag: etag, deltas: [])
+                }
+            } catch {
+                errors.append("revocation list: \(error)")
+                state.withLock { $0.needFullList = true }
+            }
         }
         let heldKeys = validator.signedKeySet?.sequence
-        let heldList = validator.revocations?.sequence
+        let heldList = held?.sequence
         var keysInstalled = false, listInstalled = false
         if let offeredKeys {
             do {
@@ -300,6 +432,7 @@ public final class PATRefresher: Service, Sendable {
                 errors.append("revocation list: \(error)")
             }
         }
+        var update = PATRefresherUpdate()
         if keysInstalled, let offeredKeys {
             state.withLock { $0.keysETag = offeredKeys.etag }
             if heldKeys != offeredKeys.set.sequence {
@@ -308,30 +441,53 @@ public final class PATRefresher: Service, Sendable {
                     "active_keys": "\(offeredKeys.set.keys.activeKeys.map(\.id.rawValue))",
                 ])
                 if let problem = persist(.keys, offeredKeys.set.bytes) { cacheErrors.append(problem) } else { cacheWritten = true }
+                update.keySet = offeredKeys.set
             }
             if let dropped = validator.droppedList, !listInstalled {
                 logger.warning("dropped the held revocation list", metadata: ["reason": "\(dropped)"])
             }
         }
+        var listChanged = false
         if listInstalled, let offeredList {
-            state.withLock { $0.listETag = offeredList.etag }
+            state.withLock { s in
+                // Deltas carry no entity tag: a later whole-list request must not match an older one.
+                s.listETag = offeredList.bytes == nil ? nil : offeredList.etag
+                s.needFullList = false
+                if offeredList.deltas.isEmpty { s.fullLists += 1 } else { s.deltasApplied += UInt64(offeredList.deltas.count) }
+            }
             installedSequence.advance(to: offeredList.list.sequence)
             if heldList != offeredList.list.sequence {
+                listChanged = true
                 logger.info("installed revocation list", metadata: [
                     "sequence": "\(offeredList.list.sequence)", "next_update": "\(offeredList.list.nextUpdate)",
-                    "signer": "\(offeredList.list.signer)",
+                    "signer": "\(offeredList.list.signer)", "deltas": "\(offeredList.deltas.count)",
                 ])
-                if let problem = persist(.revocations, offeredList.bytes) { cacheErrors.append(problem) } else { cacheWritten = true }
+                if cacheDirectory != nil {
+                    if let problem = persist(.revocations, offeredList.bytes ?? offeredList.list.bytes) {
+                        cacheErrors.append(problem)
+                    } else {
+                        cacheWritten = true
+                    }
+                }
+                update.list = offeredList.list
+                update.deltas = offeredList.deltas
             }
         }
         if validator.revocations == nil {
             // A dropped list's entity tag must not hide the next copy of the same file.
             state.withLock { $0.listETag = nil }
         }
+        if update.keySet != nil || update.list != nil { onUpdate?(update) }
 
         let now = clock()
+        let supportsWait = fetchedList.map { $0.sequence != nil }
         let (status, previousError, waiters, watchers) = state.withLock { s -> (PATRefresherStatus, String?, [CheckedContinuation<Void, Never>], [Watcher]) in
             let previous = s.status.lastError
+            if let supportsWait { s.waitSupported = supportsWait }
+            s.status.bytesReceived += UInt64(received)
+            s.status.deltasApplied = s.deltasApplied
+            s.status.fullListsReceived = s.fullLists
+            s.status.transport = (longPollWait != nil && s.waitSupported) ? "long-poll" : "polling"
             if errors.isEmpty {
                 s.status.lastSuccess = now
                 s.status.lastError = nil
@@ -369,8 +525,11 @@ public final class PATRefresher: Service, Sendable {
         }
         var filled = status
         fill(&filled)
-        return filled
+        return RoundOutcome(status: filled, failed: !errors.isEmpty, listChanged: listChanged)
     }
+
+    /// True while the source says it answers `since` and `wait` (until a round shows otherwise).
+    private var waitSupported: Bool { state.withLock { $0.waitSupported } }
 
     /// Waits until the status after a round (or right now) satisfies `predicate`, e.g.
     /// `{ $0.sequence == 7 }`: for tests and start-up code that need an event, not a delay.

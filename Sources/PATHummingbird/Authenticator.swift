@@ -29,14 +29,17 @@ public struct PATAuthenticator<Context: PATRequestContext>: RouterMiddleware {
     public let usage: UsageCounter?
     /// The client address recorded with a use; nil: the connection's peer.
     public let clientAddress: (@Sendable (Request, Context) -> String?)?
+    /// Where validations are counted and timed (nil: not recorded).
+    public let metrics: PATValidationMetrics?
 
     public init(validator: Validator, domain: String? = nil, allowAnonymous: Bool = false, usage: UsageCounter? = nil,
-                clientAddress: (@Sendable (Request, Context) -> String?)? = nil) {
+                clientAddress: (@Sendable (Request, Context) -> String?)? = nil, metrics: PATValidationMetrics? = nil) {
         self.validator = validator
         self.domain = domain
         self.allowAnonymous = allowAnonymous
         self.usage = usage
         self.clientAddress = clientAddress
+        self.metrics = metrics
     }
 
     public func handle(_ request: Request, context: Context,
@@ -45,13 +48,21 @@ public struct PATAuthenticator<Context: PATRequestContext>: RouterMiddleware {
         let pat: VerifiedPAT
         switch BearerToken.extract(from: request.headers) {
         case .missing:
-            guard allowAnonymous else { throw PATHTTPError.missingToken() }
+            guard allowAnonymous else {
+                metrics?.recordMissingToken()
+                throw PATHTTPError.missingToken()
+            }
             return try await next(request, context)
         case .malformed(let reason):
+            metrics?.recordRefusal(.malformed)
             throw PATHTTPError.refused(PATValidationError(.malformed, reason))
         case .token(let token):
             do throws(PATValidationError) {
-                pat = try validator.validate(token, domain: domain)
+                if let metrics {
+                    pat = try metrics.validate(token, with: validator, domain: domain)
+                } else {
+                    pat = try validator.validate(token, domain: domain)
+                }
             } catch {
                 usage?.recordRefused(token, error: error, address: address(request, context), at: validator.now())
                 throw PATHTTPError.refused(error)

@@ -30,8 +30,14 @@ package final class AwaitableCounter: Sendable {
     package var value: UInt64 { state.withLock { $0.value } }
 
     /// Raises the value to `value` (a lower value changes nothing) and wakes whoever waited for it.
-    package func advance(to value: UInt64) {
+    package func advance(to value: UInt64) { raise { _ in value } }
+
+    /// Adds `amount` and wakes whoever waited for the new value.
+    package func advance(by amount: UInt64) { raise { $0 &+ amount } }
+
+    private func raise(_ next: (UInt64) -> UInt64) {
         let ready: [Waiter] = state.withLock { s in
+            let value = next(s.value)
             guard value > s.value else { return [] }
             s.value = value
             let due = s.waiters.filter { $0.value.target <= value }
@@ -45,10 +51,7 @@ package final class AwaitableCounter: Sendable {
     }
 
     /// Adds one.
-    package func increment() {
-        let next = state.withLock { $0.value &+ 1 }
-        advance(to: next)
-    }
+    package func increment() { advance(by: 1) }
 
     /// Returns once the value is at least `target`; throws `CancellationError` if the task is
     /// cancelled first.

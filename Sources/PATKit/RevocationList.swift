@@ -1,5 +1,3 @@
-internal import CSodium
-
 /// Why the revocation list refuses a token.
 public enum Revocation: Sendable, Equatable, CustomStringConvertible {
     /// The PAT was revoked, regenerated or re-scoped: generations below `floor` are dead.
@@ -23,22 +21,31 @@ public enum Revocation: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// The signed, versioned revocation list: PAT id → lowest valid generation, and
-/// owner → revoke-all instant. One rule covers revoke, regenerate and delete.
+/// The signed, versioned revocation list: PAT id → lowest valid generation, owner → revoke-all
+/// instant, and PAT id → the previous generation that stays valid for a while after a
+/// regenerate with an overlap. One rule covers revoke, regenerate and delete.
 ///
 /// Binary form (little-endian), 32 bytes an entry (byte-level description in FORMATS.md):
 /// ```
-/// "PATKRL02" | u8 kid length | kid | u64 sequence | i64 issuedAt | i64 nextUpdate | u32 pruneMargin
-/// | u32 token entries | u32 owner entries
-/// | token entries: 16-byte BLAKE2b-128("patkit.jti\0" ‖ jti), u64 floor, i64 horizon (ascending by hash)
-/// | owner entries: 16-byte BLAKE2b-128("patkit.sub\0" ‖ sub), i64 before, i64 horizon (ascending by hash)
-/// | 64-byte Ed25519 signature over PAE("patkit.revocation-list.v2", BLAKE2b-512(everything before it))
+/// "PATKRL03" | u8 kid length | kid | u64 sequence | i64 issuedAt | i64 nextUpdate | u32 pruneMargin
+/// | u32 token entries | u32 owner entries | u32 overlap entries
+/// | token entries:   16-byte BLAKE2b-128("patkit.jti\0" ‖ jti), u64 floor, i64 horizon   (ascending by key)
+/// | owner entries:   16-byte BLAKE2b-128("patkit.sub\0" ‖ sub), i64 before, i64 horizon  (ascending by key)
+/// | overlap entries: 16-byte BLAKE2b-128("patkit.jti\0" ‖ jti), u64 generation, i64 until (ascending by key)
+/// | 64-byte Ed25519 signature over PAE("patkit.revocation-list.v3", BLAKE2b-512(everything before it))
 /// ```
-/// The signature's domain string and piece count differ from PASETO's and from the key set's,
-/// so a list can never pass as a token or a key set, nor they as a list. An entry's horizon is
-/// the latest `exp` among the generations it kills; the issuer prunes an entry once its horizon
-/// is more than `pruneMargin` seconds past, so a verifier must not use a clock-skew leeway
-/// larger than `pruneMargin` (the `Validator` refuses such a list).
+/// The signature's domain string and piece count differ from PASETO's, from the key set's and
+/// from a delta's, so a list can never pass as a token, a key set or a delta, nor they as a
+/// list. An entry's horizon is the latest `exp` among the generations it kills; the issuer
+/// prunes an entry once its horizon is more than `pruneMargin` seconds past, so a verifier must
+/// not use a clock-skew leeway larger than `pruneMargin` (the `Validator` refuses such a list).
+///
+/// An overlap entry keeps exactly one generation below the floor valid until an instant (a
+/// rotation without downtime: `pat regenerate --overlap 1h`); it never revives a deleted PAT.
+///
+/// A list can also be the result of applying signed deltas to an earlier one
+/// (`applying(_:)`, `RevocationDelta`): it then holds the earlier tables plus the changes, and
+/// `bytes` is the very document the issuer signed at the new sequence.
 public struct RevocationList: Sendable {
     public let sequence: UInt64
     public let issuedAt: Timestamp
@@ -49,15 +56,20 @@ public struct RevocationList: Sendable {
     /// The key that signed the list.
     public let signer: KeyID
     public let signature: [UInt8]
-    let tokens: HashTable
-    let owners: HashTable
+    /// The tables as read from a signed document (the list itself, or an earlier one).
+    let tables: ListTables
+    /// Changes applied by deltas since `tables` were read (possibly none but the header); nil
+    /// when `tables.storage` is this very list.
+    let overlay: Overlay?
+    public let tokenEntryCount: Int
+    public let ownerEntryCount: Int
+    public let overlapEntryCount: Int
 
-    /// Bytes the loaded list holds in memory: the signed file bytes plus both indexes.
-    public var memoryFootprint: Int { tokens.storageBytes + tokens.indexBytes + owners.indexBytes }
-    public var tokenEntryCount: Int { tokens.count }
-    public var ownerEntryCount: Int { owners.count }
+    /// Bytes the loaded list holds in memory: the signed file bytes plus the indexes (changes
+    /// applied by deltas not counted).
+    public var memoryFootprint: Int { tables.storage.count + EntryTable.allCases.reduce(0) { $0 + tables[$1].indexBytes } }
 
-    static let magic: [UInt8] = Array("PATKRL02".utf8)
+    static let magic: [UInt8] = Array("PATKRL03".utf8)
     static var domain: [UInt8] { SignedDocument.revocationListDomain }
     static let entrySize = 32
     /// The margin `prune` and `sign` use unless told otherwise: 60 s, the default leeway.
@@ -79,29 +91,38 @@ public struct RevocationList: Sendable {
     public static func tokenKey(_ id: String) -> EntryKey { EntryKey(hashing: id, domain: "patkit.jti") }
     public static func ownerKey(_ subject: String) -> EntryKey { EntryKey(hashing: subject, domain: "patkit.sub") }
 
-    /// Whether the list refuses a PAT with these claims: its own entry, its owner's, and the
-    /// entry of every ancestor in its lineage (`par`). O(1 + lineage depth).
+    /// Whether the list refuses a PAT with these claims now.
     public func check(_ claims: PATClaims) -> Revocation? {
-        check(claims, tokenKey: nil, ownerKey: nil)
+        check(claims, tokenKey: nil, ownerKey: nil, now: Timestamp.now())
+    }
+
+    /// Whether the list refuses a PAT with these claims at `now`: its own entry, its owner's,
+    /// and the entry of every ancestor in its lineage (`par`); a generation kept by an overlap
+    /// entry passes until the overlap ends. O(1 + lineage depth).
+    public func check(_ claims: PATClaims, at now: Timestamp) -> Revocation? {
+        check(claims, tokenKey: nil, ownerKey: nil, now: now)
     }
 
     /// The same with lookup keys computed earlier (nil: hash here, only if the table is
     /// non-empty). Ancestors carry their keys: no hashing for them. Not part of the API: the
     /// benchmarks (a package of their own) time the lookup alone through this SPI.
-    @_spi(Benchmarks) public func check(_ claims: PATClaims, tokenKey: EntryKey?, ownerKey: EntryKey?) -> Revocation? {
-        if tokens.count > 0, let (floor, _) = tokens.lookup(tokenKey ?? RevocationList.tokenKey(claims.id)),
-           claims.generation < floor {
-            return floor == UInt64.max ? .deleted : .superseded(floor: floor)
+    @_spi(Benchmarks) public func check(_ claims: PATClaims, tokenKey: EntryKey?, ownerKey: EntryKey?, now: Timestamp) -> Revocation? {
+        if tokenEntryCount > 0 {
+            let key = tokenKey ?? RevocationList.tokenKey(claims.id)
+            if let (floor, _) = tokenEntry(key), claims.generation < floor, !overlapKeeps(key, claims.generation, floor: floor, now) {
+                return floor == UInt64.max ? .deleted : .superseded(floor: floor)
+            }
         }
-        if owners.count > 0, let (before, _) = owners.lookup(ownerKey ?? RevocationList.ownerKey(claims.subject)),
+        if ownerEntryCount > 0, let (before, _) = ownerEntry(ownerKey ?? RevocationList.ownerKey(claims.subject)),
            claims.issuedAt.seconds < Int64(bitPattern: before) {
             return .ownerRevoked(before: Timestamp(seconds: Int64(bitPattern: before)))
         }
-        if tokens.count > 0, !claims.lineage.isEmpty {
+        if tokenEntryCount > 0, !claims.lineage.isEmpty {
             // Every ancestor has the token's own `sub` (only an owner's own tokens mint with
             // lineage), so the owner check above covers the ancestors' revoke-all too.
             for ancestor in claims.lineage {
-                if let (floor, _) = tokens.lookup(ancestor.key), ancestor.generation < floor {
+                if let (floor, _) = tokenEntry(ancestor.key), ancestor.generation < floor,
+                   !overlapKeeps(ancestor.key, ancestor.generation, floor: floor, now) {
                     return .ancestorRevoked(ancestor, floor: floor)
                 }
             }
@@ -109,8 +130,138 @@ public struct RevocationList: Sendable {
         return nil
     }
 
+    /// True when an overlap entry keeps `generation` (below `floor`) of the PAT valid at `now`.
+    @inline(__always)
+    private func overlapKeeps(_ key: EntryKey, _ generation: UInt64, floor: UInt64, _ now: Timestamp) -> Bool {
+        guard overlapEntryCount > 0, floor != UInt64.max, let (kept, until) = overlapEntry(key) else { return false }
+        return kept == generation && now.seconds <= Int64(bitPattern: until)
+    }
+
+    @inline(__always)
+    func tokenEntry(_ key: EntryKey) -> (UInt64, UInt64)? {
+        if let overlay, let change = overlay.tokens[key] { return change.map { ($0.first, $0.second) } }
+        return tables.tokens.lookup(key)
+    }
+
+    @inline(__always)
+    func ownerEntry(_ key: EntryKey) -> (UInt64, UInt64)? {
+        if let overlay, let change = overlay.owners[key] { return change.map { ($0.first, $0.second) } }
+        return tables.owners.lookup(key)
+    }
+
+    @inline(__always)
+    func overlapEntry(_ key: EntryKey) -> (UInt64, UInt64)? {
+        if let overlay, let change = overlay.overlaps[key] { return change.map { ($0.first, $0.second) } }
+        return tables.overlaps.lookup(key)
+    }
+
+    func entry(_ table: EntryTable, _ key: EntryKey) -> EntryValue? {
+        let found: (UInt64, UInt64)?
+        switch table {
+        case .tokens: found = tokenEntry(key)
+        case .owners: found = ownerEntry(key)
+        case .overlaps: found = overlapEntry(key)
+        }
+        return found.map { EntryValue(first: $0.0, second: $0.1) }
+    }
+
+    func count(_ table: EntryTable) -> Int {
+        switch table {
+        case .tokens: return tokenEntryCount
+        case .owners: return ownerEntryCount
+        case .overlaps: return overlapEntryCount
+        }
+    }
+
+    /// The token entry of PAT `id`: generations below `floor` are dead (`UInt64.max`: deleted).
+    public func floor(of id: String) -> UInt64? { tokenEntry(RevocationList.tokenKey(id))?.0 }
+
+    /// The overlap entry of PAT `id`: `generation` stays valid until `until` though below the floor.
+    public func overlap(of id: String) -> (generation: UInt64, until: Timestamp)? {
+        overlapEntry(RevocationList.tokenKey(id)).map { ($0.0, Timestamp(seconds: Int64(bitPattern: $0.1))) }
+    }
+
     /// True when `now` is past next-update plus `grace` seconds.
     public func isStale(at now: Timestamp, grace: Int64) -> Bool { now > nextUpdate.adding(seconds: grace) }
+
+    /// Every entry of `table` in ascending key order, changes applied.
+    func forEachEntry(_ table: EntryTable, _ body: (EntryKey, UInt64, UInt64) -> Void) {
+        let base = tables[table]
+        guard let changes = overlay?[table], !changes.isEmpty else {
+            base.forEach(body)
+            return
+        }
+        let sorted = changes.sorted { $0.key < $1.key }
+        var next = 0
+        base.forEach { key, first, second in
+            while next < sorted.count, sorted[next].key < key {
+                if let value = sorted[next].value { body(sorted[next].key, value.first, value.second) }
+                next += 1
+            }
+            if next < sorted.count, sorted[next].key == key {
+                if let value = sorted[next].value { body(key, value.first, value.second) }
+                next += 1
+            } else {
+                body(key, first, second)
+            }
+        }
+        while next < sorted.count {
+            if let value = sorted[next].value { body(sorted[next].key, value.first, value.second) }
+            next += 1
+        }
+    }
+
+    // MARK: the document
+
+    /// The signed document: the bytes verified, or — after deltas were applied — the bytes the
+    /// issuer signed at this sequence, rebuilt (O(entries); call it when the bytes are needed,
+    /// e.g. to cache or serve the list, not per request).
+    public var bytes: [UInt8] {
+        guard let overlay else { return tables.storage }
+        var out = RevocationList.header(signer: signer, sequence: sequence, issuedAt: issuedAt, nextUpdate: nextUpdate,
+                                        pruneMargin: pruneMargin,
+                                        counts: (tokenEntryCount, ownerEntryCount, overlapEntryCount))
+        out.reserveCapacity(out.count + (tokenEntryCount + ownerEntryCount + overlapEntryCount) * RevocationList.entrySize + 64)
+        for table in EntryTable.allCases {
+            if overlay[table].isEmpty {
+                tables[table].withEntryBytes { out.append(contentsOf: $0) }
+            } else {
+                forEachEntry(table) { key, first, second in
+                    key.append(to: &out)
+                    out.appendLE(first)
+                    out.appendLE(second)
+                }
+            }
+        }
+        out += signature
+        return out
+    }
+
+    /// The same list read into plain tables (no changes on top): what applying many deltas
+    /// comes back to.
+    func compacted() throws(PATKitError) -> RevocationList {
+        guard overlay != nil else { return self }
+        return try RevocationList(parsing: bytes, keys: nil)
+    }
+
+    /// The header of a list document with these fields (everything before the entries).
+    static func header(signer: KeyID, sequence: UInt64, issuedAt: Timestamp, nextUpdate: Timestamp, pruneMargin: Int64,
+                       counts: (tokens: Int, owners: Int, overlaps: Int)) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(128)
+        out += RevocationList.magic
+        let kid = Array(signer.rawValue.utf8)
+        out.append(UInt8(kid.count))
+        out += kid
+        out.appendLE(sequence)
+        out.appendLE(UInt64(bitPattern: issuedAt.seconds))
+        out.appendLE(UInt64(bitPattern: nextUpdate.seconds))
+        out.appendLE(UInt32(pruneMargin))
+        out.appendLE(UInt32(counts.tokens))
+        out.appendLE(UInt32(counts.owners))
+        out.appendLE(UInt32(counts.overlaps))
+        return out
+    }
 
     // MARK: parsing
 
@@ -143,21 +294,34 @@ public struct RevocationList: Sendable {
     public static func unverifiedSequence(header bytes: [UInt8]) -> UInt64? { UnverifiedHeader(bytes)?.sequence }
 
     /// Bytes enough to hold any list header (for `unverifiedSequence(header:)`).
-    public static let maxHeaderBytes = 8 + 1 + 255 + 8 * 3 + 4 * 3
+    public static let maxHeaderBytes = 8 + 1 + 255 + 8 * 3 + 4 * 4
+
+    /// True when `bytes` start with a list's magic (version 3), as opposed to a delta's. Says
+    /// nothing about validity.
+    public static func looksLikeList(_ bytes: some Collection<UInt8>) -> Bool { bytes.prefix(8).elementsEqual(magic) }
 
     /// Parses and verifies a list. It must be signed by an active key of `keys`.
     public init(verifying bytes: [UInt8], keys: KeySet, maxBytes: Int = RevocationList.defaultMaxBytes) throws(PATKitError) {
         guard bytes.count <= maxBytes else {
             throw .invalidDocument("revocation list of \(bytes.count) bytes exceeds the limit of \(maxBytes)")
         }
+        try self.init(parsing: bytes, keys: keys)
+    }
+
+    /// Parses a list; checks its signature when `keys` is given (nil: bytes this process built).
+    init(parsing bytes: [UInt8], keys: KeySet?) throws(PATKitError) {
         var reader = ByteReader(bytes)
         let magic = reader.take(8)
         guard let magic, magic.elementsEqual(RevocationList.magic) else {
-            if magic?.elementsEqual(Array("PATKRL01".utf8)) == true {
-                throw .invalidDocument("a version 1 revocation list (PATKRL01): this verifier reads version 2 (PATKRL02), "
-                                       + "which declares its prune margin; republish with a current `pat publish`")
+            for (old, name) in [("PATKRL01", "version 1"), ("PATKRL02", "version 2")] where magic?.elementsEqual(Array(old.utf8)) == true {
+                throw .invalidDocument("a \(name) revocation list (\(old)): this verifier reads version 3 (PATKRL03), "
+                                       + "which can keep a regenerated PAT's previous generation valid for an overlap; "
+                                       + "republish with a current `pat publish`")
             }
-            throw .invalidDocument("not a PATKit revocation list (bad magic; expected PATKRL02)")
+            if magic?.elementsEqual(RevocationDelta.magic) == true {
+                throw .invalidDocument("a revocation list delta (PATKRD01) was given where a whole list was expected")
+            }
+            throw .invalidDocument("not a PATKit revocation list (bad magic; expected PATKRL03)")
         }
         guard let kidLength = reader.u8(), let kidBytes = reader.take(Int(kidLength)),
               let kidText = String(validating: kidBytes, as: UTF8.self) else {
@@ -168,27 +332,30 @@ public struct RevocationList: Sendable {
             throw .invalidDocument("revocation list: the signer is not a k4.pid key id")
         }
         guard let sequence = reader.u64(), let issued = reader.u64(), let next = reader.u64(), let margin = reader.u32(),
-              let tokenCount = reader.u32(), let ownerCount = reader.u32() else {
+              let tokenCount = reader.u32(), let ownerCount = reader.u32(), let overlapCount = reader.u32() else {
             throw .invalidDocument("revocation list: truncated header")
         }
         let entriesStart = reader.offset
-        let expected = entriesStart + (Int(tokenCount) + Int(ownerCount)) * RevocationList.entrySize + 64
+        let expected = entriesStart + (Int(tokenCount) + Int(ownerCount) + Int(overlapCount)) * RevocationList.entrySize + 64
         guard bytes.count == expected else {
-            throw .invalidDocument("revocation list: length \(bytes.count) does not match its \(tokenCount) + \(ownerCount) entries (expected \(expected))")
-        }
-        guard let key = keys.verificationKey(for: signer) else {
-            throw .invalidDocument("revocation list is signed by \(signer), which is not an active key of the key set")
+            throw .invalidDocument("revocation list: length \(bytes.count) does not match its \(tokenCount) + \(ownerCount) + "
+                                   + "\(overlapCount) entries (expected \(expected))")
         }
         let bodyLength = bytes.count - 64
-        let signedOK = bytes.withUnsafeBytes { raw in
-            let message = RevocationList.signedMessage(UnsafeRawBufferPointer(rebasing: raw[..<bodyLength]))
-            return message.withUnsafeBytes { m in
-                key.bytes.withUnsafeBytes { pk in
-                    Sodium.verifyDetached(signature: UnsafeRawBufferPointer(rebasing: raw[bodyLength...]), message: m, publicKey: pk)
+        if let keys {
+            guard let key = keys.verificationKey(for: signer) else {
+                throw .invalidDocument("revocation list is signed by \(signer), which is not an active key of the key set")
+            }
+            let signedOK = bytes.withUnsafeBytes { raw in
+                let message = RevocationList.signedMessage(UnsafeRawBufferPointer(rebasing: raw[..<bodyLength]))
+                return message.withUnsafeBytes { m in
+                    key.bytes.withUnsafeBytes { pk in
+                        Sodium.verifyDetached(signature: UnsafeRawBufferPointer(rebasing: raw[bodyLength...]), message: m, publicKey: pk)
+                    }
                 }
             }
+            guard signedOK else { throw .invalidDocument("revocation list signature does not verify with \(signer)") }
         }
-        guard signedOK else { throw .invalidDocument("revocation list signature does not verify with \(signer)") }
         guard sequence >= 1 else { throw .invalidDocument("revocation list sequence must start at 1") }
         guard sequence <= SignedDocument.maxSequence else {
             throw .invalidDocument("revocation list sequence \(sequence) exceeds the largest allowed, 2^53 − 1")
@@ -199,255 +366,64 @@ public struct RevocationList: Sendable {
         guard Int64(margin) <= RevocationList.maxPruneMargin else {
             throw .invalidDocument("revocation list prune margin of \(margin) s exceeds \(RevocationList.maxPruneMargin) s")
         }
-
-        let storage = bytes
-        let ownersStart = entriesStart + Int(tokenCount) * RevocationList.entrySize
-        guard let tokens = HashTable(storage: storage, start: entriesStart, count: Int(tokenCount)),
-              let owners = HashTable(storage: storage, start: ownersStart, count: Int(ownerCount)) else {
+        guard let tables = ListTables(storage: bytes, start: entriesStart,
+                                      counts: (Int(tokenCount), Int(ownerCount), Int(overlapCount))) else {
             throw .invalidDocument("revocation list entries are not in strictly ascending order (duplicate or unsorted)")
         }
+        self.init(sequence: sequence, issuedAt: issuedAt, nextUpdate: nextUpdate, pruneMargin: Int64(margin), signer: signer,
+                  signature: Array(bytes[bodyLength...]), tables: tables, overlay: nil,
+                  counts: (Int(tokenCount), Int(ownerCount), Int(overlapCount)))
+    }
+
+    init(sequence: UInt64, issuedAt: Timestamp, nextUpdate: Timestamp, pruneMargin: Int64, signer: KeyID, signature: [UInt8],
+         tables: ListTables, overlay: Overlay?, counts: (Int, Int, Int)) {
         self.sequence = sequence
         self.issuedAt = issuedAt
         self.nextUpdate = nextUpdate
-        self.pruneMargin = Int64(margin)
+        self.pruneMargin = pruneMargin
         self.signer = signer
-        self.signature = Array(bytes[bodyLength...])
-        self.tokens = tokens
-        self.owners = owners
+        self.signature = signature
+        self.tables = tables
+        self.overlay = overlay
+        (tokenEntryCount, ownerEntryCount, overlapEntryCount) = counts
     }
 
     /// The entries, for carrying them into the next list.
     public var builder: Builder {
         var b = Builder()
-        tokens.forEach { key, floor, horizon in b.tokenEntries[key] = (floor, Int64(bitPattern: horizon)) }
-        owners.forEach { key, before, horizon in b.ownerEntries[key] = (Int64(bitPattern: before), Int64(bitPattern: horizon)) }
+        b.reserveCapacity(tokens: tokenEntryCount, owners: ownerEntryCount)
+        forEachEntry(.tokens) { key, floor, horizon in b.tokenEntries[key] = (floor, Int64(bitPattern: horizon)) }
+        forEachEntry(.owners) { key, before, horizon in b.ownerEntries[key] = (Int64(bitPattern: before), Int64(bitPattern: horizon)) }
+        forEachEntry(.overlaps) { key, generation, until in b.overlapEntries[key] = (generation, Int64(bitPattern: until)) }
         return b
     }
-
-    // MARK: building
-
-    /// Collects entries and signs a list. Merging keeps the strongest rule: the highest floor,
-    /// the latest revoke-all instant, the latest horizon.
-    public struct Builder: Sendable {
-        var tokenEntries: [EntryKey: (floor: UInt64, horizon: Int64)] = [:]
-        var ownerEntries: [EntryKey: (before: Int64, horizon: Int64)] = [:]
-
-        public init() {}
-
-        public var tokenEntryCount: Int { tokenEntries.count }
-        public var ownerEntryCount: Int { ownerEntries.count }
-
-        /// Makes room for this many entries at once (a publisher knows how many it will add):
-        /// at 1,000,000 entries, growing the tables step by step costs about 0.3 s.
-        public mutating func reserveCapacity(tokens: Int, owners: Int = 0) {
-            tokenEntries.reserveCapacity(tokens)
-            ownerEntries.reserveCapacity(owners)
-        }
-
-        /// Generations of PAT `id` below `floor` are dead until `horizon` (their latest `exp`).
-        public mutating func revoke(id: String, below floor: UInt64, horizon: Timestamp) {
-            revoke(key: RevocationList.tokenKey(id), below: floor, horizon: horizon)
-        }
-
-        public mutating func revoke(key: EntryKey, below floor: UInt64, horizon: Timestamp) {
-            let old = tokenEntries[key]
-            tokenEntries[key] = (max(floor, old?.floor ?? 0), max(horizon.seconds, old?.horizon ?? .min))
-        }
-
-        /// Every generation of PAT `id` is dead.
-        public mutating func delete(id: String, horizon: Timestamp) {
-            revoke(id: id, below: UInt64.max, horizon: horizon)
-        }
-
-        /// Every PAT of `subject` issued before `before` is dead until `horizon`.
-        public mutating func revokeAll(subject: String, issuedBefore before: Timestamp, horizon: Timestamp) {
-            let key = RevocationList.ownerKey(subject)
-            let old = ownerEntries[key]
-            ownerEntries[key] = (max(before.seconds, old?.before ?? .min), max(horizon.seconds, old?.horizon ?? .min))
-        }
-
-        /// Drops entries whose horizon is more than `margin` seconds past: the tokens they kill
-        /// have expired even for a verifier with that much clock-skew leeway. Sign with the same
-        /// margin (`sign(…, pruneMargin:)`), which verifiers then hold their leeway to.
-        @discardableResult
-        public mutating func prune(now: Timestamp, margin: Int64 = RevocationList.defaultPruneMargin) -> Int {
-            let before = tokenEntries.count + ownerEntries.count
-            let cutoff = now.adding(seconds: -max(0, margin)).seconds
-            tokenEntries = tokenEntries.filter { $0.value.horizon >= cutoff }
-            ownerEntries = ownerEntries.filter { $0.value.horizon >= cutoff }
-            return before - tokenEntries.count - ownerEntries.count
-        }
-
-        /// The signed binary list. `pruneMargin` is the margin entries were pruned with (see
-        /// `prune(now:margin:)`): verifiers refuse the list when their leeway exceeds it.
-        public func sign(with key: SecretKey, sequence: UInt64, issuedAt: Timestamp, nextUpdate: Timestamp,
-                         pruneMargin: Int64 = RevocationList.defaultPruneMargin) throws(PATKitError) -> [UInt8] {
-            try SignedDocument.checkSequence(sequence, "revocation list")
-            guard issuedAt < nextUpdate else { throw .invalidArgument("next-update must be after the issue time") }
-            guard pruneMargin >= 0, pruneMargin <= RevocationList.maxPruneMargin else {
-                throw .invalidArgument("prune margin must be 0–\(RevocationList.maxPruneMargin) seconds")
-            }
-            var out: [UInt8] = []
-            out.reserveCapacity(128 + (tokenEntries.count + ownerEntries.count) * RevocationList.entrySize)
-            out += RevocationList.magic
-            let kid = Array(key.id.rawValue.utf8)
-            out.append(UInt8(kid.count))
-            out += kid
-            out.appendLE(sequence)
-            out.appendLE(UInt64(bitPattern: issuedAt.seconds))
-            out.appendLE(UInt64(bitPattern: nextUpdate.seconds))
-            out.appendLE(UInt32(pruneMargin))
-            out.appendLE(UInt32(tokenEntries.count))
-            out.appendLE(UInt32(ownerEntries.count))
-            for (k, v) in tokenEntries.sorted(by: { $0.key < $1.key }) {
-                out += k.bytes
-                out.appendLE(v.floor)
-                out.appendLE(UInt64(bitPattern: v.horizon))
-            }
-            for (k, v) in ownerEntries.sorted(by: { $0.key < $1.key }) {
-                out += k.bytes
-                out.appendLE(UInt64(bitPattern: v.before))
-                out.appendLE(UInt64(bitPattern: v.horizon))
-            }
-            let message = out.withUnsafeBytes { RevocationList.signedMessage($0) }
-            out += message.withUnsafeBytes { key.sign($0) }
-            return out
-        }
-    }
 }
 
-/// A 16-byte lookup key: BLAKE2b-128 of a domain-separated string.
-public struct EntryKey: Sendable, Hashable, Comparable {
-    public let high: UInt64 // first 8 bytes, big-endian order, so < matches byte order
-    public let low: UInt64
+/// The three tables of one signed list document, indexed.
+final class ListTables: Sendable {
+    let storage: [UInt8]
+    let tokens: HashTable
+    let owners: HashTable
+    let overlaps: HashTable
 
-    init(high: UInt64, low: UInt64) {
-        self.high = high
-        self.low = low
-    }
-
-    init(hashing text: String, domain: String) {
-        var input = Array(domain.utf8)
-        input.append(0)
-        input += text.utf8
-        let d = Sodium.blake2b(input, length: 16)
-        var h: UInt64 = 0, l: UInt64 = 0
-        for i in 0..<8 { h = h << 8 | UInt64(d[i]) }
-        for i in 8..<16 { l = l << 8 | UInt64(d[i]) }
-        self.init(high: h, low: l)
-    }
-
-    var bytes: [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(16)
-        for i in (0..<8).reversed() { out.append(UInt8(truncatingIfNeeded: high >> (UInt64(i) * 8))) }
-        for i in (0..<8).reversed() { out.append(UInt8(truncatingIfNeeded: low >> (UInt64(i) * 8))) }
-        return out
-    }
-
-    public static func < (a: EntryKey, b: EntryKey) -> Bool { a.high != b.high ? a.high < b.high : a.low < b.low }
-}
-
-/// Open-addressing index over the fixed-size entries of a list's bytes: O(1) lookups,
-/// 4 bytes of index per slot on top of the 32-byte entries, built in one pass.
-final class HashTable: Sendable {
-    private let storage: [UInt8]
-    private let start: Int
-    let count: Int
-    private let slots: [UInt32]
-    private let mask: Int
-
-    /// nil when the entries are not strictly ascending.
-    init?(storage: [UInt8], start: Int, count: Int) {
+    /// nil when a table is not strictly ascending.
+    init?(storage: [UInt8], start: Int, counts: (tokens: Int, owners: Int, overlaps: Int)) {
+        let ownersStart = start + counts.tokens * RevocationList.entrySize
+        let overlapsStart = ownersStart + counts.owners * RevocationList.entrySize
+        guard let tokens = HashTable(storage: storage, start: start, count: counts.tokens),
+              let owners = HashTable(storage: storage, start: ownersStart, count: counts.owners),
+              let overlaps = HashTable(storage: storage, start: overlapsStart, count: counts.overlaps) else { return nil }
         self.storage = storage
-        self.start = start
-        self.count = count
-        var capacity = 8
-        while capacity < count * 2 { capacity <<= 1 }
-        mask = capacity - 1
-        var slots = [UInt32](repeating: 0, count: capacity)
-        let ok = storage.withUnsafeBytes { raw -> Bool in
-            var previous: EntryKey? = nil
-            for i in 0..<count {
-                let key = HashTable.key(raw, start + i * RevocationList.entrySize)
-                if let p = previous, !(p < key) { return false }
-                previous = key
-                var slot = Int(truncatingIfNeeded: key.low) & (capacity - 1)
-                while slots[slot] != 0 { slot = (slot + 1) & (capacity - 1) }
-                slots[slot] = UInt32(i + 1)
-            }
-            return true
+        self.tokens = tokens
+        self.owners = owners
+        self.overlaps = overlaps
+    }
+
+    subscript(table: EntryTable) -> HashTable {
+        switch table {
+        case .tokens: return tokens
+        case .owners: return owners
+        case .overlaps: return overlaps
         }
-        guard ok else { return nil }
-        self.slots = slots
-    }
-
-    @inline(__always)
-    static func key(_ raw: UnsafeRawBufferPointer, _ offset: Int) -> EntryKey {
-        EntryKey(high: UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)),
-                 low: UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self)))
-    }
-
-    var storageBytes: Int { storage.count }
-    var indexBytes: Int { slots.count * MemoryLayout<UInt32>.stride }
-
-    /// The entry's two 64-bit values.
-    func lookup(_ key: EntryKey) -> (UInt64, UInt64)? {
-        guard count > 0 else { return nil }
-        return storage.withUnsafeBytes { raw -> (UInt64, UInt64)? in
-            var slot = Int(truncatingIfNeeded: key.low) & mask
-            while true {
-                let index = slots[slot]
-                if index == 0 { return nil }
-                let offset = start + Int(index - 1) * RevocationList.entrySize
-                if HashTable.key(raw, offset) == key {
-                    return (UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 16, as: UInt64.self)),
-                            UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 24, as: UInt64.self)))
-                }
-                slot = (slot + 1) & mask
-            }
-        }
-    }
-
-    func forEach(_ body: (EntryKey, UInt64, UInt64) -> Void) {
-        storage.withUnsafeBytes { raw in
-            for i in 0..<count {
-                let offset = start + i * RevocationList.entrySize
-                body(HashTable.key(raw, offset),
-                     UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 16, as: UInt64.self)),
-                     UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 24, as: UInt64.self)))
-            }
-        }
-    }
-}
-
-struct ByteReader {
-    let bytes: [UInt8]
-    var offset = 0
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
-
-    mutating func take(_ n: Int) -> ArraySlice<UInt8>? {
-        guard n >= 0, bytes.count - offset >= n else { return nil }
-        defer { offset += n }
-        return bytes[offset..<(offset + n)]
-    }
-
-    mutating func u8() -> UInt8? { take(1)?.first }
-
-    mutating func u32() -> UInt32? {
-        guard let s = take(4) else { return nil }
-        return s.reversed().reduce(0) { $0 << 8 | UInt32($1) }
-    }
-
-    mutating func u64() -> UInt64? {
-        guard let s = take(8) else { return nil }
-        return s.reversed().reduce(0) { $0 << 8 | UInt64($1) }
-    }
-}
-
-extension Array where Element == UInt8 {
-    mutating func appendLE<T: FixedWidthInteger>(_ value: T) {
-        var v = value.littleEndian
-        Swift.withUnsafeBytes(of: &v) { append(contentsOf: $0) }
     }
 }

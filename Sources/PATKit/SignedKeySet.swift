@@ -101,6 +101,17 @@ public struct SignedKeySet: Sendable, Equatable {
         self.bytes = bytes
     }
 
+    /// The `sequence` of a signed key set, read WITHOUT checking the signature (for a server's
+    /// `X-PAT-Sequence` header on a file it serves). Never a basis for accepting anything.
+    public static func unverifiedSequence(_ bytes: [UInt8]) -> UInt64? {
+        let limits = JSONLimits(maxBytes: maxDocumentBytes, maxDepth: 4, maxStringBytes: maxDocumentBytes)
+        guard bytes.count <= maxDocumentBytes, case .object(let o)? = try? JSONParser.parse(bytes, limits: limits),
+              let text = o["payload"]?.stringValue, let payload = Base64URL.decode(text),
+              case .object(let p)? = try? JSONParser.parse(payload, limits: JSONLimits(maxBytes: maxPayloadBytes, maxDepth: 4)),
+              let number = p["sequence"]?.integer, number >= 1 else { return nil }
+        return UInt64(number)
+    }
+
     /// True when `bytes` look like a signed key set (an object with a `"payload"` member), as
     /// opposed to a plain `{"keys": …}` set. Says nothing about validity.
     public static func looksSigned(_ bytes: [UInt8]) -> Bool {

@@ -62,7 +62,7 @@ public struct TokenInspector: Sendable {
             return result(.forged, "invalid_claims", nil, kid)
         }
         if entry.status == .retired { return result(.revoked, "key_retired", claims, kid) }
-        if let revocation = revocations?.check(claims) {
+        if let revocation = revocations?.check(claims, at: validator.now()) {
             switch revocation {
             case .superseded: return result(.revoked, "superseded", claims, kid)
             case .deleted: return result(.revoked, "deleted", claims, kid)

@@ -216,6 +216,20 @@ public final class Validator: Sendable {
         return list
     }
 
+    /// Verifies a chain of deltas (`RevocationDelta.chain(verifying:keys:)`) against the current
+    /// keys, applies it to the held list and installs the result, with the same rules as a list
+    /// fetched whole (`install(_:)`). Throws when no list is held or the chain starts elsewhere.
+    @discardableResult
+    public func installRevocations(delta bytes: [UInt8]) throws(PATKitError) -> RevocationList {
+        let deltas = try RevocationDelta.chain(verifying: bytes, keys: keys)
+        guard var list = revocations else {
+            throw .invalidDocument("a revocation list delta needs a list to apply to; none is held")
+        }
+        for delta in deltas { list = try list.applying(delta) }
+        try install(list)
+        return list
+    }
+
     /// Validates a token and returns the verified PAT, or throws why not.
     /// - Parameter domain: when given (or set in the policy), the token's `dom` must equal it.
     public func validate(_ token: String, domain: String? = nil) throws(PATValidationError) -> VerifiedPAT {
@@ -296,7 +310,7 @@ public final class Validator: Sendable {
                 throw PATValidationError(.staleRevocationList,
                                       "revocation list \(list.sequence) was due for update at \(list.nextUpdate); refusing until a fresh list arrives")
             }
-            if let revocation = list.check(claims, tokenKey: tokenKey, ownerKey: ownerKey) {
+            if let revocation = list.check(claims, tokenKey: tokenKey, ownerKey: ownerKey, now: now) {
                 if case .ancestorRevoked = revocation { throw PATValidationError(.ancestorRevoked, revocation.description) }
                 throw PATValidationError(.revoked, revocation.description)
             }

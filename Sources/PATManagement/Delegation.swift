@@ -14,7 +14,8 @@ import PATRegistry
 ///    same rule, so no one hands out management rights it does not hold.
 /// 3. **Lifetime**: the token never expires after the parent (an explicit later expiry is
 ///    refused naming the parent's; without one, the default lifetime is cut to it). Besides,
-///    no token outlives the policy's maximum lifetime, whoever mints it.
+///    no token outlives the policy's maximum lifetime, whoever mints it. A regenerate's overlap
+///    keeps the previous token alive, so it is bounded the same way (`overlapEnd`).
 /// 4. **Lineage**: the token carries the parent's chain plus the parent (`par`, at most
 ///    `PATAncestor.maxDepth` entries; deeper minting is refused), so revoking, regenerating or
 ///    deleting any ancestor kills it at the next list. The chain comes from the parent's
@@ -106,6 +107,31 @@ struct Delegation: Sendable {
         return expiresAt
     }
 
+    /// The end of a regenerate's overlap: the previous generation of `record` stays valid until
+    /// then. At most the policy's maximum overlap; never after the previous generation's own
+    /// expiry (cut to it); and — an overlap keeps a token alive — never after the parent's
+    /// expiry (refused, naming it). Only an active PAT has a generation to keep: a revoked one
+    /// stays dead, an expired one has nothing left to overlap. Nil for no overlap.
+    func overlapEnd(_ overlap: TimeSpan?, for record: PATRecord, now: Timestamp) throws(ManagementError) -> Timestamp? {
+        guard let overlap else { return nil }
+        guard overlap.seconds <= policy.maxOverlap.seconds else {
+            throw ManagementError(.invalidInput, field: "overlap",
+                                  "an overlap of \(formatDuration(overlap.seconds)) exceeds the maximum of \(formatDuration(policy.maxOverlap.seconds))")
+        }
+        switch record.status(at: now) {
+        case .active: break
+        case .revoked:
+            throw ManagementError(.invalidInput, field: "overlap",
+                                  "PAT \(record.id) is revoked: its tokens stay dead; regenerate it without an overlap")
+        case .expired:
+            throw ManagementError(.invalidInput, field: "overlap",
+                                  "PAT \(record.id) expired at \(record.expiresAt): there is no valid token to overlap; regenerate it without an overlap")
+        }
+        let end = min(now.adding(seconds: overlap.seconds), record.expiresAt)
+        try checkWithinParent(end, field: "overlap")
+        return end
+    }
+
     /// Throws when a token expiring at `expiresAt` would outlive the parent.
     func checkWithinParent(_ expiresAt: Timestamp, field: String) throws(ManagementError) {
         guard let parent, expiresAt > parent.expiresAt else { return }
@@ -117,23 +143,24 @@ struct Delegation: Sendable {
     // MARK: 4. lineage
 
     /// The parent's record, after checking that the parent and every ancestor of it are live
-    /// in the registry: recorded, not deleted, their generation not below the floor. The
+    /// in the registry: recorded, not deleted, their generation not below the floor (or kept by
+    /// an overlap that has not ended). The
     /// registry knows of a revocation before any published list does. Nil when nothing bounds
     /// the caller.
-    func liveParent(_ tx: any RegistryTransaction) async throws -> PATRecord? {
+    func liveParent(_ tx: any RegistryTransaction, now: Timestamp) async throws -> PATRecord? {
         guard let parent else { return nil }
         guard let record = try await tx.record(id: parent.id) else {
             let fate = try await tx.tombstone(id: parent.id) == nil
                 ? "is not in the registry (e.g. made by `pat issue`): only registry PATs issue tokens" : "was deleted"
             throw ManagementError(.callerRevoked, "PAT \(parent.id) \(fate)")
         }
-        guard parent.generation >= record.floor, parent.generation <= record.generation else {
+        // A generation kept by a regenerate's overlap is live until the overlap ends, as at every edge.
+        guard record.isLive(generation: parent.generation, at: now) else {
             throw ManagementError(.callerRevoked,
                                   "generation \(parent.generation) of PAT \(parent.id) is no longer valid (revoked, regenerated or re-scoped)")
         }
         for link in record.lineage {
-            guard let ancestor = try await tx.record(id: link.id), link.generation >= ancestor.floor,
-                  link.generation <= ancestor.generation else {
+            guard let ancestor = try await tx.record(id: link.id), ancestor.isLive(generation: link.generation, at: now) else {
                 throw ManagementError(.callerRevoked, "PAT \(link.id), which issued the calling PAT \(parent.id), is revoked, "
                                       + "regenerated or deleted: so is everything it issued")
             }

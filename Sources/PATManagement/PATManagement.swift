@@ -13,7 +13,8 @@ import PATStore
 /// - makes the change in one registry transaction, which also records the change's event in
 ///   the outbox (`ManagementEvent`, naming the actor) and raises the change counter;
 /// - then publishes (when a `Republisher` is set, as in `pat serve`; the CLI leaves that to
-///   `pat publish`) and calls `onChange`.
+///   `pat publish` or a running `pat serve`) and calls `onChange`. Each result carries its
+///   `Publication`: whether verifiers can see the change yet.
 ///
 /// Errors are `ManagementError`s, worded for no front end in particular.
 public struct PATManagement: Sendable {
@@ -61,7 +62,7 @@ public struct PATManagement: Sendable {
         let issued = try await change(id: nil) { tx in
             try await tx.lockOwner(owner) // names, revoke-all: one change to an owner's PATs at a time, on every node
             let expiresAt = try rules.expiry(request.expiry, now: now, domainPolicy: try await Delegation.lifetimePolicy(of: domain, tx))
-            let lineage = try rules.lineage(reissuing: nil, parentRecord: try await rules.liveParent(tx))
+            let lineage = try rules.lineage(reissuing: nil, parentRecord: try await rules.liveParent(tx, now: now))
             if let existing = try await tx.record(owner: owner, name: name) {
                 throw ManagementError(.nameTaken, field: "name",
                                       "owner \(Printable.clip(owner, 64)) already has a PAT named \"\(Printable.clip(name, 64))\" "
@@ -85,8 +86,9 @@ public struct PATManagement: Sendable {
             _ = try await tx.recordChange(ManagementEvent.created.change(data: record.json(at: now), actor: principal, at: now))
             return issued
         }
-        await changed("create")
-        return issued
+        var result = issued
+        result.publication = await changed("create")
+        return result
     }
 
     // MARK: read
@@ -187,8 +189,9 @@ public struct PATManagement: Sendable {
             record.scopes = scopes
             return try await PATManagement.reissue(&record, rules: rules, event: .scopesChanged, by: principal, now: now, key: key, tx: tx)
         }
-        await changed(action)
-        return issued
+        var result = issued
+        result.publication = await changed(action)
+        return result
     }
 
     // MARK: revoke
@@ -212,8 +215,9 @@ public struct PATManagement: Sendable {
             try await PATManagement.markRevoked(&record, by: principal, now: now, tx: tx)
             return RevokeResult(record: record, wasAlreadyRevoked: false)
         }
-        if !result.wasAlreadyRevoked { await changed("revoke") }
-        return result
+        var answer = result
+        answer.publication = result.wasAlreadyRevoked ? unchanged : await changed("revoke")
+        return answer
     }
 
     /// Revokes every PAT of `owner`: each record is marked revoked, and an owner entry refuses
@@ -242,17 +246,25 @@ public struct PATManagement: Sendable {
             return RevokeAllResult(owner: owner, revoked: revoked, alreadyRevoked: records.count - revoked.count,
                                    ownerRevocation: try await tx.ownerRevocation(owner: owner) ?? entry)
         }
-        await changed("revoke all")
-        return result
+        var answer = result
+        answer.publication = await changed("revoke all")
+        return answer
     }
 
     // MARK: regenerate
 
     /// Issues a new generation with a new expiry — for active, revoked and expired PATs alike.
-    /// Name, description and scopes stay; every older token (and whatever it issued) dies.
-    /// - Parameter expiry: nil: the default lifetime.
+    /// Name, description and scopes stay; every older token (and whatever it issued) dies — at
+    /// once, or, with an `overlap`, the current generation (of an active PAT) and what it issued
+    /// only once the overlap ends: a rotation without downtime. Regenerating again ends an
+    /// overlap still running at once (only the generation just replaced may overlap).
     /// A PAT holding `pats:rotate_self` may regenerate itself (`Delegation`, rule 6).
-    public func regenerate(id: String, expiry: Expiry? = nil, by caller: Caller) async throws(ManagementError) -> IssuedPAT {
+    /// - Parameters:
+    ///   - expiry: nil: the default lifetime.
+    ///   - overlap: how long the current generation stays valid (nil or zero: not at all); at most
+    ///     the policy's maximum, cut to that generation's own expiry, bounded by the delegation rules.
+    public func regenerate(id: String, expiry: Expiry? = nil, overlap: TimeSpan? = nil,
+                           by caller: Caller) async throws(ManagementError) -> IssuedPAT {
         let rules = Delegation(caller: caller, policy: policy)
         try rules.requireRegenerate(id)
         try Identifier.checkPATID(id)
@@ -266,14 +278,18 @@ public struct PATManagement: Sendable {
             try rules.checkMayRevive(record)
             try rules.checkScopes(record.scopes)
             try rules.checkDomain(record.domain)
+            let kept = try rules.overlapEnd(overlap, for: record, now: now)
+                .map { PATRecord.Overlap(generation: record.generation, until: $0) }
             record.expiresAt = expiresAt
             record.maxExpiresAt = max(record.maxExpiresAt, expiresAt)
             record.revokedAt = nil
             record.revokedBy = nil
-            return try await PATManagement.reissue(&record, rules: rules, event: .regenerated, by: principal, now: now, key: key, tx: tx)
+            return try await PATManagement.reissue(&record, rules: rules, event: .regenerated, by: principal, now: now, key: key,
+                                                   overlap: kept, tx: tx)
         }
-        await changed("regenerate")
-        return issued
+        var result = issued
+        result.publication = await changed("regenerate")
+        return result
     }
 
     // MARK: delete
@@ -292,8 +308,9 @@ public struct PATManagement: Sendable {
             _ = try await tx.recordChange(ManagementEvent.deleted.change(data: deleted.json, actor: principal, at: now))
             return deleted
         }
-        await changed("delete")
-        return deleted
+        var result = deleted
+        result.publication = await changed("delete")
+        return result
     }
 
     /// Deletes every PAT of `owner` (nil: the caller's own).
@@ -313,19 +330,22 @@ public struct PATManagement: Sendable {
             }
             return deleted
         }
-        if !deleted.isEmpty { await changed("delete all") }
-        return deleted
+        let publication = deleted.isEmpty ? unchanged : await changed("delete all")
+        return deleted.map { var one = $0; one.publication = publication; return one }
     }
 
     // MARK: helpers
 
     /// Issues the next generation of `record` (after the operation's own edits): the lineage
-    /// of whoever re-issues it, every older generation — and whatever those issued — dead.
+    /// of whoever re-issues it, every older generation — and whatever those issued — dead, but
+    /// for the one `overlap` keeps (which replaces any earlier overlap: it ends at once).
     static func reissue(_ record: inout PATRecord, rules: Delegation, event: ManagementEvent, by principal: Principal,
-                        now: Timestamp, key: SecretKey, tx: any RegistryTransaction) async throws -> IssuedPAT {
-        record.lineage = try rules.lineage(reissuing: record.id, parentRecord: try await rules.liveParent(tx))
+                        now: Timestamp, key: SecretKey, overlap: PATRecord.Overlap? = nil,
+                        tx: any RegistryTransaction) async throws -> IssuedPAT {
+        record.lineage = try rules.lineage(reissuing: record.id, parentRecord: try await rules.liveParent(tx, now: now))
         try nextGeneration(&record)
         record.floor = record.generation
+        record.overlap = overlap
         record.lastRotatedAt = now
         record.updatedAt = now
         let issued = try await issue(record, now: now, key: key, tx: tx)
@@ -338,6 +358,7 @@ public struct PATManagement: Sendable {
     static func markRevoked(_ record: inout PATRecord, by principal: Principal, now: Timestamp,
                             tx: any RegistryTransaction) async throws {
         record.floor = record.generation + 1
+        record.overlap = nil // a revoke ends an overlap at once
         record.revokedAt = now
         record.revokedBy = principal
         record.updatedAt = now
@@ -434,10 +455,15 @@ public struct PATManagement: Sendable {
     }
 
     /// After a committed change: publish (when this service publishes) and notify.
-    func changed(_ reason: String) async {
-        await republisher?.publish(reason: reason)
+    @discardableResult
+    func changed(_ reason: String) async -> Publication {
+        let publication = await republisher?.publishChange(reason: reason) ?? .deferred
         onChange()
+        return publication
     }
+
+    /// For an operation that changed nothing: whether what it asked for is published already.
+    private var unchanged: Publication { republisher?.publication ?? .deferred }
 }
 
 extension Caller {

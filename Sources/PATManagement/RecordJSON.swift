@@ -25,6 +25,8 @@ extension PATRecord {
         o.set("expiresAt", .string(expiresAt.rfc3339))
         o.set("maxExpiresAt", .string(maxExpiresAt.rfc3339))
         o.set("lastRotatedAt", optional(lastRotatedAt?.rfc3339))
+        // After a regenerate with an overlap, while it lasts: until when generation − 1 stays valid.
+        o.set("previousGenerationValidUntil", optional(overlap(at: now)?.until.rfc3339))
         o.set("revokedAt", optional(revokedAt?.rfc3339))
         o.set("revokedBy", revokedBy.map { .object($0.json) } ?? .null)
         o.set("lastUsedAt", optional(usage?.lastUsedAt.rfc3339))

@@ -29,18 +29,36 @@ public struct ManagementPolicy: Sendable {
     public var notifyNewAddresses: Bool
     /// Client addresses remembered per PAT for that event (the least recently seen goes).
     public var addressesPerPAT: Int
+    /// The longest overlap a regenerate may give the previous generation (default 7 days).
+    public var maxOverlap: TimeSpan
 
     public static let defaultMaxLifetime = TimeSpan(seconds: 365 * 86_400)
     public static let defaultDefaultLifetime = TimeSpan(seconds: 30 * 86_400)
+    public static let defaultMaxOverlap = TimeSpan(seconds: 7 * 86_400)
 
     public init(catalog: ScopeCatalog = .magistrala, maxLifetime: TimeSpan = ManagementPolicy.defaultMaxLifetime,
-                defaultLifetime: TimeSpan = ManagementPolicy.defaultDefaultLifetime, notifyNewAddresses: Bool = false,
+                defaultLifetime: TimeSpan = ManagementPolicy.defaultDefaultLifetime,
+                maxOverlap: TimeSpan = ManagementPolicy.defaultMaxOverlap, notifyNewAddresses: Bool = false,
                 addressesPerPAT: Int = 32) {
         self.catalog = catalog
         self.maxLifetime = maxLifetime
         self.defaultLifetime = defaultLifetime
+        self.maxOverlap = maxOverlap
         self.notifyNewAddresses = notifyNewAddresses
         self.addressesPerPAT = max(1, addressesPerPAT)
+    }
+}
+
+/// How long the previous generation stays valid after a regenerate (`pat regenerate --overlap
+/// 1h`, `{"overlap": "1h"}`): `0`/`0s` (the default) or a duration such as `90s`, `15m`, `1h`, `2d`.
+public enum OverlapSpan {
+    /// nil for no overlap.
+    public static func parse(_ text: String) throws(PATKitError) -> TimeSpan? {
+        if let unit = text.last, text.dropLast().allSatisfy({ $0 == "0" }), !text.dropLast().isEmpty, "smhdwy".contains(unit) { return nil }
+        if !text.isEmpty, text.allSatisfy({ $0 == "0" }) { return nil }
+        do { return try TimeSpan(parsing: text) } catch {
+            throw .invalidArgument("invalid overlap \"\(text.prefix(32))\": write 0 (none) or a duration such as 30m, 1h or 2d")
+        }
     }
 }
 
@@ -77,6 +95,8 @@ public struct IssuedPAT: Sendable {
     public let token: String?
     /// The token's `iat`.
     public let issuedAt: Timestamp
+    /// Whether verifiers can see the change yet (`.deferred` from a service that does not publish).
+    public internal(set) var publication: Publication = .deferred
 }
 
 /// The outcome of `revoke`.
@@ -84,6 +104,8 @@ public struct RevokeResult: Sendable {
     public let record: PATRecord
     /// True when the PAT was already revoked: nothing reached verifiers.
     public let wasAlreadyRevoked: Bool
+    /// Whether verifiers can see the change yet (`.deferred` from a service that does not publish).
+    public internal(set) var publication: Publication = .deferred
 }
 
 /// The outcome of `revokeAll`.
@@ -95,12 +117,16 @@ public struct RevokeAllResult: Sendable {
     public let alreadyRevoked: Int
     /// The owner entry: every token of the owner issued before `issuedBefore` is refused.
     public let ownerRevocation: OwnerRevocation
+    /// Whether verifiers can see the change yet (`.deferred` from a service that does not publish).
+    public internal(set) var publication: Publication = .deferred
 }
 
 /// A deleted PAT: its last record and its tombstone.
 public struct DeletedPAT: Sendable {
     public let record: PATRecord
     public let tombstone: Tombstone
+    /// Whether verifiers can see the change yet (`.deferred` from a service that does not publish).
+    public internal(set) var publication: Publication = .deferred
 }
 
 /// `90s`, `15m`, `2h`, `30d`, `1y`, or a sum such as `1d 2h` — for messages.

@@ -23,6 +23,10 @@ public struct PublishResult: Sendable {
     public let keysPath: String
     /// The signed list as signed.
     public let bytes: [UInt8]
+    /// The signed delta from the list this one replaced in `DIR` to this one
+    /// (`DIR/revocations.delta`); nil when there was no verifiable previous list, or the files
+    /// were left alone.
+    public let delta: [UInt8]?
     /// Set when the files were left alone because a list with this higher sequence was
     /// written meanwhile (by another process or task); it holds every change this one holds.
     public let supersededBy: UInt64?
@@ -48,8 +52,10 @@ public struct PublishResult: Sendable {
 /// entries; signs with the keystore's signing key, writing `leeway` into the list as its prune
 /// margin; then, under an exclusive lock on `DIR/.lock`, writes the signed key set
 /// `DIR/keys.json` (`KeyStore.publishableKeySet`: signed now with an online anchor, or the
-/// offline-signed one kept) and `DIR/revocations.bin`, each atomically (temporary file, fsync,
-/// rename) — unless a list with a higher sequence was written meanwhile: it was read from the
+/// offline-signed one kept), the signed delta from the list in place to the new one
+/// `DIR/revocations.delta` (what distribution endpoints answer `?since=` with) and
+/// `DIR/revocations.bin`, each atomically (temporary file, fsync, rename; the delta before the
+/// list it leads to) — unless a list with a higher sequence was written meanwhile: it was read from the
 /// registry later, so it already holds every change this one holds. A crash leaves the previous
 /// files intact; running it twice without changes only publishes the same entries under a new
 /// sequence.
@@ -71,6 +77,7 @@ public struct Publisher: Sendable {
 
     public static let defaultNextUpdateInterval = TimeSpan(seconds: 3600)
     public static let revocationsFileName = "revocations.bin"
+    public static let deltaFileName = "revocations.delta"
     public static let keysFileName = "keys.json"
 
     public init(store: any PATRegistryStore, keyStore: KeyStore, outputDirectory: String,
@@ -86,6 +93,7 @@ public struct Publisher: Sendable {
 
     public var revocationsPath: String { outputDirectory + "/" + Publisher.revocationsFileName }
     public var keysPath: String { outputDirectory + "/" + Publisher.keysFileName }
+    public var deltaPath: String { outputDirectory + "/" + Publisher.deltaFileName }
 
     @discardableResult
     public func publish() async throws -> PublishResult {
@@ -113,6 +121,7 @@ public struct Publisher: Sendable {
             builder.reserveCapacity(tokens: superseded.count + deleted.count, owners: owners.count)
             for entry in superseded {
                 builder.revoke(id: entry.id, below: entry.floor, horizon: entry.horizon)
+                if let overlap = entry.overlap { builder.keep(id: entry.id, generation: overlap.generation, until: overlap.until) }
             }
             for tombstone in deleted {
                 builder.delete(id: tombstone.id, horizon: tombstone.horizon)
@@ -130,12 +139,13 @@ public struct Publisher: Sendable {
         let bytes = try snapshot.builder.sign(with: key, sequence: snapshot.sequence, issuedAt: now, nextUpdate: nextUpdate,
                                               pruneMargin: leeway)
         let written = try await offload { [self] in
-            try writeFiles(list: bytes, sequence: snapshot.sequence, signer: key.id, keys: keys, now: now)
+            try writeFiles(list: bytes, sequence: snapshot.sequence, signer: key, keys: keys, now: now)
         }
         let list = written.list
         return PublishResult(sequence: list.sequence, issuedAt: list.issuedAt, nextUpdate: list.nextUpdate, signer: list.signer,
                              tokenEntries: list.tokenEntryCount, ownerEntries: list.ownerEntryCount, pruned: snapshot.pruned,
-                             revocationsPath: revocationsPath, keysPath: keysPath, bytes: bytes, supersededBy: written.supersededBy,
+                             revocationsPath: revocationsPath, keysPath: keysPath, bytes: bytes, delta: written.delta,
+                             supersededBy: written.supersededBy,
                              keySet: written.keySet?.keySet, keySetSignedNow: written.keySet?.signedNow ?? false,
                              createdAnchor: written.keySet?.createdAnchor, keySetWarning: written.keySet?.warning)
     }
@@ -143,27 +153,38 @@ public struct Publisher: Sendable {
     private struct Written: Sendable {
         let list: RevocationList
         let keySet: KeySetPublication?
+        let delta: [UInt8]?
         let supersededBy: UInt64?
     }
 
     /// Under the directory lock: unless the list in place has a higher (verified) sequence,
     /// signs or keeps the key set (`KeyStore.publishableKeySet`), checks that verifiers holding
-    /// it accept the list, and writes both files.
-    private func writeFiles(list bytes: [UInt8], sequence: UInt64, signer: KeyID, keys: KeySet, now: Timestamp) throws -> Written {
+    /// it accept the list, signs the delta from the list in place, and writes the files.
+    private func writeFiles(list bytes: [UInt8], sequence: UInt64, signer: SecretKey, keys: KeySet, now: Timestamp) throws -> Written {
         try SecureFile.createDirectory(outputDirectory, mode: 0o700)
         return try FileLock(path: outputDirectory + "/.lock").withLock { () throws -> Written in
             removeStaleTemporaryFiles()
-            if let held = Publisher.verifiedSequence(ofListAt: revocationsPath, keys: keys), held > sequence {
-                return Written(list: try RevocationList(verifying: bytes, keys: keys), keySet: nil, supersededBy: held)
+            let previous = Publisher.verifiedList(at: revocationsPath, keys: keys)
+            if let held = previous?.sequence, held > sequence {
+                return Written(list: try RevocationList(verifying: bytes, keys: keys), keySet: nil, delta: nil, supersededBy: held)
             }
-            let keySet = try keyStore.publishableKeySet(publishedPath: keysPath, listSigner: signer, now: now,
+            let keySet = try keyStore.publishableKeySet(publishedPath: keysPath, listSigner: signer.id, now: now,
                                                         validity: nextUpdateInterval)
             // Never publish a list that verifiers holding the published key set would refuse.
             let list = try RevocationList(verifying: bytes, keys: keySet.keySet.keys)
+            // The step from the list in place: what an edge holding it fetches instead of the list.
+            let delta = try previous.flatMap { previous throws -> [UInt8]? in
+                previous.sequence < sequence ? try RevocationDelta.make(from: previous, to: list, signedWith: signer) : nil
+            }
             if keySet.signedNow { try SecureFile.writeAtomically(keysPath, keySet.keySet.bytes, mode: 0o644) }
+            if let delta {
+                try SecureFile.writeAtomically(deltaPath, delta, mode: 0o644)
+            } else if SecureFile.exists(deltaPath) {
+                unlink(deltaPath) // a delta to an older list must not sit beside this one
+            }
             let crash = crashBeforeRename
             try SecureFile.writeAtomically(revocationsPath, bytes, mode: 0o644, beforeRename: { if crash { _exit(99) } })
-            return Written(list: list, keySet: keySet, supersededBy: nil)
+            return Written(list: list, keySet: keySet, delta: delta, supersededBy: nil)
         }
     }
 
@@ -172,17 +193,51 @@ public struct Publisher: Sendable {
     /// or it does not verify. An unverified header is never trusted: a planted file with a huge
     /// sequence must neither crash nor wedge publishing.
     public static func verifiedSequence(ofListAt path: String, keys: KeySet) -> UInt64? {
-        guard SecureFile.exists(path), let bytes = try? SecureFile.read(path, maxBytes: RevocationList.defaultMaxBytes) else { return nil }
-        let everyKey = KeySet(keys: keys.entries.map(\.key))
-        return (try? RevocationList(verifying: bytes, keys: everyKey))?.sequence
+        verifiedList(at: path, keys: keys)?.sequence
     }
 
-    /// Removes `revocations.bin.tmp-*` and `keys.json.tmp-*` left by a crashed run. Called
+    /// A cheap look — no registry, no signature, no lock — at whether a publish could write its
+    /// files now: the output directory is a directory, each file's path is absent or a regular
+    /// file, and a file can be created in the directory (the probe, `revocations.bin.tmp-probe-…`,
+    /// is removed at once; a crashed probe's is swept with the other temporary files). While
+    /// publishes fail, the republisher looks every quarter second and retries as soon as a broken
+    /// folder is writable again, instead of at its backoff (up to a minute away).
+    public func outputLooksWritable() async -> Bool {
+        let directory = outputDirectory, files = [revocationsPath, keysPath]
+        return (try? await offload { Publisher.probeOutput(directory: directory, files: files) }) ?? false
+    }
+
+    private static func probeOutput(directory: String, files: [String]) -> Bool {
+        var info = stat()
+        guard lstat(directory, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else { return false }
+        for path in files {
+            if lstat(path, &info) == 0 {
+                guard (info.st_mode & S_IFMT) == S_IFREG else { return false }
+            } else if errno != ENOENT {
+                return false
+            }
+        }
+        let probe = directory + "/" + revocationsFileName + ".tmp-probe-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+        let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return false }
+        close(fd)
+        unlink(probe)
+        return true
+    }
+
+    /// The list at `path` when it verifies with one of `keys`' keys, retired ones included.
+    static func verifiedList(at path: String, keys: KeySet) -> RevocationList? {
+        guard SecureFile.exists(path), let bytes = try? SecureFile.read(path, maxBytes: RevocationList.defaultMaxBytes) else { return nil }
+        let everyKey = KeySet(keys: keys.entries.map(\.key))
+        return try? RevocationList(verifying: bytes, keys: everyKey)
+    }
+
+    /// Removes `revocations.bin.tmp-*`, `revocations.delta.tmp-*` and `keys.json.tmp-*` left by a crashed run. Called
     /// with the lock held, so no other publisher is writing them.
     private func removeStaleTemporaryFiles() {
         guard let dir = opendir(outputDirectory) else { return }
         defer { closedir(dir) }
-        let prefixes = [Publisher.revocationsFileName + ".tmp-", Publisher.keysFileName + ".tmp-"]
+        let prefixes = [Publisher.revocationsFileName + ".tmp-", Publisher.keysFileName + ".tmp-", Publisher.deltaFileName + ".tmp-"]
         var stale: [String] = []
         while let entry = readdir(dir) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in

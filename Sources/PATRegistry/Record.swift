@@ -68,12 +68,26 @@ public struct PATRecord: Sendable, Equatable {
     /// What edges reported of its use (nil: no use reported). Read with the record; never
     /// written by `insert` or `update` (usage has its own tables: `recordUsage`).
     public var usage: PATUsage?
+    /// After a regenerate with an overlap: the previous generation, valid until `until` though
+    /// below the floor (nil: none). Any later change that moves the floor ends it.
+    public var overlap: Overlap?
+
+    /// The one generation below the floor that stays valid for a while after a rotation.
+    public struct Overlap: Sendable, Equatable {
+        public var generation: UInt64
+        public var until: Timestamp
+
+        public init(generation: UInt64, until: Timestamp) {
+            self.generation = generation
+            self.until = until
+        }
+    }
 
     public init(id: String, owner: String, domain: String? = nil, name: String, description: String? = nil,
                 scopes: ScopeSet, generation: UInt64 = 1, floor: UInt64 = 1, createdAt: Timestamp,
                 updatedAt: Timestamp? = nil, expiresAt: Timestamp, maxExpiresAt: Timestamp? = nil,
                 lastRotatedAt: Timestamp? = nil, revokedAt: Timestamp? = nil, revokedBy: Principal? = nil,
-                lineage: [Ancestor] = [], usage: PATUsage? = nil) {
+                lineage: [Ancestor] = [], overlap: Overlap? = nil, usage: PATUsage? = nil) {
         self.id = id
         self.owner = owner
         self.domain = domain
@@ -91,6 +105,20 @@ public struct PATRecord: Sendable, Equatable {
         self.revokedBy = revokedBy
         self.lineage = lineage
         self.usage = usage
+        self.overlap = overlap
+    }
+
+    /// The overlap, while it lasts at `now`.
+    public func overlap(at now: Timestamp) -> Overlap? {
+        guard let overlap, now <= overlap.until else { return nil }
+        return overlap
+    }
+
+    /// True when `generation` of this PAT is valid at `now` by the registry: issued, at or above
+    /// the floor, or the previous generation kept by an overlap that has not ended.
+    public func isLive(generation: UInt64, at now: Timestamp) -> Bool {
+        guard generation <= self.generation else { return false }
+        return generation >= floor || overlap(at: now)?.generation == generation
     }
 
     /// True when no generation issued so far is valid.
@@ -155,6 +183,12 @@ public struct PATRecord: Sendable, Equatable {
               !lineage.contains(where: { $0.id.utf8.elementsEqual(id.utf8) }) else {
             throw RegistryError(.invalid, "PAT \(id): lineage \(lineage) is deeper than \(PATAncestor.maxDepth) or repeats a PAT")
         }
+        if let overlap {
+            guard overlap.generation >= 1, overlap.generation < floor, floor <= generation else {
+                throw RegistryError(.invalid, "PAT \(id): an overlap keeps generation \(overlap.generation), which must be "
+                                    + "below the floor \(floor) of an unrevoked PAT")
+            }
+        }
     }
 }
 
@@ -196,16 +230,19 @@ public struct OwnerRevocation: Sendable, Equatable {
     }
 }
 
-/// A revocation-list entry of a live record (floor above 1), read without the rest of the record.
+/// A revocation-list entry of a live record (floor above 1), read without the rest of the
+/// record, with its overlap (the previous generation kept valid until an instant), if any.
 public struct SupersededEntry: Sendable, Equatable {
     public var id: String
     public var floor: UInt64
     public var horizon: Timestamp
+    public var overlap: PATRecord.Overlap?
 
-    public init(id: String, floor: UInt64, horizon: Timestamp) {
+    public init(id: String, floor: UInt64, horizon: Timestamp, overlap: PATRecord.Overlap? = nil) {
         self.id = id
         self.floor = floor
         self.horizon = horizon
+        self.overlap = overlap
     }
 }
 

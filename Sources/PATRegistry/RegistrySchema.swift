@@ -149,10 +149,23 @@ public enum RegistrySchema {
                 "ALTER TABLE patkit.outbox ADD COLUMN claimed_until BIGINT",
             ]
         ),
+        // Rotation without downtime (issue 11 §4): after a regenerate with an overlap, the previous
+        // generation stays valid until `overlap_until`; the list carries it as an overlap entry.
+        Migration(
+            identifier: "v4",
+            sqlite: """
+                ALTER TABLE pats ADD COLUMN overlap_generation INTEGER;
+                ALTER TABLE pats ADD COLUMN overlap_until INTEGER;
+                """,
+            postgres: [
+                "ALTER TABLE patkit.pats ADD COLUMN overlap_generation BIGINT",
+                "ALTER TABLE patkit.pats ADD COLUMN overlap_until BIGINT",
+            ]
+        ),
         // Leak responses: the first report of each leaked PAT generation (where it was found, by
         // what), so that a repeated or replayed report revokes and announces nothing twice.
         Migration(
-            identifier: "v4",
+            identifier: "v5",
             sqlite: """
                 CREATE TABLE leaks (
                     id TEXT NOT NULL,
@@ -180,7 +193,7 @@ public enum RegistrySchema {
         // seen (a few per PAT, for the new-address event). Apart from `pats`: a report never
         // takes a PAT's lock, and a change to a PAT never overwrites a report.
         Migration(
-            identifier: "v5",
+            identifier: "v6",
             sqlite: """
                 CREATE TABLE pat_usage (
                     id TEXT NOT NULL PRIMARY KEY,
@@ -238,7 +251,7 @@ public enum RegistrySchema {
         // new expiry is warned about again), an index to find the PATs expiring soon, and the
         // maximum lifetime per domain.
         Migration(
-            identifier: "v6",
+            identifier: "v7",
             sqlite: """
                 CREATE TABLE expiry_notices (
                     id TEXT NOT NULL,

@@ -28,18 +28,23 @@ package struct PATRow: Codable, FetchableRecord, PersistableRecord {
     package var revokedBy: Principal?
     /// The lineage, `"<id>.<gen>"` entries space-separated.
     package var lineage: String
+    /// The overlap after a regenerate: the previous generation and when it stops being valid.
+    package var overlapGeneration: Int64?
+    package var overlapUntil: Int64?
 
     package enum CodingKeys: String, CodingKey, ColumnExpression {
         case id, owner, domain, name, description, scopes, generation, floor, lineage
         case createdAt = "created_at", updatedAt = "updated_at", expiresAt = "expires_at", maxExpiresAt = "max_expires_at"
         case lastRotatedAt = "last_rotated_at", revokedAt = "revoked_at", revokedBy = "revoked_by"
+        case overlapGeneration = "overlap_generation", overlapUntil = "overlap_until"
     }
 
     package typealias Columns = CodingKeys
 
     package init(id: String, owner: String, domain: String?, name: String, description: String?, scopes: String,
                  generation: UInt64, floor: UInt64, createdAt: Int64, updatedAt: Int64, expiresAt: Int64, maxExpiresAt: Int64,
-                 lastRotatedAt: Int64?, revokedAt: Int64?, revokedBy: Principal?, lineage: String) {
+                 lastRotatedAt: Int64?, revokedAt: Int64?, revokedBy: Principal?, lineage: String,
+                 overlapGeneration: Int64? = nil, overlapUntil: Int64? = nil) {
         self.id = id
         self.owner = owner
         self.domain = domain
@@ -56,6 +61,8 @@ package struct PATRow: Codable, FetchableRecord, PersistableRecord {
         self.revokedAt = revokedAt
         self.revokedBy = revokedBy
         self.lineage = lineage
+        self.overlapGeneration = overlapGeneration
+        self.overlapUntil = overlapUntil
     }
 
     package init(_ r: PATRecord) {
@@ -75,6 +82,8 @@ package struct PATRow: Codable, FetchableRecord, PersistableRecord {
         revokedAt = r.revokedAt?.seconds
         revokedBy = r.revokedBy
         lineage = r.lineage.map(\.description).joined(separator: " ")
+        overlapGeneration = r.overlap.map { Int64($0.generation) }
+        overlapUntil = r.overlap?.until.seconds
     }
 
     package func record() throws -> PATRecord {
@@ -92,7 +101,18 @@ package struct PATRow: Codable, FetchableRecord, PersistableRecord {
                          generation: generation, floor: floor, createdAt: Timestamp(seconds: createdAt),
                          updatedAt: Timestamp(seconds: updatedAt), expiresAt: Timestamp(seconds: expiresAt),
                          maxExpiresAt: Timestamp(seconds: maxExpiresAt), lastRotatedAt: lastRotatedAt.map(Timestamp.init(seconds:)),
-                         revokedAt: revokedAt.map(Timestamp.init(seconds:)), revokedBy: revokedBy, lineage: ancestors)
+                         revokedAt: revokedAt.map(Timestamp.init(seconds:)), revokedBy: revokedBy, lineage: ancestors,
+                         overlap: try PATRow.overlap(id: id, generation: overlapGeneration, until: overlapUntil))
+    }
+
+    /// The overlap of two nullable columns, both set or both null.
+    package static func overlap(id: String, generation: Int64?, until: Int64?) throws -> PATRecord.Overlap? {
+        switch (generation, until) {
+        case (nil, nil): return nil
+        case (let generation?, let until?) where generation >= 1:
+            return PATRecord.Overlap(generation: UInt64(generation), until: Timestamp(seconds: until))
+        default: throw RegistryError(.database, "PAT \(id) has an unreadable overlap in the registry")
+        }
     }
 }
 

@@ -308,11 +308,14 @@ struct SQLiteTransaction: RegistryTransaction {
             let count = try PATRow.filter(PATRow.Columns.floor > 1).fetchCount(db)
             var entries: [SupersededEntry] = []
             entries.reserveCapacity(count)
-            let rows = try Row.fetchCursor(db, sql: "SELECT id, floor, max_expires_at FROM pats WHERE floor > 1")
+            let rows = try Row.fetchCursor(db, sql: "SELECT id, floor, max_expires_at, overlap_generation, overlap_until FROM pats WHERE floor > 1")
             while let row = try rows.next() {
                 let floor: Int64 = row[1]
                 guard floor >= 1 else { throw RegistryError(.database, "a PAT has a floor below 1 in the registry") }
-                entries.append(SupersededEntry(id: row[0], floor: UInt64(floor), horizon: Timestamp(seconds: row[2])))
+                let id: String = row[0]
+                let overlap: PATRecord.Overlap? = row.hasNull(atIndex: 3) && row.hasNull(atIndex: 4)
+                    ? nil : try PATRow.overlap(id: id, generation: row[3], until: row[4])
+                entries.append(SupersededEntry(id: id, floor: UInt64(floor), horizon: Timestamp(seconds: row[2]), overlap: overlap))
             }
             return entries
         }

@@ -30,7 +30,7 @@ struct PostgresTransaction: RegistryTransaction {
 
     private static let recordColumns = """
         id, owner, domain, name, description, scopes, generation, floor, created_at, updated_at, expires_at, max_expires_at, \
-        last_rotated_at, revoked_at, revoked_by, lineage
+        last_rotated_at, revoked_at, revoked_by, lineage, overlap_generation, overlap_until
         """
 
     @discardableResult
@@ -61,9 +61,9 @@ struct PostgresTransaction: RegistryTransaction {
 
     private static func record(_ row: PostgresRow) throws -> PATRecord {
         let (id, owner, domain, name, description, scopes, generation, floor, createdAt, updatedAt, expiresAt, maxExpiresAt,
-             lastRotatedAt, revokedAt, revokedBy, lineage) = try row.decode(
+             lastRotatedAt, revokedAt, revokedBy, lineage, overlapGeneration, overlapUntil) = try row.decode(
             (String, String, String?, String, String?, String, Int64, Int64, Int64, Int64, Int64, Int64, Int64?, Int64?, String?,
-             String).self)
+             String, Int64?, Int64?).self)
         var principal: Principal? = nil
         if let revokedBy {
             do { principal = try JSONDecoder().decode(Principal.self, from: Data(revokedBy.utf8)) } catch {
@@ -74,7 +74,8 @@ struct PostgresTransaction: RegistryTransaction {
         return try PATRow(id: id, owner: owner, domain: domain, name: name, description: description, scopes: scopes,
                           generation: UInt64(generation), floor: UInt64(floor), createdAt: createdAt, updatedAt: updatedAt,
                           expiresAt: expiresAt, maxExpiresAt: maxExpiresAt, lastRotatedAt: lastRotatedAt, revokedAt: revokedAt,
-                          revokedBy: principal, lineage: lineage).record()
+                          revokedBy: principal, lineage: lineage, overlapGeneration: overlapGeneration,
+                          overlapUntil: overlapUntil).record()
     }
 
     // MARK: records
@@ -138,7 +139,7 @@ struct PostgresTransaction: RegistryTransaction {
         let inserted = try await constrained(record) {
             try await query(PostgresQuery(unsafeSQL: """
                 INSERT INTO patkit.pats (\(Self.recordColumns))
-                SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16
+                SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18
                 WHERE NOT EXISTS (SELECT 1 FROM patkit.tombstones WHERE jti = $1)
                 RETURNING id
                 """, binds: try rowBindings(row))).collect()
@@ -153,7 +154,7 @@ struct PostgresTransaction: RegistryTransaction {
             try await query(PostgresQuery(unsafeSQL: """
                 UPDATE patkit.pats SET owner = $2, domain = $3, name = $4, description = $5, scopes = $6, generation = $7, floor = $8,
                     created_at = $9, updated_at = $10, expires_at = $11, max_expires_at = $12, last_rotated_at = $13, revoked_at = $14,
-                    revoked_by = $15, lineage = $16
+                    revoked_by = $15, lineage = $16, overlap_generation = $17, overlap_until = $18
                 WHERE id = $1 RETURNING id
                 """, binds: try rowBindings(row))).collect()
         }
@@ -182,24 +183,30 @@ struct PostgresTransaction: RegistryTransaction {
         guard !removed.isEmpty else { throw RegistryError.notFound(id) }
     }
 
-    /// One row of three arrays rather than a row per entry: at 1,000,000 entries, decoding a
-    /// million rows cost about 1 s of a publish, the arrays about a tenth of that (measured:
-    /// perf, `scripts/multinode-bench.py publish`).
+    /// One row of arrays rather than a row per entry: at 1,000,000 entries, decoding a million
+    /// rows cost about 1 s of a publish, the arrays about a tenth of that (measured: perf,
+    /// `scripts/multinode-bench.py publish`). A missing overlap comes as generation 0.
     func supersededEntries() async throws -> [SupersededEntry] {
         let rows = try await query("""
-            SELECT array_agg(id), array_agg(floor), array_agg(max_expires_at) FROM patkit.pats WHERE floor > 1
+            SELECT array_agg(id), array_agg(floor), array_agg(max_expires_at),
+                   array_agg(COALESCE(overlap_generation, 0)), array_agg(COALESCE(overlap_until, 0))
+            FROM patkit.pats WHERE floor > 1
             """).collect()
         guard let row = rows.first else { return [] }
-        let (ids, floors, horizons) = try row.decode(([String]?, [Int64]?, [Int64]?).self)
-        guard let ids, let floors, let horizons else { return [] }
-        guard floors.count == ids.count, horizons.count == ids.count else {
+        let (ids, floors, horizons, overlapGenerations, overlapEnds) = try row.decode(([String]?, [Int64]?, [Int64]?, [Int64]?, [Int64]?).self)
+        guard let ids, let floors, let horizons, let overlapGenerations, let overlapEnds else { return [] }
+        guard floors.count == ids.count, horizons.count == ids.count, overlapGenerations.count == ids.count,
+              overlapEnds.count == ids.count else {
             throw RegistryError(.database, "the registry returned revoked PATs of unequal lengths")
         }
         var entries: [SupersededEntry] = []
         entries.reserveCapacity(ids.count)
         for index in ids.indices {
             guard floors[index] >= 1 else { throw RegistryError(.database, "PAT \(ids[index]) has a floor below 1") }
-            entries.append(SupersededEntry(id: ids[index], floor: UInt64(floors[index]), horizon: Timestamp(seconds: horizons[index])))
+            let overlap = overlapGenerations[index] >= 1
+                ? PATRecord.Overlap(generation: UInt64(overlapGenerations[index]), until: Timestamp(seconds: overlapEnds[index])) : nil
+            entries.append(SupersededEntry(id: ids[index], floor: UInt64(floors[index]), horizon: Timestamp(seconds: horizons[index]),
+                                           overlap: overlap))
         }
         return entries
     }
@@ -537,6 +544,8 @@ struct PostgresTransaction: RegistryTransaction {
         b.append(row.revokedAt)
         b.append(try row.revokedBy.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) })
         b.append(row.lineage)
+        b.append(row.overlapGeneration)
+        b.append(row.overlapUntil)
         return b
     }
 }

@@ -29,6 +29,16 @@ public struct ServerLimits: Sendable, Equatable {
     /// Descriptors kept free for files, the registry and outgoing connections.
     public static let reservedDescriptors = 64
 
+    /// Raises the process's soft open-file limit to its hard limit (as Go programs do at start):
+    /// every long-polling edge holds a connection, and the usual soft limit of 1,024 would cap a
+    /// server far below what the machine allows. Never lowers it.
+    public static func raiseOpenFileLimit() {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    }
+
     /// `maxConnections`, lowered to fit the process's open-file limit (`RLIMIT_NOFILE`).
     public var effectiveMaxConnections: Int {
         var limit = rlimit()

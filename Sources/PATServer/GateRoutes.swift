@@ -36,12 +36,16 @@ public struct GateRoutes: PATRouteGroup {
     public let refresher: PATRefresher?
     public let domain: String?
     public let usage: UsageCounter?
+    /// Where validations are counted and timed (nil: not recorded).
+    public let metrics: PATValidationMetrics?
 
-    public init(validator: Validator, refresher: PATRefresher? = nil, domain: String? = nil, usage: UsageCounter? = nil) {
+    public init(validator: Validator, refresher: PATRefresher? = nil, domain: String? = nil, usage: UsageCounter? = nil,
+                metrics: PATValidationMetrics? = nil) {
         self.validator = validator
         self.refresher = refresher
         self.domain = domain
         self.usage = usage
+        self.metrics = metrics
     }
 
     public func addRoutes(to router: Router<PATServer.Context>) { register(on: router) }
@@ -66,18 +70,29 @@ public struct GateRoutes: PATRouteGroup {
         let required = try GateRoutes.requiredScopes(request.headers[values: GateHeader.requireScope])
         let token: String
         switch BearerToken.extract(from: request.headers) {
-        case .missing: throw PATHTTPError.missingToken()
-        case .malformed(let reason): throw PATHTTPError.refused(PATValidationError(.malformed, reason))
+        case .missing:
+            metrics?.recordMissingToken()
+            throw PATHTTPError.missingToken()
+        case .malformed(let reason):
+            metrics?.recordRefusal(.malformed)
+            throw PATHTTPError.refused(PATValidationError(.malformed, reason))
         case .token(let value): token = value
         }
         let asked = request.headers[GateHeader.domain].map { String(Substring($0).trimmingSpaces()) }.flatMap { $0.isEmpty ? nil : $0 }
         if let asked, let own = self.domain, asked != own {
             // Said without naming the gate's domain: the caller is not authenticated yet.
+            metrics?.recordRefusal(.wrongDomain)
             throw PATHTTPError.refused(PATValidationError(.wrongDomain, "X-PAT-Domain names a domain this gate does not serve"))
         }
         let domain = self.domain ?? asked
         let pat: VerifiedPAT
-        do throws(PATValidationError) { pat = try validator.validate(token, domain: domain) } catch {
+        do throws(PATValidationError) {
+            if let metrics {
+                pat = try metrics.validate(token, with: validator, domain: domain)
+            } else {
+                pat = try validator.validate(token, domain: domain)
+            }
+        } catch {
             usage?.recordRefused(token, error: error, address: clientAddress(request, peer), at: validator.now())
             throw PATHTTPError.refused(error)
         }

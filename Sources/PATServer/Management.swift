@@ -14,8 +14,10 @@ public struct ManagementConfiguration: Sendable {
     public var nextUpdateInterval: TimeSpan = Publisher.defaultNextUpdateInterval
     /// How often the server republishes on its own; nil: half of `nextUpdateInterval`.
     public var republishInterval: Duration?
-    /// The wait before retrying a failed publish.
-    public var retryInterval: Duration = .seconds(5)
+    /// The wait before the first retry of a failed publish; doubled for every failed retry.
+    public var retryInterval: Duration = .seconds(1)
+    /// The longest wait between retries of a failed publish.
+    public var maxRetryInterval: Duration = .seconds(60)
     /// How often the API's validator re-reads `HOME/published` (to learn lists that
     /// `pat publish` wrote while the server runs).
     public var refreshInterval: Duration = .seconds(5)
@@ -46,7 +48,8 @@ public struct ManagementConfiguration: Sendable {
 
 /// The management API of `pat serve` and what runs beside it: the management service (every
 /// rule lives there), the republisher, a refresher keeping the API's validator in step with
-/// `HOME/published`, and the webhook dispatcher draining the registry's outbox.
+/// `HOME/published`, the webhook dispatcher draining the registry's outbox, and `GET /status`
+/// (`IssuerStatusRoutes`: what is published, what is not yet, the last publish error).
 ///
 /// ```swift
 /// var configuration = PATServerConfiguration(home: home)
@@ -84,7 +87,8 @@ public final class ManagementServer: Sendable {
         let publisher = Publisher(store: store, keyStore: home.keyStore, outputDirectory: home.publishedDirectory,
                                   nextUpdateInterval: configuration.nextUpdateInterval, leeway: configuration.leeway, clock: clock)
         let republisher = Republisher(publisher: publisher, validator: validator, interval: configuration.republishInterval,
-                                      retryInterval: configuration.retryInterval, logger: logger)
+                                      retryInterval: configuration.retryInterval, maxRetryInterval: configuration.maxRetryInterval,
+                                      logger: logger)
         self.republisher = republisher
         // The published key set is signed by the home's trust anchor (an online one is created
         // for a home that has none, as `pat publish` would).
@@ -122,14 +126,42 @@ public final class ManagementServer: Sendable {
     /// Mounts the routes, runs the services with the server, and publishes once before the
     /// server accepts requests.
     public func install(into configuration: inout PATServerConfiguration) {
+        var routes = self.routes
+        if let metrics = configuration.metrics {
+            routes.metrics = metrics.validation
+            metrics.onScrape { [self] metrics in self.record(into: metrics) }
+        }
         configuration.routeGroups.append(routes)
         if let secretScanning { configuration.routeGroups.append(secretScanning) }
+        configuration.routeGroups.append(IssuerStatusRoutes(republisher: republisher, webhooks: webhooks))
+        // Every list published is served — and wakes the edges' long polls — the moment it is written.
+        let feed = configuration.revocationFeed
+        republisher.onPublish { result in
+            feed.offer(ServedList(bytes: result.bytes, sequence: result.sequence, nextUpdate: result.nextUpdate),
+                       deltas: result.delta.map { [$0] } ?? [])
+        }
         configuration.services.append(republisher)
         if let expiryNotifier { configuration.services.append(expiryNotifier) }
         // The startup publish installs the first list itself; re-reading starts one interval later.
         configuration.services.append(DelayedService(refresher, delay: refresher.interval))
         if let webhooks { configuration.services.append(webhooks) }
         configuration.startupTasks.append { [self] in await self.start() }
+    }
+
+    /// The management side's state, read when metrics are scraped.
+    func record(into metrics: PATServerMetrics) {
+        metrics.validation.record(validator)
+        metrics.record(refresher.status, now: validator.now())
+        if let rateLimiter { metrics.setTotal("patkit_rate_limited_total", to: rateLimiter.refusedCount) }
+        let publishing = republisher.status
+        metrics.setTotal("patkit_publishes_total", to: Int(clamping: publishing.publishes))
+        metrics.setTotal("patkit_publish_errors_total", to: Int(clamping: publishing.failures))
+        metrics.gauge("patkit_unpublished_changes").set(to: Double(publishing.unpublishedChanges))
+        metrics.gauge("patkit_publish_consecutive_failures").set(to: Double(publishing.consecutiveFailures))
+        if let webhooks {
+            metrics.setTotal("patkit_webhook_deliveries_total", [("outcome", "settled")], to: webhooks.settledCount)
+            metrics.gauge("patkit_webhook_pending").set(to: Double(webhooks.pending.reduce(0, +)))
+        }
     }
 
     /// The first publish: the API's validator needs a current list before it accepts tokens.

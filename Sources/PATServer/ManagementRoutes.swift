@@ -20,8 +20,12 @@ import PATRegistry
 /// | `POST …/{id}/scopes`, `DELETE …/{id}/scopes` (`{"scopes": […]}`) | `pats:update` | 200, re-issued with `accessToken` |
 /// | `DELETE …/{id}/scopes/all` | `pats:update` | 200, re-issued with `accessToken` |
 /// | `POST …/{id}/revoke` | `pats:revoke` | 200, the PAT |
-/// | `POST …/{id}/regenerate` (`{"duration"}` or `{"expiresAt"}`) | `pats:regenerate` (`pats:rotate_self` for the caller itself) | 200, re-issued with `accessToken` |
-/// | `DELETE …/{id}` | `pats:delete` | 204 |
+/// | `POST …/{id}/regenerate` (`{"duration"}` or `{"expiresAt"}`, optional `{"overlap": "1h"}`) | `pats:regenerate` (`pats:rotate_self` for the caller itself) | 200, re-issued with `accessToken` |
+/// | `DELETE …/{id}` | `pats:delete` | 204 (200 with `"published": false` when publishing failed) |
+///
+/// Every change's answer ends with `"published": true|false`: false (with a `"warning"`) when the
+/// change is recorded but the list that holds it could not be published yet — the republisher
+/// retries until it can (`GET /status` shows the unpublished changes and the error).
 ///
 /// Errors: 400 `invalid_request` naming the field, 401 (the caller's PAT is revoked in the
 /// registry), 403 `scope_missing` naming the scope (a permission, or a scope the caller may
@@ -37,11 +41,13 @@ public struct ManagementRoutes: PATRouteGroup {
     let rateLimiter: RateLimiter?
     let logger: Logger
     let clock: @Sendable () -> Timestamp
+    /// Where the authenticator counts and times validations (`ManagementServer.install` sets it).
+    var metrics: PATValidationMetrics? = nil
 
     public func addRoutes(to router: Router<PATServer.Context>) {
         let api = self
         let group = router.group(RouterPath(ManagementRoutes.basePath))
-            .add(middleware: PATAuthenticator<PATServer.Context>(validator: validator))
+            .add(middleware: PATAuthenticator<PATServer.Context>(validator: validator, metrics: metrics))
         if let rateLimiter { group.add(middleware: RateLimitMiddleware<PATServer.Context>(limiter: rateLimiter)) }
         group.post { request, context in try await api.create(request, context) }
         group.post("usage") { request, context in try await api.reportUsage(request, context) }
@@ -70,7 +76,7 @@ public struct ManagementRoutes: PATRouteGroup {
         logger.info("PAT created", metadata: ["id": "\(issued.record.id)", "by": "\(caller.principal)"])
         var headers = HTTPFields()
         headers[.location] = "\(ManagementRoutes.basePath)/\(issued.record.id)"
-        return ManagementJSON.response(.created, issued.json(at: clock()), headers: headers)
+        return ManagementJSON.response(.created, Self.answer(issued.json(at: clock()), issued.publication), headers: headers)
     }
 
     func list(_ request: Request, _ context: PATServer.Context) async throws -> Response {
@@ -134,16 +140,21 @@ public struct ManagementRoutes: PATRouteGroup {
         try await ManagementBody.read(request, optional: true).allow([])
         let result = try await call(id: id) { try await service.revoke(id: id, by: caller) }
         if !result.wasAlreadyRevoked { logger.info("PAT revoked", metadata: ["id": "\(id)", "by": "\(caller.principal)"]) }
-        return ManagementJSON.response(.ok, result.record.json(at: clock()))
+        return ManagementJSON.response(.ok, Self.answer(result.record.json(at: clock()), result.publication))
     }
 
     func regenerate(_ request: Request, _ context: PATServer.Context) async throws -> Response {
         let caller = try Self.caller(context)
         let id = try Self.id(context)
         let body = try await ManagementBody.read(request, optional: true)
-        try body.allow(["duration", "expiresAt"])
+        try body.allow(["duration", "expiresAt", "overlap"])
         let expiry = try body.expiry()
-        return reissued(try await call(id: id) { try await service.regenerate(id: id, expiry: expiry, by: caller) }, caller: caller, action: "regenerated")
+        var overlap: TimeSpan? = nil
+        if let text = try body.string("overlap", nullable: true) {
+            do { overlap = try OverlapSpan.parse(text) } catch { throw ManagementBody.invalid("overlap", "\(error)") }
+        }
+        return reissued(try await call(id: id) { try await service.regenerate(id: id, expiry: expiry, overlap: overlap, by: caller) },
+                        caller: caller, action: "regenerated")
     }
 
     /// An edge's usage report (`PATUsageReporter`'s body): `{"entries": [{"id", "firstUsedAt",
@@ -205,8 +216,14 @@ public struct ManagementRoutes: PATRouteGroup {
     func delete(_ request: Request, _ context: PATServer.Context) async throws -> Response {
         let caller = try Self.caller(context)
         let id = try Self.id(context)
-        try await call(id: id) { try await service.delete(id: id, by: caller) }
+        let deleted = try await call(id: id) { try await service.delete(id: id, by: caller) }
         logger.info("PAT deleted", metadata: ["id": "\(id)", "by": "\(caller.principal)"])
+        guard deleted.publication.isPublished else {
+            // No body says "not published" in a 204: the answer becomes 200 with one.
+            var o = JSONObject()
+            o.set("id", .string(id))
+            return ManagementJSON.response(.ok, Self.answer(o, deleted.publication))
+        }
         var headers = HTTPFields()
         headers[.cacheControl] = "no-store"
         return Response(status: .noContent, headers: headers)
@@ -224,7 +241,7 @@ public struct ManagementRoutes: PATRouteGroup {
         var o = JSONObject()
         o.set("deleted", .array(deleted.map { .string($0.record.id) }))
         o.set("count", .number(String(deleted.count)))
-        return ManagementJSON.response(.ok, o)
+        return ManagementJSON.response(.ok, Self.answer(o, deleted.first?.publication ?? service.republisher?.publication ?? .deferred))
     }
 
     // MARK: helpers
@@ -232,8 +249,23 @@ public struct ManagementRoutes: PATRouteGroup {
     private func reissued(_ issued: IssuedPAT, caller: Caller, action: String) -> Response {
         logger.info("PAT re-issued", metadata: ["id": "\(issued.record.id)", "action": "\(action)",
                                                 "generation": "\(issued.record.generation)", "by": "\(caller.principal)"])
-        return ManagementJSON.response(.ok, issued.json(at: clock()))
+        return ManagementJSON.response(.ok, Self.answer(issued.json(at: clock()), issued.publication))
     }
+
+    /// A change's answer: `object`, then `"published"`: whether verifiers can see the change
+    /// yet, and when they cannot, a `"warning"` saying so (the cause is in the server's log and
+    /// `GET /status`, never in the answer).
+    static func answer(_ object: JSONObject, _ publication: Publication) -> JSONObject {
+        var o = object
+        o.set("published", .bool(publication.isPublished))
+        if !publication.isPublished {
+            o.set("warning", .string(unpublishedWarning))
+        }
+        return o
+    }
+
+    static let unpublishedWarning = "the change is recorded, but publishing the revocation list failed, so verifiers do not see it "
+        + "yet; the server retries until a publish succeeds (see GET /status)"
 
     static func caller(_ context: PATServer.Context) throws(PATHTTPError) -> Caller { .token(try context.requirePAT()) }
 

@@ -39,6 +39,11 @@ public struct PATServerConfiguration: Sendable {
     public var startupTasks: [@Sendable () async throws -> Void] = []
     /// Connection cap and timeouts.
     public var limits = ServerLimits()
+    /// This server's metrics, served at `GET /metrics` (nil: no metrics, no route).
+    public var metrics: PATServerMetrics? = PATServerMetrics()
+    /// What the distribution routes serve of the revocation list, and their long polls (made
+    /// here so that the management API's republisher can offer it every list it publishes).
+    public var revocationFeed = RevocationFeed()
 
     public init(host: String = "127.0.0.1", port: Int = 8080, home: PATHome, mode: Mode = .distribution,
                 routeGroups: [any PATRouteGroup] = [], services: [any Service] = []) {
@@ -63,7 +68,14 @@ public struct GateConfiguration: Sendable {
     public var source: Source
     /// The keys the published key set must be signed by (`--trust-anchor FILE`).
     public var trustAnchors: TrustAnchors
+    /// Polling interval (files, an issuer without long polls), and the pause after a failure.
     public var refreshInterval: Duration
+    /// How long the issuer may hold each long poll for the next list (nil: poll every
+    /// `refreshInterval`).
+    public var longPollWait: Duration? = PATRefresher.defaultLongPollWait
+    /// Also serve `/.well-known/pat/keys` and `/.well-known/pat/revocations` (deltas and long polls
+    /// included) from what the gate verified: a relay between an issuer and more edges.
+    public var relay = false
     /// Where the refresher keeps the last good documents across restarts (URL source).
     public var cacheDirectory: String?
     public var policy: Validator.Policy
@@ -128,12 +140,16 @@ public enum PATServer {
                                        clock: @escaping @Sendable () -> Timestamp = { Timestamp.now() },
                                        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> (App, PATRefresher?) {
         let router = Router(context: Context.self)
+        let metrics = configuration.metrics
+        if let metrics { router.add(middleware: RequestMetricsMiddleware<Context>(factory: metrics.factory)) }
         router.add(middleware: PATErrorMiddleware<Context>())
         var refresher: PATRefresher? = nil
-        var extraServices: [any Service] = []
+        var services: [any Service] = []
         switch configuration.mode {
         case .distribution:
-            DistributionRoutes(home: configuration.home, clock: clock, logger: logger).addRoutes(to: router)
+            DistributionRoutes(home: configuration.home, feed: configuration.revocationFeed, clock: clock, logger: logger)
+                .addRoutes(to: router)
+            services.append(configuration.revocationFeed)
         case .gate(let gate):
             let source: any PATDocumentSource
             switch gate.source {
@@ -144,19 +160,40 @@ public enum PATServer {
                 source = HTTPDocumentSource(keysURL: keys, revocationsURL: revocations)
             }
             let validator = Validator(keys: KeySet(), policy: gate.policy, clock: clock)
+            let feed = configuration.revocationFeed
+            let relay = gate.relay
+            var offer: (@Sendable (PATRefresherUpdate) -> Void)? = nil
+            if relay {
+                offer = { @Sendable (update: PATRefresherUpdate) in
+                    if let list = update.list { feed.offer(ServedList(list: list), deltas: update.deltas) }
+                }
+            }
             let feeder = PATRefresher(validator: validator, source: source, trustAnchors: gate.trustAnchors, interval: gate.refreshInterval,
-                                      cacheDirectory: gate.cacheDirectory, logger: logger, clock: clock)
+                                      longPollWait: gate.longPollWait, cacheDirectory: gate.cacheDirectory, logger: logger, clock: clock,
+                                      onUpdate: offer)
             refresher = feeder
             var usage: UsageCounter? = nil
             if let report = gate.usageReport {
                 let counter = UsageCounter(capacity: report.capacity)
                 usage = counter
-                extraServices.append(PATUsageReporter(counter: counter, endpoint: report.endpoint, token: report.token,
-                                                      interval: report.interval, logger: logger, clock: clock))
+                services.append(PATUsageReporter(counter: counter, endpoint: report.endpoint, token: report.token,
+                                                 interval: report.interval, logger: logger, clock: clock))
             }
-            GateRoutes(validator: validator, refresher: feeder, domain: gate.domain, usage: usage).addRoutes(to: router)
+            GateRoutes(validator: validator, refresher: feeder, domain: gate.domain, usage: usage, metrics: metrics?.validation)
+                .addRoutes(to: router)
+            metrics?.onScrape { metrics in
+                metrics.validation.record(validator)
+                metrics.record(feeder.status, now: validator.now())
+            }
+            if relay {
+                // What it verified from the start (e.g. its cache directory), then every update.
+                if let list = validator.revocations { feed.offer(ServedList(list: list)) }
+                DistributionRoutes(relaying: validator, feed: feed, clock: clock).addRoutes(to: router)
+                services.append(feed)
+            }
         }
         for group in configuration.routeGroups { group.addRoutes(to: router) }
+        if let metrics { MetricsRoutes(metrics: metrics).addRoutes(to: router) }
         let limits = configuration.limits
         let counter = ConnectionCounter(maximum: limits.effectiveMaxConnections)
         let (idleSeconds, idleAttoseconds) = limits.idleTimeout.components
@@ -172,7 +209,7 @@ public enum PATServer {
             logger: logger
         )
         app.addServices(configuration.services)
-        app.addServices(extraServices)
+        app.addServices(services)
         for task in configuration.startupTasks { app.beforeServerStarts(perform: task) }
         if let refresher {
             // The first round runs before the server accepts requests.

@@ -10,19 +10,24 @@ import Musl
 import Darwin
 #endif
 
+/// A document served as is (the signed key set): its current version, or why there is none.
+protocol ServedFile: Sendable {
+    func current() throws(PublishedFile.Failure) -> PublishedFile.Version
+}
+
 /// One published file served as is: re-read whenever its identity, size or modification
 /// time changes (checked on every request, one `stat`), so what is served is never older
 /// than what is on disk. Each version is loaded once with its strong entity tag and, when
 /// smaller, a gzip form.
-final class PublishedFile: Sendable {
+final class PublishedFile: ServedFile {
     struct Version: Sendable {
         let tag: FileTag
         let bytes: ByteBuffer
         let etag: String
         let gzip: ByteBuffer?
         let gzipETag: String
-        /// For a revocation list: its next-update (nil when it could not be read).
-        let nextUpdate: Timestamp?
+        /// The document's sequence (`X-PAT-Sequence`), when it has one.
+        let sequence: UInt64?
     }
 
     struct FileTag: Sendable, Equatable {
@@ -41,10 +46,10 @@ final class PublishedFile: Sendable {
     let path: String
     let maxBytes: Int
     private let cached: Mutex<Version?>
-    /// Reads extra metadata of a new version (the list's next-update).
-    private let inspect: @Sendable ([UInt8]) -> Timestamp?
+    /// Reads the sequence of a new version.
+    private let inspect: @Sendable ([UInt8]) -> UInt64?
 
-    init(path: String, maxBytes: Int, inspect: @escaping @Sendable ([UInt8]) -> Timestamp? = { _ in nil }) {
+    init(path: String, maxBytes: Int, inspect: @escaping @Sendable ([UInt8]) -> UInt64? = { _ in nil }) {
         self.path = path
         self.maxBytes = maxBytes
         self.inspect = inspect
@@ -63,14 +68,16 @@ final class PublishedFile: Sendable {
             }
             // Replaced while being read: read again so the bytes and the tag agree.
             guard try fileTag() == before else { continue }
-            let version = PublishedFile.makeVersion(bytes, tag: before, nextUpdate: inspect(bytes))
+            let version = PublishedFile.makeVersion(bytes, tag: before, sequence: inspect(bytes))
             cached.withLock { $0 = version }
             return version
         }
         throw .unreadable("\(path) keeps changing while being read")
     }
 
-    private func fileTag() throws(Failure) -> FileTag {
+    private func fileTag() throws(Failure) -> FileTag { try PublishedFile.fileTag(path) }
+
+    static func fileTag(_ path: String) throws(Failure) -> FileTag {
         var info = stat()
         guard stat(path, &info) == 0 else {
             if errno == ENOENT || errno == ENOTDIR { throw .absent }
@@ -80,7 +87,7 @@ final class PublishedFile: Sendable {
                        mtimeNanoseconds: Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec))
     }
 
-    static func makeVersion(_ bytes: [UInt8], tag: FileTag, nextUpdate: Timestamp?) -> Version {
+    static func makeVersion(_ bytes: [UInt8], tag: FileTag, sequence: UInt64?) -> Version {
         let digest = ContentDigest.etag(bytes)
         var buffer = ByteBuffer(bytes: bytes)
         var gzip: ByteBuffer? = nil
@@ -90,11 +97,30 @@ final class PublishedFile: Sendable {
         }
         buffer.moveReaderIndex(to: 0)
         return Version(tag: tag, bytes: buffer, etag: "\"\(digest)\"", gzip: gzip, gzipETag: "\"\(digest)-gzip\"",
-                       nextUpdate: nextUpdate)
+                       sequence: sequence)
     }
 }
 
 /// Strong entity tags: BLAKE2b-128 of the content, base64url.
 enum ContentDigest {
     static func etag(_ bytes: [UInt8]) -> String { Base64URL.encode(Digest.blake2b(bytes, length: 16)) }
+}
+
+/// The signed key set a relay verified and holds (`pat serve --verify-only --relay`), served as is.
+final class HeldKeySet: ServedFile {
+    let validator: Validator
+    private let cached = Mutex<PublishedFile.Version?>(nil)
+
+    init(validator: Validator) { self.validator = validator }
+
+    func current() throws(PublishedFile.Failure) -> PublishedFile.Version {
+        guard let keySet = validator.signedKeySet else { throw .absent }
+        return cached.withLock { held in
+            if let held, held.sequence == keySet.sequence, held.bytes.readableBytesView.elementsEqual(keySet.bytes) { return held }
+            let version = PublishedFile.makeVersion(keySet.bytes, tag: PublishedFile.FileTag(device: 0, inode: 0, size: 0, mtimeNanoseconds: 0),
+                                                    sequence: keySet.sequence)
+            held = version
+            return version
+        }
+    }
 }

@@ -36,6 +36,7 @@ public final class RateLimiter: Sendable {
     private let buckets: Mutex<[[UInt8]: Bucket]>
     /// Monotonic seconds.
     private let now: @Sendable () -> Double
+    private let refused = Atomic<Int>(0)
 
     public init(policy: Policy, maxKeys: Int = 100_000, now: (@Sendable () -> Double)? = nil) {
         self.policy = policy
@@ -72,9 +73,13 @@ public final class RateLimiter: Sendable {
                 bucket.tokens -= 1
                 return nil
             }
+            refused.add(1, ordering: .relaxed)
             return max(1, Int(((1 - bucket.tokens) / rate).rounded(.up)))
         }
     }
+
+    /// Requests refused so far (answered 429).
+    public var refusedCount: Int { refused.load(ordering: .relaxed) }
 
     /// Buckets held now (for tests and status).
     public var keyCount: Int { buckets.withLock { $0.count } }

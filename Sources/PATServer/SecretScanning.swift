@@ -142,7 +142,7 @@ public struct SecretScanningRoutes: PATRouteGroup {
                 live.append(LeakReport(claims: claims, url: match.url, source: match.source))
             }
             var o = JSONObject()
-            o.set("token_hash", .string(WebhookDispatcher.hex(Array(SHA256.hash(data: Array(match.token.utf8))))))
+            o.set("token_hash", .string(WebhookSignature.hex(Array(SHA256.hash(data: Array(match.token.utf8))))))
             o.set("token_type", .string(match.type))
             o.set("label", .string(inspection.claims == nil ? "false_positive" : "true_positive"))
             answers.append(.object(o))

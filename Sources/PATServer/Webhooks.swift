@@ -13,10 +13,8 @@ import Darwin
 
 /// Where and how webhook events are delivered.
 public struct WebhookConfiguration: Sendable {
-    /// `http://` or `https://` URLs; each receives every event.
-    public var endpoints: [String]
-    /// The HMAC-SHA-256 key the bodies are signed with.
-    public var secret: [UInt8]
+    /// Each receives every event, signed with its own secret.
+    public var endpoints: [WebhookEndpoint]
     /// Attempts per delivery, the first included.
     public var maxAttempts: Int
     /// The wait before the first retry; doubled for each later one, up to `maxBackoff`.
@@ -32,11 +30,18 @@ public struct WebhookConfiguration: Sendable {
     /// takes the event over once the lease runs out.
     public var claimLease: Duration
 
-    public init(endpoints: [String], secret: [UInt8], maxAttempts: Int = 6, initialBackoff: Duration = .seconds(1),
+    /// Throws when two endpoints share a secret: each receiver could then forge events to the
+    /// other (and the endpoints are named by their redacted URLs, never the secret).
+    public init(endpoints: [WebhookEndpoint], maxAttempts: Int = 6, initialBackoff: Duration = .seconds(1),
                 maxBackoff: Duration = .seconds(300), timeout: Duration = .seconds(10), queueCapacity: Int = 1000,
-                claimLease: Duration = .seconds(60)) {
+                claimLease: Duration = .seconds(60)) throws(PATKitError) {
+        for (index, endpoint) in endpoints.enumerated() {
+            for other in endpoints[..<index] where Digest.constantTimeEqual(endpoint.secret, other.secret) {
+                throw .invalidArgument("webhook endpoints \(other.redacted) and \(endpoint.redacted) share a secret, so each could "
+                                       + "forge events to the other: give every endpoint its own (`openssl rand -hex 32 > FILE`)")
+            }
+        }
         self.endpoints = endpoints
-        self.secret = secret
         self.maxAttempts = max(1, maxAttempts)
         self.initialBackoff = initialBackoff
         self.maxBackoff = maxBackoff
@@ -45,35 +50,24 @@ public struct WebhookConfiguration: Sendable {
         self.claimLease = max(claimLease, .seconds(1))
     }
 
-    /// The smallest key accepted, in bytes.
-    public static let minimumSecretBytes = 16
-
-    /// Reads the key from `path`: the file must be private (mode 0600 or stricter, like a
+    /// Reads a key from `path`: the file must be private (mode 0600 or stricter, like a
     /// secret key file); its content, without trailing whitespace, is the key (16 bytes to 4 KiB;
     /// e.g. `openssl rand -hex 32 > FILE`).
     public static func readSecret(_ path: String) throws(PATKitError) -> [UInt8] {
         var bytes = try SecureFile.read(path, maxBytes: 4096, requirePrivate: true)
         while let last = bytes.last, last == 0x0A || last == 0x0D || last == 0x20 || last == 0x09 { bytes.removeLast() }
-        guard bytes.count >= minimumSecretBytes else {
-            throw .invalidArgument("the webhook secret in \(path) is \(bytes.count) bytes; use at least \(minimumSecretBytes) "
+        guard bytes.count >= WebhookEndpoint.minimumSecretBytes else {
+            throw .invalidArgument("the webhook secret in \(path) is \(bytes.count) bytes; use at least \(WebhookEndpoint.minimumSecretBytes) "
                                    + "(e.g. `openssl rand -hex 32 > \(path) && chmod 600 \(path)`)")
         }
         return bytes
-    }
-
-    /// Throws unless `url` is an absolute http(s) URL.
-    public static func checkEndpoint(_ url: String) throws(PATKitError) {
-        let lower = url.lowercased()
-        guard lower.hasPrefix("http://") || lower.hasPrefix("https://"), url.count > 8, url.count <= 2048,
-              !url.contains(where: { $0.isWhitespace }) else {
-            throw .invalidArgument("webhook endpoint \"\(url.prefix(100))\" must be an absolute http:// or https:// URL")
-        }
     }
 }
 
 /// The headers of a webhook delivery.
 public enum WebhookHeader {
-    /// `sha256=<hex HMAC-SHA-256 of the exact body under the shared key>`.
+    /// `t=<unix seconds>,v1=<hex HMAC-SHA-256 of "t." + body under the endpoint's secret>`
+    /// (`WebhookSignature`).
     public static let signature = "X-PAT-Signature"
     /// The event name, e.g. `personalAccessToken.created`.
     public static let event = "X-PAT-Event"
@@ -87,11 +81,10 @@ public struct WebhookDelivery: Sendable {
     public let id: String
     /// The event's id in the registry's outbox.
     public let eventID: Int64
-    public let endpoint: String
+    public let endpoint: WebhookEndpoint
     /// The event name, e.g. `personalAccessToken.created`.
     public let event: String
     public let body: [UInt8]
-    public let signature: String
 }
 
 /// Delivers the registry's change events (its outbox) to the configured endpoints in the
@@ -105,7 +98,7 @@ public struct WebhookDelivery: Sendable {
 /// delivered by one node; when a node dies (even by SIGKILL), its events go to another node's
 /// dispatcher once their lease runs out — a delivery the dead node had made but not yet recorded
 /// is then made again, under the same `X-PAT-Delivery` id. On a graceful stop the claims are
-/// given back at once. Every node should have the same endpoints and secret.
+/// given back at once. Every node should have the same endpoints, each with the same secret.
 ///
 /// One worker per endpoint posts the deliveries in order, each attempt bounded
 /// by a timeout, retrying with exponential backoff. A slow or dead endpoint therefore delays
@@ -114,8 +107,9 @@ public struct WebhookDelivery: Sendable {
 /// events still in it when the server stops are delivered after the next start.
 ///
 /// Bodies are `{"event": "…", "data": {…the PAT record, never the token…}, "actor": {…},
-/// "triggeredAt": "…"}`, signed with HMAC-SHA-256 over the exact bytes sent
-/// (`X-PAT-Signature: sha256=<hex>`).
+/// "triggeredAt": "…"}`. Each attempt is signed for its endpoint with the endpoint's own secret,
+/// over the attempt's time and the exact bytes sent (`X-PAT-Signature: t=…,v1=…`,
+/// `WebhookSignature`). Endpoints are logged by their redacted URLs only.
 ///
 /// Run it as a `Service`; it stops on graceful shutdown.
 public final class WebhookDispatcher: Service, Sendable {
@@ -153,11 +147,6 @@ public final class WebhookDispatcher: Service, Sendable {
             ? String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "host"
         let random = Digest.randomBytes(6).map { String($0, radix: 16) }.joined()
         return "\(host.prefix(64))/\(getpid())/\(random)"
-    }
-
-    /// The signature header value for `body` under `secret`: `sha256=<lowercase hex>`.
-    public static func signature(of body: [UInt8], secret: [UInt8]) -> String {
-        "sha256=" + hex(Digest.hmacSHA256(key: secret, message: body))
     }
 
     /// Tells the dispatcher that the outbox has new events. Never blocks.
@@ -271,14 +260,13 @@ public final class WebhookDispatcher: Service, Sendable {
 
     private func enqueue(_ event: ChangeEvent) async {
         guard !queues.isEmpty else { return }
-        let signature = WebhookDispatcher.signature(of: event.payload, secret: configuration.secret)
         outstanding.withLock { $0[event.id] = queues.count }
         for queue in queues {
             let delivery = WebhookDelivery(id: event.delivery, eventID: event.id, endpoint: queue.endpoint, event: event.name,
-                                           body: event.payload, signature: signature)
+                                           body: event.payload)
             if let dropped = queue.push(delivery) {
                 logger.warning("webhook queue full; dropped the oldest delivery", metadata: [
-                    "endpoint": "\(queue.endpoint)", "event": "\(dropped.event)", "delivery": "\(dropped.id)",
+                    "endpoint": "\(queue.endpoint.redacted)", "event": "\(dropped.event)", "delivery": "\(dropped.id)",
                     "capacity": "\(configuration.queueCapacity)",
                 ])
                 await finished(dropped)
@@ -329,24 +317,24 @@ public final class WebhookDispatcher: Service, Sendable {
             if Task.isCancelled { return false }
             switch outcome {
             case .delivered:
-                logger.debug("webhook delivered", metadata: ["endpoint": "\(delivery.endpoint)", "delivery": "\(delivery.id)",
+                logger.debug("webhook delivered", metadata: ["endpoint": "\(delivery.endpoint.redacted)", "delivery": "\(delivery.id)",
                                                             "attempt": "\(attempt)"])
                 return true
             case .rejected(let status):
                 logger.warning("webhook refused by the endpoint; not retrying", metadata: [
-                    "endpoint": "\(delivery.endpoint)", "delivery": "\(delivery.id)", "status": "\(status)",
+                    "endpoint": "\(delivery.endpoint.redacted)", "delivery": "\(delivery.id)", "status": "\(status)",
                 ])
                 return true
             case .failed(let reason):
                 guard attempt < configuration.maxAttempts else {
                     logger.error("webhook delivery failed; giving up", metadata: [
-                        "endpoint": "\(delivery.endpoint)", "event": "\(delivery.event)", "delivery": "\(delivery.id)",
+                        "endpoint": "\(delivery.endpoint.redacted)", "event": "\(delivery.event)", "delivery": "\(delivery.id)",
                         "attempts": "\(attempt)", "error": "\(reason)",
                     ])
                     return true
                 }
                 logger.info("webhook delivery failed; retrying", metadata: [
-                    "endpoint": "\(delivery.endpoint)", "delivery": "\(delivery.id)", "attempt": "\(attempt)",
+                    "endpoint": "\(delivery.endpoint.redacted)", "delivery": "\(delivery.id)", "attempt": "\(attempt)",
                     "error": "\(reason)", "retry_in": "\(backoff)",
                 ])
                 // Up to 10% jitter, so that endpoints recovering together are not hit at once.
@@ -366,13 +354,17 @@ public final class WebhookDispatcher: Service, Sendable {
     }
 
     private func attemptOnce(_ delivery: WebhookDelivery, client: HTTPClient) async -> Outcome {
-        var request = HTTPClientRequest(url: delivery.endpoint)
+        var request = HTTPClientRequest(url: delivery.endpoint.requestURL)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "User-Agent", value: "PATKit-Webhooks/1")
         request.headers.add(name: WebhookHeader.event, value: delivery.event)
         request.headers.add(name: WebhookHeader.delivery, value: delivery.id)
-        request.headers.add(name: WebhookHeader.signature, value: delivery.signature)
+        // Signed now, for this attempt: a receiver refusing old timestamps accepts a late retry.
+        let now = Timestamp.now().seconds
+        request.headers.add(name: WebhookHeader.signature,
+                            value: WebhookSignature.header(for: delivery.body, secret: delivery.endpoint.secret, timestamp: now))
+        if let authorization = delivery.endpoint.authorization { request.headers.add(name: "Authorization", value: authorization) }
         request.body = .bytes(ByteBuffer(bytes: delivery.body))
         let prepared = request
         let timeout = configuration.timeout
@@ -404,82 +396,25 @@ public final class WebhookDispatcher: Service, Sendable {
         } catch is WebhookTimeout {
             return .failed("no response within \(timeout)")
         } catch {
-            return .failed("\(error)")
+            // An error's text may quote the URL it was about: never its query.
+            let text = "\(error)".replacing(delivery.endpoint.requestURL, with: delivery.endpoint.redacted)
+            return .failed(text)
         }
     }
 
-    static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count * 2)
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0F)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
 }
 
 private struct WebhookTimeout: Error {}
 
-/// A wake-up for one waiting task: `signal()` wakes it, or the next `wait` when none waits.
-final class WakeSignal: Sendable {
-    private struct State {
-        var pending = false
-        var waiter: CheckedContinuation<Void, Never>?
-    }
-
-    private let state = Mutex(State())
-
-    func signal() {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            if let waiter = state.waiter {
-                state.waiter = nil
-                return waiter
-            }
-            state.pending = true
-            return nil
-        }
-        waiter?.resume()
-    }
-
-    /// Returns on a signal, after `timeout`, or at once when the task is cancelled.
-    func wait(upTo timeout: Duration) async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { [self] in
-                // Cancelled: by the wait below after a signal, or with the task (handled below).
-                do { try await Task.sleep(for: timeout) } catch { return }
-                signal()
-            }
-            await withTaskCancellationHandler {
-                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                    let now = state.withLock { state -> Bool in
-                        if state.pending {
-                            state.pending = false
-                            return true
-                        }
-                        state.waiter = continuation
-                        return false
-                    }
-                    if now { continuation.resume() }
-                }
-            } onCancel: {
-                signal()
-            }
-            group.cancelAll()
-        }
-    }
-}
-
 /// One endpoint's bounded queue and the signal that wakes its worker.
 final class EndpointQueue: Sendable {
-    let endpoint: String
+    let endpoint: WebhookEndpoint
     let capacity: Int
     private let items: Mutex<[WebhookDelivery]>
     let signals: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
 
-    init(endpoint: String, capacity: Int) {
+    init(endpoint: WebhookEndpoint, capacity: Int) {
         self.endpoint = endpoint
         self.capacity = capacity
         self.items = Mutex([])

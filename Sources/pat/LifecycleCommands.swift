@@ -176,6 +176,11 @@ struct RegenerateCommand: AsyncParsableCommand {
             Keeps the id, name, description and scopes; the new generation becomes the lowest valid one, \
             so every earlier token — and every token those issued — stops validating once `pat publish` \
             runs. A revoked PAT becomes active again. Output as for `pat create`.
+
+            --overlap 1h rotates without downtime: the token being replaced (of an active PAT) keeps \
+            validating for that long (at most 7d, never past its own expiry), then dies; the published \
+            list says until when, and edges check it offline. Regenerating again during an overlap ends \
+            it at once (the token just replaced may overlap; older ones never do). Default: 0, no overlap.
             """)
 
     @OptionGroup var home: HomeOption
@@ -183,12 +188,20 @@ struct RegenerateCommand: AsyncParsableCommand {
     @Argument(help: "The PAT id.") var id: String
     @OptionGroup var expiry: ExpiryOptions
     @OptionGroup var policy: LifetimePolicyOption
+    @Option(help: ArgumentHelp("Keep the token being replaced valid this long, e.g. 1h (default 0: it dies at once).",
+                               valueName: "DURATION"))
+    var overlap: String?
     @Flag(help: "Print the re-issued PAT as JSON.") var json = false
+
+    func validate() throws {
+        if let overlap { do { _ = try OverlapSpan.parse(overlap) } catch { throw ValidationError("--overlap: \(error)") } }
+    }
 
     func run() async throws {
         let service = try await openService(home.resolved, database, maxLifetime: policy.span)
         let expiry = try self.expiry.expiry
-        let issued = try await operatorCall { try await service.regenerate(id: id, expiry: expiry, by: .localOperator) }
+        let overlap = try self.overlap.flatMap { try OverlapSpan.parse($0) }
+        let issued = try await operatorCall { try await service.regenerate(id: id, expiry: expiry, overlap: overlap, by: .localOperator) }
         emitIssued(issued, json: json, verb: "regenerated PAT", now: service.clock())
     }
 }

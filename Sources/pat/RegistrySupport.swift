@@ -212,7 +212,9 @@ func emitIssued(_ issued: IssuedPAT, json: Bool, verb: String, now: Timestamp) {
     if let token = issued.token { emit(token) }
     var lines = ["id: \(record.id)",
                  "\(verb) \"\(Printable.escaped(record.name))\" of \(Printable.escaped(record.owner)): generation \(record.generation), expires \(record.expiresAt)"]
-    if record.generation > 1 {
+    if let overlap = record.overlap(at: now) {
+        lines.append("generation \(overlap.generation) stays valid until \(overlap.until) (overlap); older tokens stop validating once `pat publish` runs")
+    } else if record.generation > 1 {
         lines.append("earlier tokens of this PAT stop validating once `pat publish` runs")
     }
     lines.append("note: the token above is shown only once; store it now (`pat regenerate \(record.id)` issues a new one)")

@@ -157,7 +157,9 @@ struct PublishCommand: AsyncParsableCommand {
             set signed by `pat keys sign-set` is kept. Entries whose every killed token has expired \
             more than --leeway ago are pruned; the list declares that margin, and verifiers refuse it \
             when their own leeway is larger. DIR defaults to HOME/published. Running it again without \
-            changes is harmless.
+            changes is harmless. Verifiers refuse every token once the list passes its --next-update \
+            (stale): keep `pat serve` running (it republishes), or run `pat publish` from cron or a \
+            systemd timer more often than --next-update.
             """)
 
     @OptionGroup var home: HomeOption
@@ -202,6 +204,11 @@ struct PublishCommand: AsyncParsableCommand {
                  + "(offline anchor); next update due \(keySet.nextUpdate)")
         }
         if let warning = result.keySetWarning { printError("warning: \(warning)") }
+        let left = result.nextUpdate.seconds - result.issuedAt.seconds
+        printError("note: this list goes stale at \(result.nextUpdate) (in \(formatDuration(left))): from then on verifiers refuse "
+                   + "every token (stale_revocation_list) until a newer list arrives. Keep it fresh: run `pat serve` (it "
+                   + "republishes after every change and every \(formatDuration(max(1, left / 2)))), or run `pat publish` "
+                   + "from cron or a systemd timer more often than --next-update, e.g. every \(formatDuration(max(1, left / 2)))")
     }
 }
 

@@ -23,9 +23,16 @@ struct ServeCommand: AsyncParsableCommand {
             GET /status tells what the gate holds and answers 503 with the reason while it refuses every \
             token (a readiness probe); GET /healthz answers 200 while the process serves.
 
+            The list answers ?since=SEQ with signed deltas from list SEQ and ?since=SEQ&wait=SECONDS as a long \
+            poll (answered the moment a newer list exists, else 304 after at most 60 s); every answer carries \
+            X-PAT-Sequence. The gate long-polls its issuer (--long-poll 55s; 0 polls every --refresh-interval), \
+            applies the deltas after verifying them, and with --relay serves the same endpoints from what it \
+            verified, so relays fan one issuer out to many edges.
+
             Every mode bounds its clients: --max-connections (default 512, and at most the open-file limit \
-            minus 64; beyond it a connection is answered 503), --header-timeout (10s to receive a request head \
-            after connecting or after the previous response) and --idle-timeout (30s).
+            minus 64, raised to its hard limit at start; beyond it a connection is answered 503; waiting long \
+            polls count), --header-timeout (10s to receive a request head after connecting or after the previous \
+            response) and --idle-timeout (30s).
 
             Management API (default mode, when HOME/keys has a signing key; --no-management turns it off): \
             /v3/personal-access-tokens creates, lists, shows, re-scopes, revokes, regenerates and deletes PATs \
@@ -34,9 +41,14 @@ struct ServeCommand: AsyncParsableCommand {
             pats:read, pats:update, pats:revoke, pats:regenerate, pats:delete; pats:admin for every owner). \
             Bootstrap: `pat create --owner admin --name bootstrap --scope pats:admin --catalog management \
             --expires-in 30d`. The server republishes HOME/published after every change and every half \
-            --next-update. --webhook URL (repeatable) with --webhook-secret-file FILE (mode 0600) sends \
-            personalAccessToken.* events signed with HMAC-SHA-256 (X-PAT-Signature: sha256=<hex>); with several \
-            nodes each event is delivered by one node (claimed for --webhook-claim-lease, renewed while delivering). \
+            --next-update; a failed publish is retried with backoff (1s doubling up to 60s) until one succeeds, \
+            and GET /status shows unpublished changes and the last error (503 while publishing fails). \
+            --webhook URL=SECRETFILE (repeatable; each endpoint its own secret file, mode 0600) sends \
+            personalAccessToken.* events signed with HMAC-SHA-256 over the time and the body \
+            (X-PAT-Signature: t=<unix seconds>,v1=<hex>); credentials in a URL are sent as Basic authentication \
+            (https, or http to loopback, only), and logs show URLs without credentials and query. The older \
+            --webhook URL --webhook-secret-file FILE still works for exactly one endpoint. With several nodes each \
+            event is delivered by one node (claimed for --webhook-claim-lease, renewed while delivering). \
             Changes made by the CLI or by other nodes are published (and their events delivered) as soon as the \
             registry announces them. When the registry's database is unavailable the API answers 503 with Retry-After.
 
@@ -60,6 +72,13 @@ struct ServeCommand: AsyncParsableCommand {
     var revocationsURL: String?
     @Option(name: .customLong("refresh-interval"), help: "Gate and management API: how often to re-read keys and list, e.g. 5s, 1m.")
     var refreshInterval = "5s"
+    @Option(name: .customLong("long-poll"),
+            help: ArgumentHelp("Gate: how long the issuer may hold each request for the next list (a long poll), e.g. 55s; "
+                               + "0 polls every --refresh-interval instead.", valueName: "DURATION"))
+    var longPoll = "55s"
+    @Flag(name: .customLong("relay"),
+          help: "Gate: also serve /.well-known/pat/keys and /.well-known/pat/revocations (deltas, long polls) from what it verified.")
+    var relay = false
     @Option(name: .customLong("cache-dir"), help: "Gate: keep the last good keys and list here across restarts.") var cacheDirectory: String?
     @Option(name: .customLong("trust-anchor"),
             help: ArgumentHelp("Gate: trust anchors, one k4.public line each (the issuer's `pat keys export --anchors`); "
@@ -89,9 +108,13 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("rate-limit"), help: "Management: requests per minute per caller (sub), 0 for no limit (default 120).")
     var rateLimit: Int?
     @Option(name: .customLong("rate-burst"), help: "Management: requests a caller may make at once (default 30).") var rateBurst: Int?
-    @Option(name: .customLong("webhook"), help: ArgumentHelp("Management: send PAT events to this http(s) URL; repeatable.", valueName: "URL"))
+    @Option(name: .customLong("webhook"),
+            help: ArgumentHelp("Management: send PAT events to this http(s) URL, signed with the HMAC-SHA-256 key in SECRETFILE "
+                               + "(mode 0600; one per endpoint); repeatable. URL and file are split at the last `=`.",
+                               valueName: "URL=SECRETFILE"))
     var webhooks: [String] = []
-    @Option(name: .customLong("webhook-secret-file"), help: ArgumentHelp("Management: the webhooks' HMAC-SHA-256 key (mode 0600).", valueName: "FILE"))
+    @Option(name: .customLong("webhook-secret-file"),
+            help: ArgumentHelp("Management: the older form, for exactly one --webhook URL: its HMAC-SHA-256 key (mode 0600).", valueName: "FILE"))
     var webhookSecretFile: String?
     @Option(name: .customLong("webhook-timeout"), help: "Management: deadline of one webhook attempt (default 10s).") var webhookTimeout: String?
     @Option(name: .customLong("webhook-attempts"), help: "Management: attempts per webhook delivery, with exponential backoff (default 6).")
@@ -143,9 +166,9 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--keys-url and --revocations-url go together")
         }
         if !verifyOnly, keysURL != nil || cacheDirectory != nil || staleGrace != nil || acceptStale || domain != nil || trustAnchor != nil
-            || reportUsage != nil || usageTokenFile != nil || usageInterval != nil {
+            || reportUsage != nil || usageTokenFile != nil || usageInterval != nil || relay || longPoll != "55s" {
             throw ValidationError("--keys-url, --revocations-url, --cache-dir, --trust-anchor, --domain, --stale-grace, --accept-stale, "
-                                  + "--report-usage, --usage-token-file and --usage-interval apply to --verify-only")
+                                  + "--report-usage, --usage-token-file, --usage-interval, --long-poll and --relay apply to --verify-only")
         }
         if (reportUsage == nil) != (usageTokenFile == nil) {
             throw ValidationError("--report-usage URL and --usage-token-file FILE go together")
@@ -164,6 +187,9 @@ struct ServeCommand: AsyncParsableCommand {
             if expiryNotices.contains("off"), expiryNotices.count > 1 { throw ValidationError("--expiry-notice off stands alone") }
             _ = try expiryLeadTimes()
         }
+        if let span = try longPollSpan(), span.seconds > 60 {
+            throw ValidationError("--long-poll must be at most 60s (issuers hold a request at most 60 s)")
+        }
         if let maxConnections, !(1...1_000_000).contains(maxConnections) {
             throw ValidationError("--max-connections must be from 1 to 1000000")
         }
@@ -177,14 +203,11 @@ struct ServeCommand: AsyncParsableCommand {
                                   + "--rate-burst, --webhook*, --expiry-notice, --notify-new-address, --scanner-key and --leak-action "
                                   + "configure the management API: not with --verify-only or --no-management")
         }
-        if !webhooks.isEmpty, webhookSecretFile == nil {
-            throw ValidationError("--webhook needs --webhook-secret-file FILE (the HMAC key, mode 0600)")
-        }
         if webhooks.isEmpty, webhookSecretFile != nil || webhookTimeout != nil || webhookAttempts != nil || webhookClaimLease != nil {
-            throw ValidationError("--webhook-secret-file, --webhook-timeout, --webhook-attempts and --webhook-claim-lease need --webhook URL")
+            throw ValidationError("--webhook-secret-file, --webhook-timeout, --webhook-attempts and --webhook-claim-lease need --webhook URL=SECRETFILE")
         }
-        for url in webhooks {
-            do { try WebhookConfiguration.checkEndpoint(url) } catch { throw ValidationError("--webhook: \(error)") }
+        for (url, _) in try webhookEndpoints() {
+            do { try WebhookEndpoint.check(url) } catch { throw ValidationError("--webhook: \(error)") }
         }
         if let rateLimit, rateLimit < 0 { throw ValidationError("--rate-limit must be 0 (off) or more") }
         if let rateBurst, rateBurst < 1 { throw ValidationError("--rate-burst must be 1 or more") }
@@ -202,6 +225,36 @@ struct ServeCommand: AsyncParsableCommand {
             }
         } catch {
             throw ValidationError("\(error)")
+        }
+    }
+
+    /// The `--webhook` endpoints with their secret files: `URL=SECRETFILE` each, split at the last
+    /// `=` (a URL's query may hold `=`; a secret file's path may not). With the older
+    /// `--webhook-secret-file FILE`, the one `--webhook` is a plain URL; several endpoints would
+    /// share that secret — each receiver could forge events to the others — so they are refused.
+    func webhookEndpoints() throws -> [(url: String, secretFile: String)] {
+        if let webhookSecretFile {
+            guard webhooks.count == 1, let url = webhooks.first else {
+                throw ValidationError("--webhook-secret-file would give \(webhooks.count) endpoints one secret, and each receiver "
+                                      + "could forge events to the others: give each endpoint its own, --webhook URL=SECRETFILE")
+            }
+            return [(url, webhookSecretFile)]
+        }
+        return try webhooks.map { value in
+            guard let split = value.lastIndex(of: "="), value.index(after: split) != value.endIndex,
+                  value[..<split].contains("://") else {
+                throw ValidationError("--webhook takes URL=SECRETFILE (the endpoint, then a file holding its own HMAC key, mode 0600; "
+                                      + "e.g. --webhook https://hooks.example/pat=/etc/pat/hook.key)")
+            }
+            return (String(value[..<split]), String(value[value.index(after: split)...]))
+        }
+    }
+
+    /// `--long-poll`: nil for 0 (polling).
+    func longPollSpan() throws -> TimeSpan? {
+        if longPoll == "0" || longPoll == "0s" { return nil }
+        do { return try TimeSpan(parsing: longPoll) } catch {
+            throw ValidationError("--long-poll must be 0 (off) or a duration such as 55s")
         }
     }
 
@@ -227,6 +280,8 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "patkit.serve")
 
+        // Every long poll holds a connection: allow as many descriptors as the system lets us.
+        ServerLimits.raiseOpenFileLimit()
         var configuration = PATServerConfiguration(host: host, port: port, home: home.resolved)
         if let maxConnections { configuration.limits.maxConnections = maxConnections }
         if let headerTimeout { configuration.limits.headerTimeout = .seconds(try TimeSpan(parsing: headerTimeout).seconds) }
@@ -239,6 +294,8 @@ struct ServeCommand: AsyncParsableCommand {
             let interval = try TimeSpan(parsing: refreshInterval)
             var gate = GateConfiguration(trustAnchors: try gateAnchors(configuration.home), refreshInterval: .seconds(interval.seconds),
                                          cacheDirectory: cacheDirectory, policy: policy, domain: domain)
+            gate.longPollWait = try longPollSpan().map { .seconds($0.seconds) }
+            gate.relay = relay
             if let keysURL, let revocationsURL { gate.source = .urls(keys: keysURL, revocations: revocationsURL) }
             if let reportUsage, let usageTokenFile {
                 var report = UsageReportConfiguration(endpoint: reportUsage, token: try UsageReportConfiguration.readToken(usageTokenFile))
@@ -287,8 +344,15 @@ extension ServeCommand {
         let perMinute = rateLimit ?? 120
         settings.rateLimit = perMinute == 0 ? nil : .perMinute(perMinute, burst: rateBurst ?? 30)
         if let catalog { settings.issuingCatalog = try home.managementCatalog(base: home.catalog(named: catalog)) }
-        if !webhooks.isEmpty, let webhookSecretFile {
-            var hooks = WebhookConfiguration(endpoints: webhooks, secret: try WebhookConfiguration.readSecret(webhookSecretFile))
+        if !webhooks.isEmpty {
+            var endpoints: [WebhookEndpoint] = []
+            for (url, secretFile) in try webhookEndpoints() {
+                endpoints.append(try WebhookEndpoint(url: url, secret: try WebhookConfiguration.readSecret(secretFile)))
+            }
+            if webhookSecretFile != nil {
+                logger.notice("--webhook-secret-file is the older form, for one endpoint; with several, give each its own: --webhook URL=SECRETFILE")
+            }
+            var hooks = try WebhookConfiguration(endpoints: endpoints)
             if let webhookTimeout { hooks.timeout = .seconds(try TimeSpan(parsing: webhookTimeout).seconds) }
             if let webhookAttempts { hooks.maxAttempts = webhookAttempts }
             if let webhookClaimLease { hooks.claimLease = .seconds(try TimeSpan(parsing: webhookClaimLease).seconds) }

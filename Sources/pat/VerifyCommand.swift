@@ -85,11 +85,22 @@ struct VerifyCommand: ParsableCommand {
         }
     }
 
-    /// Validates; a missing list is explained in CLI terms when `explainMissingList` (the default path) is given.
+    /// Validates; a missing list is explained in CLI terms when `explainMissingList` (the default path) is given, and a
+    /// stale list or key set says what republishes it.
     private func validate(_ validator: Validator, _ text: String, explainMissingList defaultPath: String?) throws(PATValidationError) -> VerifiedPAT {
         do {
             return try validator.validate(text, domain: domain)
         } catch {
+            switch error.code {
+            case .staleRevocationList:
+                throw PATValidationError(.staleRevocationList, error.reason + "; the issuer must publish a newer list: `pat publish` "
+                                         + "(from cron or a systemd timer, more often than its --next-update) or a running `pat serve`")
+            case .staleKeySet:
+                throw PATValidationError(.staleKeySet, error.reason + "; the issuer must sign the key set again: `pat publish` "
+                                         + "(online anchor) or `pat keys sign-set` (offline anchor)")
+            default:
+                break
+            }
             guard error.code == .missingRevocationList, let defaultPath else { throw error }
             throw PATValidationError(.missingRevocationList,
                                      "no revocation list, so revocation cannot be checked: pass --revocations FILE or run `pat publish` "

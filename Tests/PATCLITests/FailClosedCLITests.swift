@@ -37,6 +37,32 @@ struct FailClosedCLITests {
         #expect(checked["revocationChecked"] as? Bool == true)
     }
 
+    /// The new user's review (a) 2: the list `pat publish` wrote went stale after an hour, every
+    /// token then failed, and neither `pat publish` nor the error said what republishes it.
+    @Test("pat publish says when its list goes stale and what keeps it fresh; a stale list's error says to republish")
+    func publishSaysWhenTheListGoesStale() async throws {
+        let pat = try await PatRunner(now: Self.t0)
+        try await pat.ok(["keys", "generate"])
+        let issued = try await pat.issue(["create", "--owner", "una", "--name", "ci", "--scope", "clients:view", "--expires-in", "30d"])
+        let published = try await pat.ok(["publish"])
+        let stale = try #require(Timestamp(rfc3339: Self.t0)).adding(seconds: 3600)
+        #expect(published.stderr.contains("goes stale at \(stale) (in 1h)"), "\(published.stderr)")
+        #expect(published.stderr.contains("`pat serve`") && published.stderr.contains("cron") && published.stderr.contains("systemd timer"),
+                "it names the two ways to keep it fresh: \(published.stderr)")
+        #expect(published.stderr.contains("every 30m"))
+        let shorter = try await pat.ok(["publish", "--next-update", "10m"])
+        #expect(shorter.stderr.contains("(in 10m)") && shorter.stderr.contains("every 5m"), "\(shorter.stderr)")
+
+        // Three hours later, without a new publish: the error says who must do what.
+        let later = ["PAT_NOW": stale.adding(seconds: 3 * 3600).rfc3339]
+        let refused = try await pat.run(["verify", issued.token], environment: later)
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("stale_revocation_list") && refused.stderr.contains("`pat publish`")
+                && refused.stderr.contains("`pat serve`"), "\(refused.stderr)")
+        try await pat.ok(["publish"], environment: later)
+        #expect(try await pat.run(["verify", issued.token], environment: later).status == 0, "republishing is the fix")
+    }
+
     @Test("a verifier leeway above the list's prune margin cannot revive a pruned revocation (L2)")
     func leewayAbovePruneMargin() async throws {
         let pat = try await PatRunner(now: Self.t0)
@@ -61,7 +87,7 @@ struct FailClosedCLITests {
     }
 
     @Test("a planted list header with a huge sequence neither crashes nor wedges pat publish (L5)",
-          arguments: ["PATKRL01", "PATKRL02"], [UInt64.max, UInt64(1) << 63])
+          arguments: ["PATKRL01", "PATKRL02", "PATKRL03"], [UInt64.max, UInt64(1) << 63])
     func plantedHeader(magic: String, sequence: UInt64) async throws {
         let pat = try await PatRunner()
         try await pat.ok(["keys", "generate"])

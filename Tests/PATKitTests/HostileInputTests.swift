@@ -596,10 +596,22 @@ struct HostileInputTests {
         ListCase(label: "signed by an unknown key") { try Hostile.list(signer: Hostile.stranger) },
         ListCase(label: "signed by the retired key") { try Hostile.list(signer: Hostile.retired) },
         ListCase(label: "empty") { [] },
-        ListCase(label: "magic only") { Array("PATKRL02".utf8) },
-        ListCase(label: "another magic (PATKRL03)") {
+        ListCase(label: "magic only") { Array("PATKRL03".utf8) },
+        ListCase(label: "another magic (PATKRL04)") {
             var b = try Hostile.list()
-            b[7] = UInt8(ascii: "3")
+            b[7] = UInt8(ascii: "4")
+            return b
+        },
+        ListCase(label: "the version 2 magic (PATKRL02)") {
+            var b = try Hostile.list()
+            b[7] = UInt8(ascii: "2")
+            return b
+        },
+        ListCase(label: "a delta's magic (PATKRD01)") {
+            var b = try Hostile.list()
+            b[5] = UInt8(ascii: "D")
+            b[6] = UInt8(ascii: "0")
+            b[7] = UInt8(ascii: "1")
             return b
         },
         ListCase(label: "the version 1 magic (PATKRL01)") {
@@ -619,8 +631,8 @@ struct HostileInputTests {
             b[8 + 1 + 51] ^= 1 // the sequence
             return b
         },
-        ListCase(label: "kid length 255 over garbage") { Array("PATKRL02".utf8) + [255] + [UInt8](repeating: 0x41, count: 300) },
-        ListCase(label: "kid not UTF-8") { Array("PATKRL02".utf8) + [4, 0xFF, 0xFE, 0xFD, 0xFC] + [UInt8](repeating: 0, count: 100) },
+        ListCase(label: "kid length 255 over garbage") { Array("PATKRL03".utf8) + [255] + [UInt8](repeating: 0x41, count: 300) },
+        ListCase(label: "kid not UTF-8") { Array("PATKRL03".utf8) + [4, 0xFF, 0xFE, 0xFD, 0xFC] + [UInt8](repeating: 0, count: 100) },
         ListCase(label: "header claiming 2^32−1 + 2^32−1 entries") {
             var b = try Hostile.list()
             let counts = 8 + 1 + 51 + 24

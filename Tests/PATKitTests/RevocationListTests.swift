@@ -34,8 +34,8 @@ struct RevocationListTests {
     @Test("build, sign and verify")
     func roundTrip() throws {
         let bytes = try sign(sampleBuilder(), sequence: 7)
-        #expect(bytes.count == 8 + 1 + 51 + 8 + 8 + 8 + 4 + 4 + 4 + 3 * 32 + 64)
-        #expect(Array(bytes.prefix(8)) == Array("PATKRL02".utf8))
+        #expect(bytes.count == 8 + 1 + 51 + 8 + 8 + 8 + 4 + 4 + 4 + 4 + 3 * 32 + 64)
+        #expect(Array(bytes.prefix(8)) == Array("PATKRL03".utf8))
         let list = try RevocationList(verifying: bytes, keys: keys)
         #expect(list.sequence == 7)
         #expect(list.issuedAt == Fixture.now)

@@ -97,7 +97,7 @@ struct TrustTests {
         let signature = try #require(Base64URL.decode(String(fields[11])))
         let asToken = "v4.public." + Base64URL.encode(payload + signature)
         #expect(validationCode { try Fixture.validator(keys: [anchor.publicKey]).validate(asToken) } != nil)
-        let asList = Array("PATKRL02".utf8) + payload + signature
+        let asList = Array("PATKRL03".utf8) + payload + signature
         #expect(patError { try RevocationList(verifying: asList, keys: KeySet(keys: [anchor.publicKey])) }?.isInvalidDocument == true)
     }
 

@@ -277,11 +277,15 @@ struct PublisherTests {
         let clock = TestClock()
         let count = 10_000
         let expires = clock.now.adding(seconds: 86_400)
-        try await t.registry.write { tx in
-            for i in 0..<count {
-                try await tx.insert(PATRecord(id: PATClaims.newID(), owner: "user\(i % 100)", name: "pat\(i)",
-                                        scopes: try scopes("clients:view"), generation: 1, floor: 2, createdAt: clock.now,
-                                        expiresAt: expires, revokedAt: clock.now))
+        // In transactions of 500: one of 10,000 inserts would take most of PostgreSQL's 60 s
+        // transaction deadline on a loaded 2-core machine (debug build, one round trip each).
+        for start in stride(from: 0, to: count, by: 500) {
+            try await t.registry.write { tx in
+                for i in start..<min(count, start + 500) {
+                    try await tx.insert(PATRecord(id: PATClaims.newID(), owner: "user\(i % 100)", name: "pat\(i)",
+                                            scopes: try scopes("clients:view"), generation: 1, floor: 2, createdAt: clock.now,
+                                            expiresAt: expires, revokedAt: clock.now))
+                }
             }
         }
         // Some deleted ones and a revoke-all too, whose rows must leave the database once pruned.

@@ -8,7 +8,7 @@ import Synchronization
 import Testing
 
 /// Databases of their own for PostgreSQL tests, on the server `$PATKIT_POSTGRES_URL` names: each
-/// test gets a fresh `patkit_t_<random>` (a database, not a schema: `NOTIFY` channels are per
+/// test gets a fresh `patkit_t_<created>_<random>` (a database, not a schema: `NOTIFY` channels are per
 /// database, so tests running in parallel never hear each other). Databases of earlier runs that
 /// nobody uses any more are dropped the first time a process asks for one.
 package enum PostgresTestDatabase {
@@ -23,7 +23,11 @@ package enum PostgresTestDatabase {
     /// A new empty database; its configuration.
     package static func create(sourceLocation: SourceLocation = #_sourceLocation) async throws -> PostgresConfiguration {
         let server = try await serverURL(sourceLocation: sourceLocation)
-        let name = "patkit_t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+        // patkit_t_<seconds since 1970>_<random>: the sweep below drops only databases of runs
+        // that started over two hours ago, never those of another suite running right now on the
+        // same server (between its transactions a database has no connection).
+        let now = Int(Date().timeIntervalSince1970)
+        let name = "patkit_t_\(now)_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(20).lowercased()
         let sweep = sweptOnce.withLock { swept in defer { swept = true }; return !swept }
         try await withAdminConnection(server) { connection, logger in
             if sweep {
@@ -33,6 +37,8 @@ package enum PostgresTestDatabase {
                     """, logger: logger).collect()
                 for row in stale {
                     let old = try row.decode(String.self)
+                    let parts = old.split(separator: "_")
+                    guard parts.count == 4, let created = Int(parts[2]), created < now - 7_200 else { continue }
                     _ = try? await connection.query(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(quoted(old))"), logger: logger)
                 }
             }

@@ -207,6 +207,8 @@ struct ReceivedHook: Sendable {
     let headers: [String: String]
     let body: [UInt8]
     let at: ContinuousClock.Instant
+    /// The request's path and query.
+    let uri: String
 
     var event: String? { headers["x-pat-event"] }
     var actor: [String: Any]? { (try? object())?["actor"] as? [String: Any] }
@@ -245,7 +247,8 @@ final class HookReceiver: Sendable {
             let body = try await request.body.collect(upTo: 1024 * 1024)
             var headers: [String: String] = [:]
             for field in request.headers { headers[field.name.canonicalName] = field.value }
-            received.withLock { $0.append(ReceivedHook(headers: headers, body: Array(body.readableBytesView), at: .now)) }
+            received.withLock { $0.append(ReceivedHook(headers: headers, body: Array(body.readableBytesView), at: .now,
+                                                       uri: request.uri.description)) }
             arrivals.increment()
             let status = script.withLock { $0.isEmpty ? 200 : $0.removeFirst() }
             return Response(status: HTTPResponse.Status(code: status))
@@ -289,6 +292,16 @@ final class SilentListener: @unchecked Sendable {
     }
 
     deinit { close(fd) }
+}
+
+/// A webhook configuration for tests: every URL with its own secret (default: random ones).
+func webhookConfiguration(_ urls: [String], secrets: [[UInt8]]? = nil, maxAttempts: Int = 6, initialBackoff: Duration = .seconds(1),
+                          maxBackoff: Duration = .seconds(300), timeout: Duration = .seconds(10), queueCapacity: Int = 1000,
+                          claimLease: Duration = .seconds(60)) throws -> WebhookConfiguration {
+    let secrets = secrets ?? urls.map { _ in Digest.randomBytes(32) }
+    return try WebhookConfiguration(endpoints: zip(urls, secrets).map { try WebhookEndpoint(url: $0, secret: $1) },
+                                    maxAttempts: maxAttempts, initialBackoff: initialBackoff, maxBackoff: maxBackoff, timeout: timeout,
+                                    queueCapacity: queueCapacity, claimLease: claimLease)
 }
 
 /// Lowercase hex.

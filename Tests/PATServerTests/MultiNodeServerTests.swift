@@ -87,8 +87,9 @@ struct MultiNodeServerTests {
         let node = try await Node(beside: home)
         let receiver = HookReceiver()
         try await WebhookTests.withReceiver(receiver) { hook in
+            let hooks = try webhookConfiguration([hook], secrets: [Self.secret])
             let configure: (inout ManagementConfiguration) -> Void = {
-                $0.webhooks = WebhookConfiguration(endpoints: [hook], secret: Self.secret)
+                $0.webhooks = hooks
             }
             try await withManagementServer(home, configure) { nodeA, a in
                 try await Self.withNode(node, configure) { nodeB, b in
@@ -133,7 +134,7 @@ struct MultiNodeServerTests {
         let receiver = HookReceiver()
         try await WebhookTests.withReceiver(receiver) { hook in
             let store = try await home.reopen()
-            let dispatcher = WebhookDispatcher(configuration: WebhookConfiguration(endpoints: [hook], secret: Self.secret),
+            let dispatcher = WebhookDispatcher(configuration: try webhookConfiguration([hook], secrets: [Self.secret]),
                                                store: store, pollInterval: .milliseconds(200), logger: quietLogger())
             let running = Task { try await dispatcher.run() }
             defer { running.cancel() }

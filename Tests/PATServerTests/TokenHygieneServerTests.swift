@@ -125,9 +125,10 @@ struct TokenHygieneServerTests {
         try await home.store.write { tx in try await tx.removeEvents(try await tx.events(after: 0, limit: 100).map(\.id)) } // only the notices
         let receiver = HookReceiver()
         try await WebhookTests.withReceiver(receiver) { hook in
+            let hooks = try WebhookConfiguration(endpoints: [try WebhookEndpoint(url: hook, secret: Digest.randomBytes(32))])
             for round in 1...2 { // the second server is the restart: it finds the notices sent
                 try await withManagementServer(home, {
-                    $0.webhooks = WebhookConfiguration(endpoints: [hook], secret: Digest.randomBytes(32))
+                    $0.webhooks = hooks
                     $0.expiryLeadTimes = [TimeSpan(seconds: 7 * 86_400)]
                 }) { _, management in
                     let notifier = try #require(management.expiryNotifier)

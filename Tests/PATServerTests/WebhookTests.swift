@@ -30,7 +30,8 @@ struct WebhookTests {
         let secret = Digest.randomBytes(32)
         let receiver = HookReceiver()
         try await Self.withReceiver(receiver) { hook in
-            try await withManagementServer(home, { $0.webhooks = WebhookConfiguration(endpoints: [hook], secret: secret) }) { url, management in
+            let hooks = try webhookConfiguration([hook], secrets: [secret])
+            try await withManagementServer(home, { $0.webhooks = hooks }) { url, management in
                 let api = url + Self.path
                 let adminID = try #require(try await home.service.list(owner: "admin", by: .localOperator).first?.id)
                 let created = try await request(api, method: .POST, token: home.adminToken,
@@ -52,10 +53,10 @@ struct WebhookTests {
                 #expect(hooks.map(\.event) == expected.map { Optional($0.rawValue) }, "\(hooks.map { $0.event ?? "-" })")
                 #expect(Set(hooks.compactMap(\.delivery)).count == hooks.count, "one delivery id each")
                 for hook in hooks {
-                    // What a receiver does: HMAC-SHA-256 of the exact body, compared in constant time.
-                    let expected = "sha256=" + hexString(Digest.hmacSHA256(key: secret, message: hook.body))
-                    #expect(hook.signature == expected)
-                    #expect(hook.signature != "sha256=" + hexString(Digest.hmacSHA256(key: Digest.randomBytes(32), message: hook.body)))
+                    // What a receiver does: HMAC-SHA-256 of "t." + the exact body, compared in constant time, t recent.
+                    let header = try #require(hook.signature)
+                    #expect(WebhookSignature.verify(header, body: hook.body, secret: secret, now: Timestamp.now().seconds))
+                    #expect(!WebhookSignature.verify(header, body: hook.body, secret: Digest.randomBytes(32), now: Timestamp.now().seconds))
                     let object = try hook.object()
                     #expect(Set(object.keys) == ["event", "data", "actor", "triggeredAt"])
                     // Rule 8: the payload names the actor — here the admin's PAT.
@@ -85,10 +86,9 @@ struct WebhookTests {
         let home = try await ManagementHome(backend)
         let receiver = HookReceiver(failing: [500, 503])
         try await Self.withReceiver(receiver) { hook in
-            let configure: (inout ManagementConfiguration) -> Void = {
-                $0.webhooks = WebhookConfiguration(endpoints: [hook], secret: Array("a-shared-secret-of-some-length".utf8), maxAttempts: 5,
-                                                   initialBackoff: .milliseconds(300), maxBackoff: .seconds(5), timeout: .seconds(5))
-            }
+            let hooks = try webhookConfiguration([hook], maxAttempts: 5, initialBackoff: .milliseconds(300), maxBackoff: .seconds(5),
+                                                 timeout: .seconds(5))
+            let configure: (inout ManagementConfiguration) -> Void = { $0.webhooks = hooks }
             try await withManagementServer(home, configure) { url, management in
                 let created = try await request(url + Self.path, method: .POST, token: home.adminToken,
                                                 body: #"{"name": "retried", "scopes": ["clients:view"]}"#)
@@ -112,10 +112,8 @@ struct WebhookTests {
         let home = try await ManagementHome(backend)
         let receiver = HookReceiver(failing: [400])
         try await Self.withReceiver(receiver) { hook in
-            let configure: (inout ManagementConfiguration) -> Void = {
-                $0.webhooks = WebhookConfiguration(endpoints: [hook], secret: Array("a-shared-secret-of-some-length".utf8),
-                                                   initialBackoff: .milliseconds(100))
-            }
+            let hooks = try webhookConfiguration([hook], initialBackoff: .milliseconds(100))
+            let configure: (inout ManagementConfiguration) -> Void = { $0.webhooks = hooks }
             try await withManagementServer(home, configure) { url, management in
                 _ = try await request(url + Self.path, method: .POST, token: home.adminToken, body: #"{"name": "x", "scopes": ["clients:view"]}"#)
                 let dispatcher = try #require(management.webhooks)
@@ -131,10 +129,8 @@ struct WebhookTests {
         let silent = try SilentListener()
         let receiver = HookReceiver()
         try await Self.withReceiver(receiver) { hook in
-            let configure: (inout ManagementConfiguration) -> Void = {
-                $0.webhooks = WebhookConfiguration(endpoints: ["http://127.0.0.1:\(silent.port)/hook", hook],
-                                                   secret: Array("a-shared-secret-of-some-length".utf8), timeout: .seconds(60))
-            }
+            let hooks = try webhookConfiguration(["http://127.0.0.1:\(silent.port)/hook", hook], timeout: .seconds(60))
+            let configure: (inout ManagementConfiguration) -> Void = { $0.webhooks = hooks }
             try await withManagementServer(home, configure) { url, management in
                 let api = url + Self.path
                 // The silent endpoint holds each attempt for its 60 s timeout; an API that waited for
@@ -164,9 +160,7 @@ struct WebhookTests {
         }
         let ids = try await store.read { tx in try await tx.events(after: 0, limit: 100) }.map(\.id)
         let dispatcher = WebhookDispatcher(
-            configuration: WebhookConfiguration(endpoints: ["http://127.0.0.1:\(silent.port)/hook"],
-                                                secret: Array("a-shared-secret-of-some-length".utf8), timeout: .seconds(60),
-                                                queueCapacity: 2),
+            configuration: try webhookConfiguration(["http://127.0.0.1:\(silent.port)/hook"], timeout: .seconds(60), queueCapacity: 2),
             store: store, logger: logs.logger())
         let running = Task { try await dispatcher.run() }
         defer { running.cancel() }
@@ -193,9 +187,8 @@ struct WebhookTests {
         let doomed = try await home.issue(owner: "ivan", name: "cli-made", scopes: ["clients:view"])
         _ = try await home.service.revoke(id: doomed.record.id, by: .localOperator)
         try await Self.withReceiver(receiver) { hook in
-            let configure: (inout ManagementConfiguration) -> Void = {
-                $0.webhooks = WebhookConfiguration(endpoints: [hook], secret: Array("a-shared-secret-of-some-length".utf8))
-            }
+            let hooks = try webhookConfiguration([hook])
+            let configure: (inout ManagementConfiguration) -> Void = { $0.webhooks = hooks }
             try await withManagementServer(home, configure) { _, management in
                 let dispatcher = try #require(management.webhooks)
                 try await awaitEvent("the create and the revoke settle") { try await dispatcher.waitUntilSettled(2) }
@@ -222,9 +215,7 @@ struct WebhookTests {
         for index in 1...3 { _ = try await home.issue(owner: "owner", name: "pat-\(index)", scopes: ["clients:view"]) }
         let silent = try SilentListener()
         let first = WebhookDispatcher(
-            configuration: WebhookConfiguration(endpoints: ["http://127.0.0.1:\(silent.port)/hook"],
-                                                secret: Array("a-shared-secret-of-some-length".utf8), timeout: .seconds(60),
-                                                claimLease: .seconds(600)),
+            configuration: try webhookConfiguration(["http://127.0.0.1:\(silent.port)/hook"], timeout: .seconds(60), claimLease: .seconds(600)),
             store: home.store, logger: quietLogger())
         let running = Task { try await first.run() }
         let ids = try await home.store.read { tx in try await tx.events(after: 0, limit: 100) }.map(\.id)
@@ -234,7 +225,7 @@ struct WebhookTests {
 
         let receiver = HookReceiver()
         try await Self.withReceiver(receiver) { hook in
-            let second = WebhookDispatcher(configuration: WebhookConfiguration(endpoints: [hook], secret: Array("a-shared-secret-of-some-length".utf8)),
+            let second = WebhookDispatcher(configuration: try webhookConfiguration([hook]),
                                            store: try await home.reopen(), logger: quietLogger())
             let next = Task { try await second.run() }
             defer { next.cancel() }
@@ -256,14 +247,178 @@ struct WebhookTests {
         #expect(try WebhookConfiguration.readSecret(path) == Array("0123456789abcdef0123456789abcdef".utf8), "trailing newline dropped")
         try SecureFile.writeAtomically(path, Array("short\n".utf8), mode: 0o600)
         #expect(throws: PATKitError.self) { try WebhookConfiguration.readSecret(path) }
-        #expect(throws: PATKitError.self) { try WebhookConfiguration.checkEndpoint("ftp://example.com/hook") }
-        try WebhookConfiguration.checkEndpoint("https://example.com/hook")
+        #expect(throws: PATKitError.self) { try WebhookEndpoint.check("ftp://example.com/hook") }
+        #expect(throws: PATKitError.self) { try WebhookEndpoint(url: "https://example.com/hook", secret: Array("short".utf8)) }
+        try WebhookEndpoint.check("https://example.com/hook")
     }
 
-    @Test func theSignatureIsHexHMACSHA256OfTheBody() {
-        // RFC 4231 test case 2.
-        let body = Array("what do ya want for nothing?".utf8)
-        #expect(WebhookDispatcher.signature(of: body, secret: Array("Jefe".utf8))
-                == "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+    // MARK: per-endpoint secrets, credentials, signatures with a timestamp (review finding L4)
+
+    /// L4: one secret shared by every endpoint let any receiver forge events to the others.
+    /// Each endpoint now signs with its own; a configuration sharing one is refused.
+    @Test(arguments: RegistryBackend.allCases)
+    func eachEndpointIsSignedWithItsOwnSecret(_ backend: RegistryBackend) async throws {
+        let home = try await ManagementHome(backend)
+        let (first, second) = (HookReceiver(), HookReceiver())
+        let (firstSecret, secondSecret) = (Digest.randomBytes(32), Digest.randomBytes(32))
+        try await Self.withReceiver(first) { firstHook in
+            try await Self.withReceiver(second) { secondHook in
+                let hooks = try webhookConfiguration([firstHook, secondHook], secrets: [firstSecret, secondSecret])
+                try await withManagementServer(home, { $0.webhooks = hooks }) { url, management in
+                    let created = try await request(url + Self.path, method: .POST, token: home.adminToken,
+                                                    body: #"{"name": "two", "scopes": ["clients:view"]}"#)
+                    #expect(created.status == 201)
+                    let dispatcher = try #require(management.webhooks)
+                    try await awaitEvent("both endpoints' deliveries settle") { try await dispatcher.waitUntilSettled(2) }
+                }
+                let now = Timestamp.now().seconds
+                let a = try #require(first.hooks.first), b = try #require(second.hooks.first)
+                #expect(a.body == b.body, "the same event")
+                #expect(WebhookSignature.verify(a.signature ?? "", body: a.body, secret: firstSecret, now: now))
+                #expect(!WebhookSignature.verify(a.signature ?? "", body: a.body, secret: secondSecret, now: now),
+                        "the second endpoint's secret cannot make or check the first endpoint's signature")
+                #expect(WebhookSignature.verify(b.signature ?? "", body: b.body, secret: secondSecret, now: now))
+                #expect(!WebhookSignature.verify(b.signature ?? "", body: b.body, secret: firstSecret, now: now))
+                #expect(throws: PATKitError.self, "two endpoints sharing a secret are refused") {
+                    try WebhookConfiguration(endpoints: [try WebhookEndpoint(url: firstHook, secret: firstSecret),
+                                                         try WebhookEndpoint(url: secondHook, secret: firstSecret)])
+                }
+            }
+        }
+    }
+
+    /// L4: the URL (credentials and query included) was logged in full, and its credentials were
+    /// not sent. Now they go as Basic authentication, the query as given, and the log shows
+    /// `http://host:port/path` only.
+    @Test func credentialsInTheURLAreSentAsBasicAuthenticationAndNeverLogged() async throws {
+        let home = try await ManagementHome()
+        let logs = LogSink()
+        let receiver = HookReceiver(failing: [500]) // one failed attempt: the retry is logged with the endpoint
+        try await Self.withReceiver(receiver) { hook in
+            let secretURL = hook.replacing("http://", with: "http://hook%40user:hookpassw0rd@") + "?apikey=SECRETQUERY#frag"
+            let hooks = try webhookConfiguration([secretURL], initialBackoff: .milliseconds(100))
+            #expect(hooks.endpoints[0].redacted == hook, "scheme, host, port and path only")
+            #expect(hooks.endpoints[0].sendsBasicAuthentication)
+            try await withManagementServer(home, logger: logs.logger(), { $0.webhooks = hooks }) { url, management in
+                #expect(try await request(url + Self.path, method: .POST, token: home.adminToken,
+                                          body: #"{"name": "authed", "scopes": ["clients:view"]}"#).status == 201)
+                let dispatcher = try #require(management.webhooks)
+                try await awaitEvent("the delivery settles after one retry") { try await dispatcher.waitUntilSettled(1) }
+            }
+            #expect(receiver.hooks.count == 2)
+            for received in receiver.hooks {
+                #expect(received.headers["authorization"] == "Basic " + Data("hook@user:hookpassw0rd".utf8).base64EncodedString())
+                #expect(received.uri == "/hook?apikey=SECRETQUERY", "the query is sent, the fragment is not: \(received.uri)")
+            }
+        }
+        let lines = logs.all
+        #expect(lines.contains { $0.contains("webhook delivery failed; retrying") && $0.contains("127.0.0.1") && $0.contains("/hook") },
+                "the endpoint is logged, redacted: \(lines.filter { $0.contains("webhook") })")
+        for secret in ["hookpassw0rd", "hook%40user", "hook@user", "SECRETQUERY", "apikey", "frag"] {
+            #expect(!lines.contains { $0.contains(secret) }, "\(secret) never reaches the log")
+        }
+    }
+
+    @Test func credentialsAreRefusedInClearTextAndNeverEchoed() throws {
+        let secret = Digest.randomBytes(32)
+        // Over plain http to another host the credentials would cross the network in clear text.
+        for url in ["http://user:SECRETPW@hooks.example/x?k=SECRETQ", "http://user:SECRETPW@127.0.0.1.evil.example/x?k=SECRETQ",
+                    "https://:SECRETPW@hooks.example/x?k=SECRETQ", "https://us%zzer:SECRETPW@hooks.example/x?k=SECRETQ",
+                    "https://user:SECRET PW@hooks.example/x?k=SECRETQ", "https://user:SECRETPW@/x?k=SECRETQ"] {
+            do {
+                _ = try WebhookEndpoint(url: url, secret: secret)
+                Issue.record("\(WebhookEndpoint.redact(url)) should be refused")
+            } catch {
+                let text = "\(error)"
+                #expect(!text.contains("SECRETPW") && !text.contains("SECRETQ") && !text.contains("user:"), "\(text)")
+            }
+        }
+        // https, or loopback over http: accepted, sent as Basic authentication.
+        for url in ["https://user:pw@hooks.example/x", "http://user:pw@127.0.0.1:9/x", "http://user:pw@localhost/x", "http://user:pw@[::1]:9/x"] {
+            #expect(try WebhookEndpoint(url: url, secret: secret).sendsBasicAuthentication, "\(url)")
+        }
+        #expect(WebhookEndpoint.redact("https://u:p@hooks.example:8443/a/b?c=d#e") == "https://hooks.example:8443/a/b")
+        #expect(WebhookEndpoint.redact("not a url with u:p@x") == "(not an http(s) URL)")
+        #expect(!(try WebhookEndpoint(url: "https://hooks.example/x?k=v", secret: secret)).sendsBasicAuthentication)
+    }
+
+    /// L4: the signature had no timestamp, so a captured delivery could be replayed at will.
+    @Test func theSignatureCoversATimestampAndOldOnesAreRefused() {
+        let secret = Array("whsec-test-secret-0123456789".utf8), body = Array(#"{"event":"x"}"#.utf8)
+        // Python: hmac.new(secret, b"1764582000." + body, hashlib.sha256).hexdigest()
+        let header = WebhookSignature.header(for: body, secret: secret, timestamp: 1_764_582_000)
+        #expect(header == "t=1764582000,v1=a074cb005f6ef9fc48fa6229972302ecc569254c44edceefde6db83482c010ea")
+        #expect(WebhookSignature.verify(header, body: body, secret: secret, now: 1_764_582_000))
+        #expect(WebhookSignature.verify(header, body: body, secret: secret, now: 1_764_582_300), "5 minutes later: still")
+        #expect(!WebhookSignature.verify(header, body: body, secret: secret, now: 1_764_582_301), "later: a replay")
+        #expect(!WebhookSignature.verify(header, body: body, secret: secret, now: 1_764_581_699), "from too far in the future")
+        #expect(!WebhookSignature.verify(header, body: body + [0x20], secret: secret, now: 1_764_582_000))
+        let moved = header.replacing("t=1764582000", with: "t=1764582100")
+        #expect(!WebhookSignature.verify(moved, body: body, secret: secret, now: 1_764_582_100), "the time is signed")
+        #expect(WebhookSignature.verify("v1=0000, " + header + ",v0=x", body: body, secret: secret, now: 1_764_582_000),
+                "any of several v1 values; unknown keys ignored")
+        for bad in ["", "t=1764582000", "v1=a074cb00", "t=1764582000,t=1764582000,v1=x", "t=-1,v1=x", "t=1e9,v1=x", "garbage"] {
+            #expect(!WebhookSignature.verify(bad, body: body, secret: secret, now: 1_764_582_000), "\(bad)")
+        }
+    }
+
+    /// The README's receiver, run by Python against a real delivery: it accepts the delivery and
+    /// refuses a changed body, another secret, and a signature made ten minutes ago (a replay).
+    @Test func theREADMEReceiverChecksARealDelivery() async throws {
+        let python = try await Prerequisite.python3.require()
+        let readme = try String(contentsOf: TestPaths.packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        let blocks = readme.components(separatedBy: "```python\n").dropFirst().map { $0.components(separatedBy: "\n```").first ?? "" }
+        let snippet = try #require(blocks.first { $0.contains("def verified(") }, "the README shows the receiver")
+
+        let home = try await ManagementHome()
+        let secret = Digest.randomBytes(32)
+        let receiver = HookReceiver()
+        let delivered = try await Self.withReceiver(receiver) { hook in
+            let hooks = try webhookConfiguration([hook], secrets: [secret])
+            return try await withManagementServer(home, { $0.webhooks = hooks }) { url, _ in
+                #expect(try await request(url + Self.path, method: .POST, token: home.adminToken,
+                                          body: #"{"name": "checked", "scopes": ["clients:view"]}"#).status == 201)
+                try await receiver.waitForHooks(1)
+                return try #require(receiver.hooks.first)
+            }
+        }
+        let header = try #require(delivered.signature)
+        let now = Timestamp.now().seconds
+        let cases: [(body: [UInt8], header: String, secret: [UInt8], expected: Bool, what: String)] = [
+            (delivered.body, header, secret, true, "the real delivery"),
+            (delivered.body + [0x20], header, secret, false, "a changed body"),
+            (delivered.body, header, Digest.randomBytes(32), false, "another secret"),
+            (delivered.body, WebhookSignature.header(for: delivered.body, secret: secret, timestamp: now - 600), secret, false,
+             "a correct signature made ten minutes ago (a replay)"),
+            (delivered.body, WebhookSignature.header(for: delivered.body, secret: secret, timestamp: now + 600), secret, false,
+             "a signature from ten minutes ahead"),
+            (delivered.body, Self.moved(header, bySeconds: 1), secret, false, "the real signature with its time moved by a second"),
+            (delivered.body, "sha256=" + hexString(Digest.hmacSHA256(key: secret, message: delivered.body)), secret, false,
+             "the old, timestamp-free signature"),
+        ]
+        let dir = try TempDir("patreceiver")
+        try snippet.write(toFile: dir.path + "/receiver.py", atomically: true, encoding: .utf8)
+        var lines: [String] = []
+        for (index, item) in cases.enumerated() {
+            try Data(item.body).write(to: URL(fileURLWithPath: dir.path + "/body\(index)"))
+            lines.append("print(verified(bytes.fromhex('\(hexString(item.secret))'), open('\(dir.path)/body\(index)', 'rb').read(), "
+                         + "'\(item.header)'))")
+        }
+        let script = "exec(open('\(dir.path)/receiver.py').read())\n" + lines.joined(separator: "\n") + "\n"
+        let result = try await ChildProcess.run(python, ["-c", script], timeLimit: .seconds(60))
+        #expect(result.succeeded, "\(result.stderr)")
+        let answers = result.stdout.split(separator: "\n").map(String.init)
+        #expect(answers.count == cases.count, "\(result.stdout)")
+        for (item, answer) in zip(cases, answers) {
+            #expect(answer == (item.expected ? "True" : "False"), "\(item.what): \(answer)")
+        }
+    }
+
+    /// `header` with its `t` moved (the signature left as it was).
+    static func moved(_ header: String, bySeconds delta: Int64) -> String {
+        header.split(separator: ",").map { item in
+            guard item.hasPrefix("t="), let t = Int64(item.dropFirst(2)) else { return String(item) }
+            return "t=\(t + delta)"
+        }.joined(separator: ",")
     }
 }

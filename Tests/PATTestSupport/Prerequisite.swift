@@ -95,6 +95,18 @@ extension Prerequisite {
         return nil
     }
 
+    /// A Python 3 (standard library only, e.g. to run the README's webhook receiver):
+    /// `$PATKIT_PYTHON` when set (and then only it), else `.venv/bin/python` in the package, else
+    /// `python3` in the usual places.
+    public static let python3 = Prerequisite(name: "Python 3", hint: "apt-get install python3, or set PATKIT_PYTHON") {
+        let fm = FileManager.default
+        if let configured = ProcessInfo.processInfo.environment["PATKIT_PYTHON"], !configured.isEmpty {
+            return fm.isExecutableFile(atPath: configured) ? configured : nil
+        }
+        return [TestPaths.packageRoot.appendingPathComponent(".venv/bin/python").path, "/usr/bin/python3", "/usr/local/bin/python3",
+                "/opt/homebrew/bin/python3"].first { fm.isExecutableFile(atPath: $0) }
+    }
+
     /// The folder of official PASETO/PASERK vectors: `$PATKIT_VECTORS`, else `../shared/vectors`
     /// beside the package; it must hold v4.json.
     public static let vectors = Prerequisite(
