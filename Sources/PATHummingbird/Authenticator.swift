@@ -58,11 +58,7 @@ public struct PATAuthenticator<Context: PATRequestContext>: RouterMiddleware {
             throw PATHTTPError.refused(PATValidationError(.malformed, reason))
         case .token(let token):
             do throws(PATValidationError) {
-                if let metrics {
-                    pat = try metrics.validate(token, with: validator, domain: domain)
-                } else {
-                    pat = try validator.validate(token, domain: domain)
-                }
+                pat = try PATValidationMetrics.validate(token, with: validator, domain: domain, recordedBy: metrics)
             } catch {
                 usage?.recordRefused(token, error: error, address: address(request, context), at: validator.now())
                 throw PATHTTPError.refused(error)

@@ -59,6 +59,14 @@ public final class PATValidationMetrics: Sendable {
         }
     }
 
+    /// Validates `token`, recorded by `metrics` when there are metrics (the one call the gate and
+    /// the authenticator make).
+    public static func validate(_ token: String, with validator: Validator, domain: String?,
+                                recordedBy metrics: PATValidationMetrics?) throws(PATValidationError) -> VerifiedPAT {
+        guard let metrics else { return try validator.validate(token, domain: domain) }
+        return try metrics.validate(token, with: validator, domain: domain)
+    }
+
     /// A request that carried no token at all.
     public func recordMissingToken() { missingTokenCounter.increment() }
 

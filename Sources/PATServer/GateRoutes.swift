@@ -87,11 +87,7 @@ public struct GateRoutes: PATRouteGroup {
         let domain = self.domain ?? asked
         let pat: VerifiedPAT
         do throws(PATValidationError) {
-            if let metrics {
-                pat = try metrics.validate(token, with: validator, domain: domain)
-            } else {
-                pat = try validator.validate(token, domain: domain)
-            }
+            pat = try PATValidationMetrics.validate(token, with: validator, domain: domain, recordedBy: metrics)
         } catch {
             usage?.recordRefused(token, error: error, address: clientAddress(request, peer), at: validator.now())
             throw PATHTTPError.refused(error)
