@@ -46,10 +46,16 @@ package enum PostgresTestDatabase {
         }
         var configuration = server
         configuration.database = name
-        // The whole suite runs in parallel on a small machine: a transaction may wait for a pooled
-        // connection far longer than a production default allows (tests of an unreachable database
-        // set their own bound).
-        configuration.acquireTimeout = .seconds(30)
+        // The whole suite runs in parallel on a small machine, in CI under a CPU-burning load too:
+        // a transaction may wait for a pooled connection, a lock or the CPU far longer than a
+        // production default allows. Forty re-issues of one PAT racing on two nodes queue on one
+        // row lock; under `stress-ng --cpu 2` the last of them waited past the 15 s lock bound and
+        // the test saw `unavailable` (2 runs of 5). Tests of correctness under contention must
+        // not depend on those bounds, so they are wide here; the tests of the bounds themselves
+        // (an unreachable database, a transaction past its deadline) set their own.
+        configuration.acquireTimeout = .seconds(60)
+        configuration.lockTimeout = .seconds(120)
+        configuration.transactionTimeout = .seconds(180)
         return configuration
     }
 
