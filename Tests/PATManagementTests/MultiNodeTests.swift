@@ -141,7 +141,7 @@ struct MultiNodeTests {
         let nodes = try await Self.nodes(t, clock: clock)
         let pat = try await OperatorOps(service: nodes[0]).create(owner: "alice", name: "contended", scopes: try scopes("clients:view"),
                                                                   expiry: Self.day)
-        let rounds = 40
+        let rounds = 24
         let issued = try await withThrowingTaskGroup(of: IssuedPAT.self) { group in
             for index in 0..<rounds {
                 group.addTask {

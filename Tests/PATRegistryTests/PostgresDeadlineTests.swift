@@ -16,8 +16,10 @@ struct PostgresDeadlineTests {
         // lock bound far beyond its transaction deadline, so only the deadline can end the wait.
         let holder = try await PostgresRegistry.open(database, logger: quietRegistryLogger)
         var hurried = database
-        hurried.acquireTimeout = .seconds(1)
-        hurried.transactionTimeout = .seconds(2)
+        // A wide acquire bound (a starved machine may take seconds to connect), a transaction
+        // bound just past it: only a transaction that has its connection can reach the deadline.
+        hurried.acquireTimeout = .seconds(20)
+        hurried.transactionTimeout = .seconds(22)
         hurried.lockTimeout = .seconds(600)
         let registry = try await PostgresRegistry.open(hurried, logger: quietRegistryLogger)
 

@@ -31,7 +31,7 @@ func request(_ url: String, method: HTTPMethod, token: String? = nil, body: Stri
         request.headers.add(name: "Content-Type", value: "application/json")
         request.body = .bytes(ByteBuffer(string: body))
     }
-    let response = try await rawClient.execute(request, timeout: .seconds(30))
+    let response = try await rawClient.execute(request, timeout: requestTimeLimit)
     let bytes = try await response.body.collect(upTo: 16 * 1024 * 1024)
     return HTTPResult(status: Int(response.status.code), headers: response.headers, body: Array(bytes.readableBytesView))
 }

@@ -139,7 +139,10 @@ struct ServerLimitsTests {
                 try await IdleConnection.firstToEnd(flood) // then closes the others
             }
             let refused = rest.filter { $0.hasPrefix("HTTP/1.1 503") }.count + (first.hasPrefix("HTTP/1.1 503") ? 1 : 0)
-            #expect(first.hasPrefix("HTTP/1.1 503"), "the first to end was refused at the cap (\(refused) of 300 were): \(first.prefix(200))")
+            // Refused at the cap: answered 503, or — on a starved machine, seen at load 18 — closed
+            // before the answer was written. Either way it ended; on the old code none did.
+            #expect(first.hasPrefix("HTTP/1.1 503") || first.isEmpty, "the first to end was refused at the cap: \(first.prefix(200))")
+            #expect(refused > 0, "connections over the cap are answered 503 (\(refused) of 300 were)")
             try await awaitCondition("a valid request is served once the idle connections are gone") {
                 (try? await http("http://127.0.0.1:\(port)/verify", headers: [("Authorization", "Bearer \(token)")]))?.status == 204
             }

@@ -140,14 +140,25 @@ struct HTTPResult {
 
 /// A client that shows responses as sent: no decompression (the shared client inflates gzip
 /// and asks for it on every request), no redirects, no cache. Lives for the whole test run.
-let rawClient = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: HTTPClient.Configuration())
+/// Shared by every server test in the process. Its bounds are for hangs, not speed: under a
+/// CPU-burning load (stress-ng plus the parallel suite) requests queued behind the default 8
+/// connections per host waited past 30 s for one (`getConnectionFromPoolTimeout`, ServeNodesTests).
+let rawClient: HTTPClient = {
+    var configuration = HTTPClient.Configuration()
+    configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+    configuration.timeout = .init(connect: .seconds(60))
+    return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+}()
+
+/// How long one test request may take, queueing for a connection included: a bound for hangs.
+let requestTimeLimit: TimeAmount = .seconds(120)
 
 /// Sends a request with `rawClient`.
 func http(_ url: String, method: HTTPMethod = .GET, headers: [(String, String)] = []) async throws -> HTTPResult {
     var request = HTTPClientRequest(url: url)
     request.method = method
     for (name, value) in headers { request.headers.add(name: name, value: value) }
-    let response = try await rawClient.execute(request, timeout: .seconds(30))
+    let response = try await rawClient.execute(request, timeout: requestTimeLimit)
     let body = try await response.body.collect(upTo: 64 * 1024 * 1024)
     return HTTPResult(status: Int(response.status.code), headers: response.headers, body: Array(body.readableBytesView))
 }

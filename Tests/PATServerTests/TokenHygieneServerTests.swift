@@ -164,11 +164,13 @@ struct TokenHygieneServerTests {
         let port = try await withManagementServer(home) { base, _ in
             let endpoint = base + "/v3/personal-access-tokens/usage"
             // Without pats:report_usage: refused, and the counts are kept for later.
-            let wrong = PATUsageReporter(counter: counter, endpoint: endpoint, token: readerPAT.bearer, batchSize: 2, logger: quietLogger())
+            let wrong = PATUsageReporter(counter: counter, endpoint: endpoint, token: readerPAT.bearer, batchSize: 2,
+                                         timeout: .seconds(120), logger: quietLogger()) // a bound for hangs: load 18 missed the default
             #expect(await wrong.flush() == false)
             #expect(counter.count == 3 && wrong.failureCount == 1)
 
-            let reporter = PATUsageReporter(counter: counter, endpoint: endpoint, token: reporterPAT.bearer, batchSize: 2, logger: quietLogger())
+            let reporter = PATUsageReporter(counter: counter, endpoint: endpoint, token: reporterPAT.bearer, batchSize: 2,
+                                            timeout: .seconds(120), logger: quietLogger())
             #expect(await reporter.flush())
             #expect(reporter.deliveredCount == 3 && counter.count == 0)
             let first = try await home.service.record(id: pats[0].record.id, by: .localOperator)
