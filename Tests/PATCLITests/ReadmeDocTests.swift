@@ -110,6 +110,31 @@ struct ReadmeDocTests {
         }
     }
 
+    @Test("every option of every pat command is named in the README")
+    func everyOptionIsDocumented() async throws {
+        let binary = try await Prerequisite.patBinary.require()
+        let dump = try await ChildProcess.run(binary, ["--experimental-dump-help"])
+        let root = try #require(try JSONSerialization.jsonObject(with: Data(dump.stdout.utf8)) as? [String: Any])
+        let readme = try String(contentsOf: Self.readme, encoding: .utf8)
+        var missing: [String] = []
+        var seen = 0
+        func walk(_ command: [String: Any], _ path: String) {
+            for argument in command["arguments"] as? [[String: Any]] ?? [] {
+                for name in argument["names"] as? [[String: Any]] ?? [] where name["kind"] as? String == "long" {
+                    guard let long = name["name"] as? String, !["help", "version", "experimental-dump-help"].contains(long) else { continue }
+                    seen += 1
+                    if !readme.contains("--" + long) { missing.append("\(path) --\(long)") }
+                }
+            }
+            for sub in command["subcommands"] as? [[String: Any]] ?? [] {
+                walk(sub, path + " " + (sub["commandName"] as? String ?? "?"))
+            }
+        }
+        walk(try #require(root["command"] as? [String: Any]), "pat")
+        #expect(seen > 50, "the options were found in pat's help dump")
+        #expect(missing.isEmpty, "options the README never names: \(missing)")
+    }
+
     /// One `$ ` command of a console block and the output shown under it.
     struct Step {
         var command: String
