@@ -28,7 +28,7 @@ struct ListCommand: AsyncParsableCommand {
     @OptionGroup var home: HomeOption
     @OptionGroup var database: DatabaseOption
     @Option(help: "Only this owner's PATs.") var owner: String?
-    @Option(help: "active, expired, revoked or all.") var status: String = "all"
+    @Option(help: "active (the default, like GitHub's and GitLab's lists), expired, revoked or all.") var status: String = "active"
     @Option(name: .customLong("expiring-within"), help: ArgumentHelp("Only active PATs expiring within this span.", valueName: "DURATION"))
     var expiringWithin: String?
     @Option(name: .customLong("unused-for"), help: ArgumentHelp("Only PATs not used for at least this span.", valueName: "DURATION"))

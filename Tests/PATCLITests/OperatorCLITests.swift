@@ -16,6 +16,18 @@ struct OperatorCLITests {
         try await pat.ok(["keys", "generate"])
     }
 
+    @Test("pat list shows active PATs unless --status says otherwise, like GitHub's and GitLab's lists")
+    func listDefaultsToActive() async throws {
+        let kept = try await pat.issue(["create", "--owner", "alice", "--name", "kept", "--scope", "clients:view", "--expires-in", "1d"])
+        let gone = try await pat.issue(["create", "--owner", "alice", "--name", "gone", "--scope", "clients:view", "--expires-in", "1d"])
+        try await pat.ok(["revoke", gone.id])
+        let listed = try await pat.ok(["list", "--json"]).objects().compactMap { $0["id"] as? String }
+        #expect(listed == [kept.id], "the revoked PAT is not in the default list")
+        let table = try await pat.ok(["list"]).stdout
+        #expect(table.contains("kept") && !table.contains("gone"), "\(table)")
+        #expect(Set(try await pat.list(["--status", "all"]).compactMap { $0["id"] as? String }) == [kept.id, gone.id])
+    }
+
     @Test("--version names PATKit's version and the libsodium it runs on")
     func version() async throws {
         let result = try await pat.ok(["--version"])

@@ -110,8 +110,8 @@ final class PatRunner: @unchecked Sendable {
         return (object["code"] as? String ?? "?", object["reason"] as? String ?? "?")
     }
 
-    /// `pat list --json` with the given filters.
+    /// `pat list --json` with the given filters (every status unless they name one).
     func list(_ filters: [String] = []) async throws -> [[String: Any]] {
-        try await ok(["list", "--json"] + filters).objects()
+        try await ok(["list", "--json"] + (filters.contains("--status") ? filters : filters + ["--status", "all"])).objects()
     }
 }
