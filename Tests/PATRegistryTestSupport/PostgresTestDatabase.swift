@@ -98,11 +98,12 @@ package enum PostgresTestDatabase {
                                                          _ body: (PostgresConnection, Logger) async throws -> T) async throws -> T {
         var logger = Logger(label: "patkit.tests.postgres")
         logger.logLevel = .error
-        let connection = try await PostgresConnection.connect(
-            configuration: PostgresConnection.Configuration(host: configuration.host, port: configuration.port,
-                                                            username: configuration.username, password: configuration.password,
-                                                            database: configuration.database, tls: .disable),
-            id: 0, logger: logger)
+        var settings = PostgresConnection.Configuration(host: configuration.host, port: configuration.port,
+                                                       username: configuration.username, password: configuration.password,
+                                                       database: configuration.database, tls: .disable)
+        // A bound for hangs: at load 27 the default 10 s to connect was not enough.
+        settings.options.connectTimeout = .seconds(60)
+        let connection = try await PostgresConnection.connect(configuration: settings, id: 0, logger: logger)
         do {
             let value = try await body(connection, logger)
             try? await connection.close()

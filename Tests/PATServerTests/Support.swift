@@ -145,7 +145,9 @@ struct HTTPResult {
 /// connections per host waited past 30 s for one (`getConnectionFromPoolTimeout`, ServeNodesTests).
 let rawClient: HTTPClient = {
     var configuration = HTTPClient.Configuration()
-    configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+    // Idle connections are dropped well before a server's header timeout (10 s by default)
+    // would close them: reusing one the server is closing fails with remoteConnectionClosed.
+    configuration.connectionPool = .init(idleTimeout: .seconds(4), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
     configuration.timeout = .init(connect: .seconds(60))
     return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
 }()
