@@ -18,10 +18,12 @@ struct PostgresDeadlineTests {
         var hurried = database
         // A wide acquire bound (a starved machine may take seconds to connect), a transaction
         // bound just past it: only a transaction that has its connection can reach the deadline.
-        hurried.acquireTimeout = .seconds(20)
-        hurried.transactionTimeout = .seconds(22)
+        hurried.acquireTimeout = .seconds(30)
+        hurried.transactionTimeout = .seconds(32)
         hurried.lockTimeout = .seconds(600)
         let registry = try await PostgresRegistry.open(hurried, logger: quietRegistryLogger)
+        // A connection in the pool already: at load 24, connecting alone took past 20 s.
+        _ = try await registry.read { tx in try await tx.recordCount() }
 
         let (locked, lockedSignal) = AsyncStream<Void>.makeStream()
         let (release, releaseSignal) = AsyncStream<Void>.makeStream()

@@ -14,7 +14,10 @@ struct IdleConnection: Sendable {
     let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
 
     static func open(_ port: Int) async throws -> IdleConnection {
+        // 60 s to connect (NIO's default is 10 s): a bound for hangs; at load 24 a connect to a
+        // server busy accepting 300 others took longer.
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connectTimeout(.seconds(60))
             .connect(host: "127.0.0.1", port: port) { channel in
                 channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
             }
