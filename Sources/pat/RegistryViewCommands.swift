@@ -28,7 +28,7 @@ struct ListCommand: AsyncParsableCommand {
     @OptionGroup var home: HomeOption
     @OptionGroup var database: DatabaseOption
     @Option(help: "Only this owner's PATs.") var owner: String?
-    @Option(help: "active, expired, revoked or all.") var status: String = "all"
+    @Option(help: "active, expired, revoked (also through an ancestor) or all.") var status: String = "all"
     @Option(name: .customLong("expiring-within"), help: ArgumentHelp("Only active PATs expiring within this span.", valueName: "DURATION"))
     var expiringWithin: String?
     @Option(name: .customLong("unused-for"), help: ArgumentHelp("Only PATs not used for at least this span.", valueName: "DURATION"))
@@ -123,7 +123,7 @@ struct ShowCommand: AsyncParsableCommand {
             ("owner", Printable.escaped(r.owner)),
             ("description", r.description.map(Printable.escaped) ?? "-"),
             ("domain", r.domain.map(Printable.escaped) ?? "-"),
-            ("status", r.status(at: now).rawValue),
+            ("status", r.revokedAncestor.map { "\(status.rawValue) (\($0) is revoked, regenerated or deleted)" } ?? status.rawValue),
             ("scopes", r.scopes.isEmpty ? "(none)" : r.scopes.claim),
             ("generation", String(r.generation)),
             ("valid from generation", String(r.floor)),
