@@ -106,6 +106,9 @@ struct DelegationServiceTests {
         let json = shown.json(at: clock.now)
         #expect(json["status"] == .string("ancestor_revoked") && json["revokedAncestor"] == .string("\(team.record.id).1"))
         #expect(try await listed(.active) == ["team"], "the regenerated root is active; what its old generation issued is not")
+        // Nor is it warned of its expiry (ci and deploy expire within a day, with the old team token).
+        let expiring = try await service.list(owner: "platform", status: .active, expiringWithin: TimeSpan(seconds: 7 * 86_400), by: .localOperator)
+        #expect(try await service.sendExpiryNotices() == expiring.count, "notices for \(expiring.map(\.name)) only")
         #expect(try await listed(.revoked) == ["ci", "deploy"])
         #expect(try await listed(.expired).isEmpty)
         #expect(try await listed(.all) == ["team", "ci", "deploy"])
