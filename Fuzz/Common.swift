@@ -84,6 +84,39 @@ enum FuzzFixture {
     static let validToken = PASETOv4Public.sign(message: validClaims, footer: footer(signer), with: signer)
 }
 
+/// The base list of the delta fuzzer: every table filled, with keys a fuzzer finds by mutating a
+/// byte — `key(n)` is 16 bytes of `n` — rather than BLAKE2b outputs.
+enum DeltaFixture {
+    static let sequence: UInt64 = 7
+
+    static func key(_ byte: UInt8) -> EntryKey { EntryKey([UInt8](repeating: byte, count: 16)) }
+
+    /// Tokens 0x10–0x17 (0x17 deleted), owners 0x20–0x22, an overlap on 0x10 and 0x11.
+    static var builder: RevocationList.Builder {
+        var b = RevocationList.Builder()
+        let horizon = FuzzFixture.now.adding(seconds: 30 * 86_400)
+        for i in UInt8(0)..<7 { b.revoke(key: key(0x10 + i), below: UInt64(i) + 2, horizon: horizon) }
+        b.revoke(key: key(0x17), below: UInt64.max, horizon: horizon)
+        for i in UInt8(0)..<3 {
+            b.ownerEntries[key(0x20 + i)] = (FuzzFixture.now.adding(seconds: -600 * Int64(i + 1)).seconds, horizon.seconds)
+        }
+        b.overlapEntries[key(0x10)] = (1, FuzzFixture.now.adding(seconds: 3600).seconds)
+        b.overlapEntries[key(0x11)] = (2, FuzzFixture.now.adding(seconds: 60).seconds)
+        return b
+    }
+
+    static let baseBytes: [UInt8] = {
+        do {
+            return try builder.sign(with: FuzzFixture.signer, sequence: sequence, issuedAt: FuzzFixture.now.adding(seconds: -3600),
+                                    nextUpdate: FuzzFixture.now.adding(seconds: 86_400))
+        } catch { fail("delta base: \(error)") }
+    }()
+
+    static let base: RevocationList = {
+        do { return try RevocationList(verifying: baseBytes, keys: FuzzFixture.keys) } catch { fail("delta base: \(error)") }
+    }()
+}
+
 /// Stops the fuzzer with a message: an invariant does not hold for this input.
 func fail(_ message: String, file: StaticString = #fileID, line: UInt = #line) -> Never {
     var text = "INVARIANT VIOLATED (\(file):\(line)): \(message)\n"

@@ -6,7 +6,7 @@
 #   scripts/fuzz.sh --make-corpus                      regenerate the committed seed corpora (Fuzz/corpus)
 #   scripts/fuzz.sh --list                             list the targets
 #
-# Targets (Fuzz/Targets/<target>.swift): token footer claims json paserk scope revocation keyset signedkeyset time scan.
+# Targets (Fuzz/Targets/<target>.swift): token footer claims json paserk scope revocation delta keyset signedkeyset time scan.
 # Each is built with swiftc, not SwiftPM: Sources/PATKit/*.swift + Fuzz/Common.swift + the target
 # file as one module named PATKit (so targets reach internal API), -sanitize=fuzzer,address -O -g,
 # into .build-fuzz/bin/<target> (rebuilt only when an input changes). It then runs for the given time
@@ -22,7 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ALL_TARGETS=(token footer claims json paserk scope revocation keyset signedkeyset time scan)
+ALL_TARGETS=(token footer claims json paserk scope revocation delta keyset signedkeyset time scan)
 OUT=.build-fuzz
 SWIFTC=${SWIFTC:-swiftc}
 
@@ -35,6 +35,7 @@ max_len() {
         paserk) echo 512 ;;
         scope) echo 4096 ;;
         revocation) echo 1048576 ;;
+        delta) echo 65536 ;;
         keyset|signedkeyset) echo 400000 ;;
         time) echo 64 ;;
         *) echo 4096 ;;

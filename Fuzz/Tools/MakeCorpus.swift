@@ -144,6 +144,59 @@ struct MakeCorpus {
         body += entries
         write("revocation", "signed-body", body)
 
+        // delta: deltas from the delta fixture's base list (7) as received — the cases of the format
+        // vectors (vectors/patkit-formats.json), signed by the fuzzers' key —, 'S' bodies, 'M' changes
+        let d = DeltaFixture.self
+        let later = now.adding(seconds: 86_400)
+        var next = d.builder
+        next.revoke(key: d.key(0x18), below: 2, horizon: later)                           // a revocation
+        let list8 = try next.sign(with: signer, sequence: 8, issuedAt: now, nextUpdate: later)
+        next.revoke(key: d.key(0x10), below: 5, horizon: later)                           // a rotation during an overlap
+        next.overlapEntries[d.key(0x10)] = (4, now.adding(seconds: 600).seconds)
+        next.tokenEntries[d.key(0x12)] = nil                                              // a prune
+        next.ownerEntries[d.key(0x21)] = nil
+        next.revokeAll(subject: "owner-9", issuedBefore: now, horizon: later)             // a revoke-all
+        let list9 = try next.sign(with: signer, sequence: 9, issuedAt: now.adding(seconds: 60), nextUpdate: later)
+        let l8 = try RevocationList(verifying: list8, keys: f.keys), l9 = try RevocationList(verifying: list9, keys: f.keys)
+        let d78 = try RevocationDelta.make(from: d.base, to: l8, signedWith: signer)
+        let d89 = try RevocationDelta.make(from: l8, to: l9, signedWith: signer)
+        write("delta", "one-revocation", d78)
+        write("delta", "rotation-prune-revocation", try RevocationDelta.make(from: d.base, to: l9, signedWith: signer))
+        write("delta", "chain", d78 + d89)
+        write("delta", "another-base", d89)
+        write("delta", "broken-chain", d89 + d78)
+        write("delta", "list-as-delta", list8)
+        write("delta", "foreign-signer", try RevocationDelta.make(from: d.base, to: try RevocationList(
+            verifying: next.sign(with: f.retired, sequence: 8, issuedAt: now, nextUpdate: later), keys: KeySet([KeySet.Entry(
+                key: f.retired.publicKey, created: now)])), signedWith: f.retired))
+        var flipped = d78
+        flipped[flipped.count / 2] ^= 1
+        write("delta", "byte-flipped", flipped)
+        var sBody: [UInt8] = Array("S".utf8) + [3]                                        // fixture base, the model's counts
+        sBody.appendLE(UInt64(d.sequence))
+        sBody.appendLE(UInt64(8))
+        sBody.appendLE(UInt64(bitPattern: now.seconds))
+        sBody.appendLE(UInt64(bitPattern: later.seconds))
+        sBody.appendLE(UInt32(60))
+        for _ in 0..<3 { sBody.appendLE(UInt32(0)) }
+        sBody += [1, 1, 1, 0, 0, 1]                                                       // T+ T- O+ O- V+ V-
+        sBody += d.key(0x18).bytes + [2, 0, 0, 0, 0, 0, 0, 0] + [1, 2, 3, 4, 5, 6, 7, 8]  // upsert token 0x18
+        sBody += d.key(0x13).bytes                                                        // remove token 0x13
+        sBody += d.key(0x20).bytes + [9, 9, 9, 9, 0, 0, 0, 0] + [1, 2, 3, 4, 5, 6, 7, 8]  // change owner 0x20
+        sBody += d.key(0x11).bytes                                                        // remove overlap 0x11
+        write("delta", "signed-body", sBody)
+        var changes: [UInt8] = Array("M".utf8)
+        for (op, key, first, second) in [(UInt8(0), UInt8(0x18), UInt64(2), UInt64(bitPattern: later.seconds)),
+                                         (4, 0x12, 0, 0), (2, 0x13, 3, UInt64(bitPattern: later.seconds)),
+                                         (1, 0x23, UInt64(bitPattern: now.seconds), UInt64(bitPattern: later.seconds)),
+                                         (6, 0x10, 0, 0), (5, 0x21, 0, 0)] {
+            changes.append(op)
+            changes += d.key(key).bytes
+            changes.appendLE(first)
+            changes.appendLE(second)
+        }
+        write("delta", "made", changes)
+
         // keyset
         write("keyset", "fixture", f.keys.encoded())
         write("keyset", "minimal", Array(#"{"keys":[{"kid":"\#(signer.id.rawValue)","key":"\#(signer.publicKey.paserk)"}]}"#.utf8))

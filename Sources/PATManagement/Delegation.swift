@@ -123,6 +123,10 @@ struct Delegation: Sendable {
         case .revoked:
             throw ManagementError(.invalidInput, field: "overlap",
                                   "PAT \(record.id) is revoked: its tokens stay dead; regenerate it without an overlap")
+        case .ancestorRevoked:
+            throw ManagementError(.invalidInput, field: "overlap",
+                                  "PAT \(record.id) was issued by \(record.revokedAncestor?.description ?? "a token"), which is revoked, "
+                                  + "regenerated or deleted: its tokens stay dead; regenerate it without an overlap")
         case .expired:
             throw ManagementError(.invalidInput, field: "overlap",
                                   "PAT \(record.id) expired at \(record.expiresAt): there is no valid token to overlap; regenerate it without an overlap")

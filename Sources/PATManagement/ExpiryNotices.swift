@@ -8,7 +8,7 @@ extension PATManagement {
     /// Lead times of `personalAccessToken.expiring` by default: 7 days and 1 day ahead.
     public static let defaultExpiryLeadTimes = [TimeSpan(seconds: 7 * 86_400), TimeSpan(seconds: 86_400)]
 
-    /// Records `personalAccessToken.expiring` for every active PAT whose expiry is within a lead
+    /// Records `personalAccessToken.expiring` for every active PAT (its lineage live) whose expiry is within a lead
     /// time and that was not warned yet for that lead time and expiry: once per PAT, expiry and
     /// lead time, on every node and across restarts (the registry records each notice —
     /// `claimExpiryNotice` — in the transaction that records its event; a second node or a
@@ -35,9 +35,11 @@ extension PATManagement {
             sent += try await change(id: nil) { tx in
                 var sent = 0
                 for (candidate, dueLeads) in chunk {
-                    // Still the same expiry and still active (a change may have come in between).
-                    guard let record = try await tx.record(id: candidate.id), record.expiresAt == candidate.expiresAt,
-                          record.status(at: now) == .active, let shortest = dueLeads.first else { continue }
+                    // Still the same expiry and still active (a change may have come in between), its
+                    // lineage included: a PAT whose ancestor died is no longer worth renewing.
+                    guard let stored = try await tx.record(id: candidate.id), stored.expiresAt == candidate.expiresAt else { continue }
+                    let record = try await tx.derivingRevokedAncestor(stored, now: now)
+                    guard record.status(at: now) == .active, let shortest = dueLeads.first else { continue }
                     var claimed = false
                     for lead in dueLeads {
                         let fresh = try await tx.claimExpiryNotice(id: record.id, expiresAt: record.expiresAt, leadSeconds: lead, at: now)

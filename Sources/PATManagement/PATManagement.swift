@@ -104,8 +104,15 @@ public struct PATManagement: Sendable {
         try caller.require(.list)
         let owner: String? = (owner == nil && caller.isLocalOperator) ? nil : try caller.owner(owner)
         let now = clock()
-        let records = try await read { tx in try await tx.records(owner: owner, status: status, now: now) }
+        // A revoked ancestor is derived, not stored: the store's filter cannot see it. `revoked`
+        // reads every record (an ancestor may have revoked any of them); the other filters drop
+        // what turns out to be ancestor-revoked.
+        let records = try await read { tx in
+            try await tx.derivingRevokedAncestors(try await tx.records(owner: owner, status: status == .revoked ? .all : status, now: now),
+                                                  now: now)
+        }
         return records.filter { record in
+            guard status.matches(record.status(at: now)) else { return false }
             if let unusedFor {
                 let cutoff = now.adding(seconds: -unusedFor.seconds)
                 guard (record.usage?.lastUsedAt ?? record.createdAt) < cutoff else { return false }
@@ -121,7 +128,8 @@ public struct PATManagement: Sendable {
     public func record(id: String, by caller: Caller) async throws(ManagementError) -> PATRecord {
         try caller.require(.read, id: id)
         try Identifier.checkPATID(id)
-        return try await read { tx in try await PATManagement.visibleRecord(id, caller: caller, tx) }
+        let now = clock()
+        return try await read { tx in try await PATManagement.visibleRecord(id, caller: caller, now: now, tx) }
     }
 
     // MARK: scopes
@@ -176,7 +184,7 @@ public struct PATManagement: Sendable {
         let key = try signingKey()
         let principal = caller.principal
         let issued = try await self.change(id: id) { tx in
-            var record = try await PATManagement.visibleRecord(id, caller: caller, tx)
+            var record = try await PATManagement.visibleRecord(id, caller: caller, now: now, tx)
             let status = record.status(at: now)
             guard status == .active else {
                 throw ManagementError(.conflict, field: "id", "cannot \(action) PAT \(id): it is \(status); regenerate it first, "
@@ -203,7 +211,7 @@ public struct PATManagement: Sendable {
         let now = clock()
         let principal = caller.principal, admin = caller.isAdmin
         let result = try await change(id: id) { tx in
-            var record = try await PATManagement.visibleRecord(id, caller: caller, tx)
+            var record = try await PATManagement.visibleRecord(id, caller: caller, now: now, tx)
             if record.isRevoked {
                 // An admin's revoke of a PAT its owner revoked makes it the admin's to undo.
                 if admin, record.revokedBy?.isOwnerActingAlone(record.owner) ?? false {
@@ -273,7 +281,7 @@ public struct PATManagement: Sendable {
         let key = try signingKey()
         let principal = caller.principal
         let issued = try await change(id: id) { tx in
-            var record = try await PATManagement.visibleRecord(id, caller: caller, tx)
+            var record = try await PATManagement.visibleRecord(id, caller: caller, now: now, tx)
             let expiresAt = try rules.expiry(expiry, now: now, domainPolicy: try await Delegation.lifetimePolicy(of: record.domain, tx))
             try rules.checkMayRevive(record)
             try rules.checkScopes(record.scopes)
@@ -303,7 +311,7 @@ public struct PATManagement: Sendable {
         let now = clock()
         let principal = caller.principal
         let deleted = try await change(id: id) { tx in
-            let record = try await PATManagement.visibleRecord(id, caller: caller, tx)
+            let record = try await PATManagement.visibleRecord(id, caller: caller, now: now, tx)
             let deleted = DeletedPAT(record: record, tombstone: try await tx.deleteRecord(id: id, now: now))
             _ = try await tx.recordChange(ManagementEvent.deleted.change(data: deleted.json, actor: principal, at: now))
             return deleted
@@ -343,6 +351,7 @@ public struct PATManagement: Sendable {
                         now: Timestamp, key: SecretKey, overlap: PATRecord.Overlap? = nil,
                         tx: any RegistryTransaction) async throws -> IssuedPAT {
         record.lineage = try rules.lineage(reissuing: record.id, parentRecord: try await rules.liveParent(tx, now: now))
+        record.revokedAncestor = nil // the new lineage is the caller's, live (`liveParent`)
         try nextGeneration(&record)
         record.floor = record.generation
         record.overlap = overlap
@@ -369,9 +378,13 @@ public struct PATManagement: Sendable {
     /// The record, when it exists and the caller manages its owner; `notFound` otherwise (another
     /// owner's PAT is not revealed). The operator learns that a PAT was deleted. In a write
     /// transaction the record's owner is locked first (`lockRecord`): what the change reads is
-    /// what no other node changes until it commits.
-    static func visibleRecord(_ id: String, caller: Caller, _ tx: any RegistryTransaction) async throws -> PATRecord {
-        if let record = try await tx.lockRecord(id: id), caller.manages(record.owner) { return record }
+    /// what no other node changes until it commits. With `now`, its `revokedAncestor` is derived
+    /// (the status the record reports and the operations check).
+    static func visibleRecord(_ id: String, caller: Caller, now: Timestamp? = nil, _ tx: any RegistryTransaction) async throws -> PATRecord {
+        if let record = try await tx.lockRecord(id: id), caller.manages(record.owner) {
+            guard let now else { return record }
+            return try await tx.derivingRevokedAncestor(record, now: now)
+        }
         if caller.isLocalOperator, let tombstone = try await tx.tombstone(id: id) {
             throw ManagementError(.deleted, field: "id",
                                   "PAT \(id) was deleted at \(tombstone.deletedAt); a deleted PAT cannot be changed or restored")

@@ -20,6 +20,8 @@ extension PATRecord {
         o.set("generation", .number(String(generation)))
         o.set("validFromGeneration", .number(String(floor)))
         o.set("lineage", .array(lineage.map { .string($0.description) }))
+        // Status ancestor_revoked: the first token of the lineage that is no longer valid.
+        o.set("revokedAncestor", optional(revokedAncestor?.description))
         o.set("createdAt", .string(createdAt.rfc3339))
         o.set("updatedAt", .string(updatedAt.rfc3339))
         o.set("expiresAt", .string(expiresAt.rfc3339))

@@ -8,6 +8,10 @@ public enum PATStatus: String, Sendable, Equatable, CaseIterable, CustomStringCo
     case expired
     /// Every issued generation is below the floor: revoked by `revoke` or revoke-all.
     case revoked
+    /// The PAT itself is not revoked, but a token in its lineage (the PAT that minted it, or one
+    /// above that) was revoked, regenerated or deleted: edges refuse its tokens
+    /// (`ancestor_revoked`). Derived by the management service (`PATRecord.revokedAncestor`).
+    case ancestorRevoked = "ancestor_revoked"
 
     public var description: String { rawValue }
 }
@@ -21,7 +25,8 @@ public enum StatusFilter: String, Sendable, Equatable, CaseIterable {
         case .all: return true
         case .active: return status == .active
         case .expired: return status == .expired
-        case .revoked: return status == .revoked
+        // Revoked directly or through an ancestor: edges refuse the tokens either way.
+        case .revoked: return status == .revoked || status == .ancestorRevoked
         }
     }
 }
@@ -71,6 +76,10 @@ public struct PATRecord: Sendable, Equatable {
     /// After a regenerate with an overlap: the previous generation, valid until `until` though
     /// below the floor (nil: none). Any later change that moves the floor ends it.
     public var overlap: Overlap?
+    /// The first ancestor in `lineage` whose generation the registry no longer holds valid
+    /// (revoked, regenerated past it, or deleted): edges refuse this PAT's tokens. Derived by the
+    /// management service when it reads a record (nil: none, or not derived); never stored.
+    public var revokedAncestor: Ancestor?
 
     /// The one generation below the floor that stays valid for a while after a rotation.
     public struct Overlap: Sendable, Equatable {
@@ -124,9 +133,10 @@ public struct PATRecord: Sendable, Equatable {
     /// True when no generation issued so far is valid.
     public var isRevoked: Bool { floor > generation }
 
-    /// The status at `now`: revoked wins over expired.
+    /// The status at `now`: revoked wins over a revoked ancestor, which wins over expired.
     public func status(at now: Timestamp) -> PATStatus {
         if isRevoked { return .revoked }
+        if revokedAncestor != nil { return .ancestorRevoked }
         if now >= expiresAt { return .expired }
         return .active
     }

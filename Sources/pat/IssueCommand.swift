@@ -1,6 +1,7 @@
 import ArgumentParser
 import PATStore
 import PATKit
+import PATManagement
 
 struct IssueCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -9,6 +10,8 @@ struct IssueCommand: ParsableCommand {
         discussion: """
             Scopes are ENTITY:OPERATION[:ID] (ID defaults to *), checked against the scope catalog:
             --catalog magistrala|generic|FILE, else HOME/catalog.json, else magistrala.
+            `pats` scopes (the management API's) are refused: they belong to PATs the registry
+            records, made with `pat create --catalog management`.
             --claim KEY=VALUE adds a claim; VALUE is taken as JSON when it parses (true, 42, {"a":1}),
             else as a string.
             """)
@@ -26,6 +29,13 @@ struct IssueCommand: ParsableCommand {
     func validate() throws {
         guard (1...PATClaims.maxGeneration).contains(generation) else {
             throw ValidationError("--generation must be from 1 to 2^53−1")
+        }
+        // A token from `pat issue` is recorded nowhere: the management API could neither list nor
+        // revoke what it minted, nor bound it (lineage needs a registry record). Refused by entity.
+        for text in scopes {
+            guard let scope = try? Scope(parsing: text), scope.entity.utf8.elementsEqual(ManagementPermission.entity.utf8) else { continue }
+            throw ValidationError("--scope \(scope): `\(ManagementPermission.entity)` scopes grant the management API's rights and belong "
+                                  + "to PATs the registry records; create one with `pat create --catalog management` instead")
         }
     }
 

@@ -28,7 +28,8 @@ struct ListCommand: AsyncParsableCommand {
     @OptionGroup var home: HomeOption
     @OptionGroup var database: DatabaseOption
     @Option(help: "Only this owner's PATs.") var owner: String?
-    @Option(help: "active (the default, like GitHub's and GitLab's lists), expired, revoked or all.") var status: String = "active"
+    @Option(help: "active (the default, like GitHub's and GitLab's lists), expired, revoked (also through an ancestor) or all.")
+    var status: String = "active"
     @Option(name: .customLong("expiring-within"), help: ArgumentHelp("Only active PATs expiring within this span.", valueName: "DURATION"))
     var expiringWithin: String?
     @Option(name: .customLong("unused-for"), help: ArgumentHelp("Only PATs not used for at least this span.", valueName: "DURATION"))
@@ -123,7 +124,7 @@ struct ShowCommand: AsyncParsableCommand {
             ("owner", Printable.escaped(r.owner)),
             ("description", r.description.map(Printable.escaped) ?? "-"),
             ("domain", r.domain.map(Printable.escaped) ?? "-"),
-            ("status", r.status(at: now).rawValue),
+            ("status", r.revokedAncestor.map { "\(status.rawValue) (\($0) is revoked, regenerated or deleted)" } ?? status.rawValue),
             ("scopes", r.scopes.isEmpty ? "(none)" : r.scopes.claim),
             ("generation", String(r.generation)),
             ("valid from generation", String(r.floor)),

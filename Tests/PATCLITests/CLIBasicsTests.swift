@@ -56,6 +56,20 @@ import Testing
                              "--catalog", "generic"]).status == 0)
     }
 
+    /// Issue 14 §1: `pat issue --catalog management` minted `pats:*` tokens the registry never
+    /// recorded (so nothing could list, revoke or bound them). They belong to `pat create`.
+    @Test func issueRefusesManagementScopes() async throws {
+        for extra in [["--catalog", "management"], []] {
+            let refused = try await pat.run(["issue", "--subject", "a", "--scope", "clients:view", "--scope", "pats:create",
+                                             "--expires-in", "1h"] + extra)
+            #expect(refused.status == 2, "\(refused.stderr)")
+            #expect(refused.stderr.contains("pats:create:*") && refused.stderr.contains("pat create --catalog management"), "\(refused.stderr)")
+            #expect(refused.stdout.isEmpty, "no token")
+        }
+        #expect(try await pat.run(["issue", "--subject", "a", "--scope", "clients:view", "--expires-in", "1h",
+                                   "--catalog", "management"]).status == 0, "other scopes of the management catalog still issue")
+    }
+
     @Test func extraClaimsTravelAndStayReadable() async throws {
         let token = try await issue(["--claim", "ignore_2fa=true", "--claim", "team=blue"])
         let object = try await pat.ok(["verify", token, "--json"]).object()

@@ -65,7 +65,7 @@ struct DelegationCLITests {
         try await pat.ok(["keys", "generate"])
         let created = try await pat.ok(["create", "--owner", "alice", "--name", "n", "--scope", "clients:view", "--expires-in", "1d", "--json"]).object()
         let record: Set<String> = ["id", "owner", "name", "description", "domain", "scopes", "status", "generation", "validFromGeneration",
-                                   "lineage", "createdAt", "updatedAt", "expiresAt", "maxExpiresAt", "lastRotatedAt",
+                                   "lineage", "revokedAncestor", "createdAt", "updatedAt", "expiresAt", "maxExpiresAt", "lastRotatedAt",
                                    "previousGenerationValidUntil", "revokedAt", "revokedBy",
                                    "lastUsedAt", "lastUsedFrom", "lastUseOutcome", "uses"]
         #expect(Set(created.keys) == record.union(["accessToken", "issuedAt"]))

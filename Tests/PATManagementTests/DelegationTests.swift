@@ -74,6 +74,60 @@ struct DelegationServiceTests {
         #expect(dead?.kind == .callerRevoked, "\(String(describing: dead))")
     }
 
+    /// Issue 9: edges refuse a descendant of a revoked token (`ancestor_revoked`), but the registry
+    /// used to call it `active` — in `list --status active`, `show` and the API.
+    @Test("a PAT whose ancestor is revoked, regenerated or deleted is ancestor_revoked, not active", arguments: RegistryBackend.allCases)
+    func ancestorRevokedStatus(_ backend: RegistryBackend) async throws {
+        let t = try await TestHome.make(backend)
+        let clock = TestClock()
+        let service = t.service(at: clock, catalog: try t.home.managementCatalog())
+        let (team, teamCaller) = try await Self.holder(t, service, owner: "platform", name: "team",
+                                                       scopes: ["pats:create", "clients:view"], clock: clock)
+        func mint(_ name: String, by caller: Caller) async throws -> IssuedPAT {
+            try await service.create(CreateRequest(name: name, scopes: try ["pats:create", "clients:view"].map { try Scope(parsing: $0) }),
+                                     by: caller)
+        }
+        let ci = try await mint("ci", by: teamCaller)
+        let deploy = try await mint("deploy", by: try Self.caller(t, ci.bearer, clock: clock))
+        func status(_ id: String) async throws -> PATStatus { try await service.record(id: id, by: .localOperator).status(at: clock.now) }
+        func listed(_ filter: StatusFilter) async throws -> Set<String> {
+            Set(try await service.list(owner: "platform", status: filter, by: .localOperator).map(\.name))
+        }
+        #expect(try await status(deploy.record.id) == .active)
+        #expect(try await listed(.active) == ["team", "ci", "deploy"])
+
+        // A regenerate with an overlap keeps the descendants alive while the overlap lasts, as at the edges.
+        _ = try await service.regenerate(id: team.record.id, overlap: TimeSpan(seconds: 600), by: .localOperator)
+        #expect(try await status(ci.record.id) == .active)
+        clock.advance(601)
+        #expect(try await status(ci.record.id) == .ancestorRevoked)
+        let shown = try await service.record(id: deploy.record.id, by: .localOperator)
+        #expect(shown.status(at: clock.now) == .ancestorRevoked && shown.revokedAncestor == PATRecord.Ancestor(id: team.record.id, generation: 1))
+        let json = shown.json(at: clock.now)
+        #expect(json["status"] == .string("ancestor_revoked") && json["revokedAncestor"] == .string("\(team.record.id).1"))
+        #expect(try await listed(.active) == ["team"], "the regenerated root is active; what its old generation issued is not")
+        // Nor is it warned of its expiry (ci and deploy expire within a day, with the old team token).
+        let expiring = try await service.list(owner: "platform", status: .active, expiringWithin: TimeSpan(seconds: 7 * 86_400), by: .localOperator)
+        #expect(try await service.sendExpiryNotices() == expiring.count, "notices for \(expiring.map(\.name)) only")
+        #expect(try await listed(.revoked) == ["ci", "deploy"])
+        #expect(try await listed(.expired).isEmpty)
+        #expect(try await listed(.all) == ["team", "ci", "deploy"])
+        // Changing scopes needs an active PAT; re-issuing by the operator makes a live root again.
+        let scopes = await managementError { _ = try await service.clearScopes(id: ci.record.id, by: .localOperator) }
+        #expect(scopes?.kind == .conflict && scopes?.reason.contains("ancestor_revoked") == true, "\(String(describing: scopes))")
+        let revived = try await service.regenerate(id: ci.record.id, by: .localOperator)
+        #expect(revived.record.lineage.isEmpty && revived.record.status(at: clock.now) == .active)
+        #expect(try await status(deploy.record.id) == .ancestorRevoked, "deploy was issued by ci's dead generation 1")
+
+        // Deleting an ancestor, and revoking the PAT itself (which wins).
+        let fresh = try await mint("fresh", by: try Self.caller(t, revived.bearer, clock: clock))
+        #expect(try await status(fresh.record.id) == .active)
+        try await service.delete(id: ci.record.id, by: .localOperator)
+        #expect(try await status(fresh.record.id) == .ancestorRevoked)
+        _ = try await service.revoke(id: fresh.record.id, by: .localOperator)
+        #expect(try await status(fresh.record.id) == .revoked)
+    }
+
     @Test("only the owner undoes its own revoke; an admin's or the operator's needs pats:admin", arguments: RegistryBackend.allCases)
     func whoMayUndo(_ backend: RegistryBackend) async throws {
         let t = try await TestHome.make(backend)
