@@ -79,6 +79,35 @@ public final class SQLiteRegistry: PATRegistryStore {
         }
     }
 
+    /// Opens the existing database at `path` for reading only: nothing is created, migrated or
+    /// locked, so reading works on a read-only home and a mistyped path creates no file. Writes
+    /// through it fail.
+    public init(readingOnly path: String, busyTimeout: TimeInterval = 30) throws {
+        self.path = path
+        self.changePollInterval = .milliseconds(500)
+        feed = ChangeFeed { _ in }
+        guard SecureFile.exists(path) else {
+            throw RegistryError(.database, "no registry at \(path): nothing was recorded in this home yet (`pat create` records a PAT)")
+        }
+        var config = Configuration()
+        config.readonly = true
+        config.busyMode = .timeout(busyTimeout)
+        config.label = "pat.registry"
+        config.allowsUnsafeTransactions = true // see the type's comment
+        do {
+            queue = try DatabaseQueue(path: path, configuration: config)
+            let current = try queue.read { db in try SQLiteRegistry.migrator.hasCompletedMigrations(db) }
+            guard current else {
+                throw RegistryError(.database, "\(path) has a schema this pat does not read (written by another pat version): "
+                                    + "run a command that writes, e.g. `pat publish`, to migrate it, or use the matching pat")
+            }
+        } catch let error as RegistryError {
+            throw error
+        } catch {
+            throw SQLiteRegistry.describe(error, path: path)
+        }
+    }
+
     /// The schema (`RegistrySchema`), one GRDB migration per version.
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()

@@ -308,9 +308,9 @@ struct ServeCommand: AsyncParsableCommand {
         }
 
         do { try await PATServer.run(configuration, logger: logger) } catch let error as PATServerError {
-            throw CLIFailure(message: "error: \(error) (choose another with --listen)")
+            throw CLIFailure(message: "\(error) (choose another with --listen)")
         } catch {
-            throw CLIFailure(message: "error: pat serve: \(error)")
+            throw CLIFailure(message: "pat serve: \(error)")
         }
     }
 }
@@ -321,7 +321,7 @@ extension ServeCommand {
     func gateAnchors(_ home: PATHome) throws -> TrustAnchors {
         if let trustAnchor { return try TrustAnchors(contentsOfFile: trustAnchor) }
         if let anchors = try home.keyStore.trustAnchors() { return anchors }
-        throw CLIFailure(message: "error: the gate needs trust anchors: pass --trust-anchor FILE (the issuer's "
+        throw CLIFailure(message: "the gate needs trust anchors: pass --trust-anchor FILE (the issuer's "
                          + "`pat keys export --anchors`); \(home.keyStore.anchorsPath) does not exist", status: 2)
     }
 
@@ -331,7 +331,7 @@ extension ServeCommand {
         let home = configuration.home
         guard (try? home.keyStore.keySet().newest) != nil else {
             if managementOptionsGiven {
-                throw CLIFailure(message: "error: the management API needs a signing key in \(home.keysDirectory): run `pat keys generate`")
+                throw CLIFailure(message: "the management API needs a signing key in \(home.keysDirectory): run `pat keys generate`")
             }
             logger.notice("management API off: no signing key in \(home.keysDirectory) (run `pat keys generate`); serving distribution only")
             return
