@@ -95,7 +95,14 @@ public final class SQLiteRegistry: PATRegistryStore {
         config.label = "pat.registry"
         config.allowsUnsafeTransactions = true // see the type's comment
         do {
-            queue = try DatabaseQueue(path: path, configuration: config)
+            do {
+                queue = try DatabaseQueue(path: path, configuration: config)
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_CANTOPEN && access(SQLiteRegistry.folder(of: path), W_OK) != 0 {
+                // A WAL database in a folder we may not write: SQLite cannot create its -shm
+                // file, so it is read as immutable (no locks). Only the folder's owner can change
+                // it meanwhile, and a read command then shows what was committed when it began.
+                queue = try DatabaseQueue(path: "file:" + SQLiteRegistry.uriEscaped(path) + "?immutable=1", configuration: config)
+            }
             let current = try queue.read { db in try SQLiteRegistry.migrator.hasCompletedMigrations(db) }
             guard current else {
                 throw RegistryError(.database, "\(path) has a schema this pat does not read (written by another pat version): "
@@ -106,6 +113,25 @@ public final class SQLiteRegistry: PATRegistryStore {
         } catch {
             throw SQLiteRegistry.describe(error, path: path)
         }
+    }
+
+    static func folder(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    /// `path` for a `file:` URI: `%`, `?` and `#` percent-encoded.
+    static func uriEscaped(_ path: String) -> String {
+        var out = ""
+        for character in path {
+            switch character {
+            case "%": out += "%25"
+            case "?": out += "%3F"
+            case "#": out += "%23"
+            default: out.append(character)
+            }
+        }
+        return out
     }
 
     /// The schema (`RegistrySchema`), one GRDB migration per version.
