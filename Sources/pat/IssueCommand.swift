@@ -7,9 +7,9 @@ struct IssueCommand: ParsableCommand {
         commandName: "issue",
         abstract: "Sign a PAT with the newest key and print only the token (stateless; nothing is recorded).",
         discussion: """
-            Scopes are ENTITY:OPERATION[:ID] (ID defaults to *), checked against the scope catalog:
+            Scopes are ENTITY:OPERATION[:ID] (ID defaults to *), checked against the scope catalog: \
             --catalog magistrala|generic|FILE, else HOME/catalog.json, else magistrala.
-            --claim KEY=VALUE adds a claim; VALUE is taken as JSON when it parses (true, 42, {"a":1}),
+            --claim KEY=VALUE adds a claim; VALUE is taken as JSON when it parses (true, 42, {"a":1}), \
             else as a string.
             """)
 

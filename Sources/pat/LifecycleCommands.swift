@@ -191,6 +191,11 @@ struct RevokeCommand: AsyncParsableCommand {
                 emit(JSONValue.object(o).description)
                 return
             }
+            if result.revoked.isEmpty && result.alreadyRevoked == 0 {
+                emit("owner \(shown) has no PATs in the registry; recorded an owner revocation anyway: every token of \(shown) "
+                     + "issued before \(result.ownerRevocation.issuedBefore) (e.g. by `pat issue`) is refused once `pat publish` runs")
+                return
+            }
             emit("revoked \(result.revoked.count) PAT\(result.revoked.count == 1 ? "" : "s") of owner \(shown)"
                  + (result.alreadyRevoked > 0 ? " (\(result.alreadyRevoked) already revoked)" : "")
                  + "; every token of \(shown) issued before \(result.ownerRevocation.issuedBefore) is refused once `pat publish` runs")

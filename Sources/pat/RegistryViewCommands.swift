@@ -89,7 +89,13 @@ struct ShowCommand: AsyncParsableCommand {
     func run() async throws {
         let service = try await openService(home.resolved, database, readingOnly: true)
         let now = service.clock()
-        let r = try await operatorCall { try await service.record(id: id, by: .localOperator) }
+        let r: PATRecord
+        do { r = try await service.record(id: id, by: .localOperator) } catch where error.kind == .deleted {
+            throw CLIFailure(message: "PAT \(Printable.escaped(id)) was deleted: only its tombstone is left, which keeps its tokens "
+                             + "refused (`pat list` shows the PATs that exist)", code: error.kind.name)
+        } catch {
+            throw CLIFailure.describing(error)
+        }
         let days = try await operatorCall { try await service.usageDays(id: id, by: .localOperator) }
         if json {
             var o = r.json(at: now)

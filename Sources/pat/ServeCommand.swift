@@ -217,14 +217,12 @@ struct ServeCommand: AsyncParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
-        do {
-            _ = try TimeSpan(parsing: refreshInterval)
-            if let staleGrace { _ = try TimeSpan(parsing: staleGrace) }
-            for span in [maxLifetime, defaultLifetime, nextUpdate, webhookTimeout, webhookClaimLease, usageInterval] {
-                if let span { _ = try TimeSpan(parsing: span) }
-            }
-        } catch {
-            throw ValidationError("\(error)")
+        // Each duration named by its option (the message says which one was wrong).
+        for (option, span) in [("--refresh-interval", refreshInterval), ("--stale-grace", staleGrace), ("--max-lifetime", maxLifetime),
+                               ("--default-lifetime", defaultLifetime), ("--next-update", nextUpdate),
+                               ("--webhook-timeout", webhookTimeout), ("--webhook-claim-lease", webhookClaimLease),
+                               ("--usage-interval", usageInterval)] {
+            if let span { _ = try parseSpan(span, option: option) }
         }
     }
 

@@ -7,10 +7,10 @@ struct VerifyCommand: ParsableCommand {
         commandName: "verify",
         abstract: "Check a PAT offline: signature, times, revocation, domain and scopes.",
         discussion: """
-            The token is read from standard input when not given, so it need not appear in shell
-            history; surrounding whitespace is ignored. Keys default to HOME/keys/keyset.json; with
-            --trust-anchor FILE they come from a signed key set (--keys, else HOME/published/keys.json)
-            that one of the anchors signed. The revocation list defaults to HOME/published/revocations.bin;
+            The token is read from standard input when not given, so it need not appear in shell \
+            history; surrounding whitespace is ignored. Keys default to HOME/keys/keyset.json; with \
+            --trust-anchor FILE they come from a signed key set (--keys, else HOME/published/keys.json) \
+            that one of the anchors signed. The revocation list defaults to HOME/published/revocations.bin; \
             without one the token is refused (missing_revocation_list) unless --no-revocation-check.
             Exit status: 0 valid (claims printed), 1 invalid (reason printed), 2 usage error.
             Testing aid: PAT_NOW=YYYY-MM-DDTHH:MM:SSZ checks as if that were the current time.

@@ -22,10 +22,13 @@ struct ConsistentCLITests {
         let arguments: [String]
         let status: Int32
         let says: String
-        init(_ arguments: [String], _ status: Int32, _ says: String = "") {
+        /// Whether the command has --json (all but `pat serve`).
+        let json: Bool
+        init(_ arguments: [String], _ status: Int32, _ says: String = "", json: Bool = true) {
             self.arguments = arguments
             self.status = status
             self.says = says
+            self.json = json
         }
     }
 
@@ -62,6 +65,7 @@ struct ConsistentCLITests {
             Mistake(["delete", "--owner", "alice"], 2, "--all"),
             Mistake(["show"], 2, "id"),
             Mistake(["create", "--owner", "alice", "--name", "n2", "--expires-in", "1d"], 2, "--scope"),
+            Mistake(["serve", "--refresh-interval", "5"], 2, "--refresh-interval", json: false),
             // The operation failed: exit 1.
             Mistake(["show", "nosuchid"], 1, "no PAT with id nosuchid"),
             Mistake(["revoke", "nosuchid"], 1, "no PAT with id nosuchid"),
@@ -84,6 +88,7 @@ struct ConsistentCLITests {
             #expect(plain.stderr.contains(mistake.says), "pat \(shown): \(plain.stderr)")
             #expect(!plain.stderr.contains("Error:"), "pat \(shown): one prefix: \(plain.stderr)")
 
+            guard mistake.json else { continue }
             let json = try await pat.run(mistake.arguments + ["--json"])
             #expect(json.status == mistake.status, "pat \(shown) --json: exit \(json.status)")
             let error = (try? json.object())?["error"] as? [String: Any]
@@ -163,6 +168,11 @@ struct ConsistentCLITests {
         let deleted = try await pat.ok(["delete", id, "--json"]).object()
         #expect(deleted["deleted"] as? [String] == [id] && deleted["changed"] as? Bool == true, "\(deleted)")
         #expect(try await pat.ok(["delete", id, "--json"]).object()["changed"] as? Bool == false)
+        let shown = try await pat.run(["show", id])
+        #expect(shown.status == 1 && shown.stderr.hasPrefix("error: PAT \(id) was deleted") && !shown.stderr.contains("restored"),
+                "\(shown.stderr)")
+        let nobody = try await pat.run(["revoke", "--owner", "typo", "--all", "--yes"])
+        #expect(nobody.status == 0 && nobody.stdout.contains("owner typo has no PATs in the registry"), "\(nobody.stdout)")
     }
 
     @Test("--json on the key and publish commands")
