@@ -48,7 +48,14 @@ struct VerifyCommand: ParsableCommand {
         let listPath = noRevocationCheck ? nil
             : revocations ?? (SecureFile.exists(home.publishedRevocationsPath) ? home.publishedRevocationsPath : nil)
         if let listPath {
-            try validator.installRevocations(SecureFile.read(listPath, maxBytes: RevocationList.defaultMaxBytes))
+            let bytes = try SecureFile.read(listPath, maxBytes: RevocationList.defaultMaxBytes)
+            do { try validator.installRevocations(bytes) } catch {
+                // Keys from elsewhere, list from the home: say which list it was and how to pass the right one.
+                let implicit = revocations == nil && keys != nil
+                throw CLIFailure(message: "\(listPath): \(error)" + (implicit
+                    ? " (this is the home's revocation list, used because --revocations was not given: pass the list of the "
+                        + "issuer of --keys with --revocations FILE)" : ""))
+            }
         }
 
         let text = try token.map(trimSurroundingWhitespace) ?? readTokenFromStandardInput()

@@ -98,6 +98,14 @@ struct ConsistentCLITests {
             if mistake.status == 2 { #expect(error?["code"] as? String == "invalid_input", "pat \(shown) --json: \(json.stdout)") }
         }
         #expect(try await pat.list().count == 1, "no mistake created anything")
+
+        // Another issuer's keys with this home's list: the message names the list and --revocations.
+        try await pat.ok(["publish"])
+        let foreignKeys = other.home + "/keyset.json"
+        try await other.ok(["keys", "export"]).stdout.write(toFile: foreignKeys, atomically: true, encoding: .utf8)
+        let mixed = try await pat.run(["verify", "--keys", foreignKeys, token])
+        #expect(mixed.status == 1 && mixed.stderr.hasPrefix("error: \(pat.home)/published/revocations.bin: ")
+                && mixed.stderr.contains("--revocations FILE"), "\(mixed.stderr)")
     }
 
     @Test("--home before or after the command; a missing home is an error for read commands, and they create nothing")
