@@ -79,6 +79,61 @@ public final class SQLiteRegistry: PATRegistryStore {
         }
     }
 
+    /// Opens the existing database at `path` for reading only: nothing is created, migrated or
+    /// locked, so reading works on a read-only home and a mistyped path creates no file. Writes
+    /// through it fail.
+    public init(readingOnly path: String, busyTimeout: TimeInterval = 30) throws {
+        self.path = path
+        self.changePollInterval = .milliseconds(500)
+        feed = ChangeFeed { _ in }
+        guard SecureFile.exists(path) else {
+            throw RegistryError(.database, "no registry at \(path): nothing was recorded in this home yet (`pat create` records a PAT)")
+        }
+        var config = Configuration()
+        config.readonly = true
+        config.busyMode = .timeout(busyTimeout)
+        config.label = "pat.registry"
+        config.allowsUnsafeTransactions = true // see the type's comment
+        do {
+            do {
+                queue = try DatabaseQueue(path: path, configuration: config)
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_CANTOPEN && access(SQLiteRegistry.folder(of: path), W_OK) != 0 {
+                // A WAL database in a folder we may not write: SQLite cannot create its -shm
+                // file, so it is read as immutable (no locks). Only the folder's owner can change
+                // it meanwhile, and a read command then shows what was committed when it began.
+                queue = try DatabaseQueue(path: "file:" + SQLiteRegistry.uriEscaped(path) + "?immutable=1", configuration: config)
+            }
+            let current = try queue.read { db in try SQLiteRegistry.migrator.hasCompletedMigrations(db) }
+            guard current else {
+                throw RegistryError(.database, "\(path) has a schema this pat does not read (written by another pat version): "
+                                    + "run a command that writes, e.g. `pat publish`, to migrate it, or use the matching pat")
+            }
+        } catch let error as RegistryError {
+            throw error
+        } catch {
+            throw SQLiteRegistry.describe(error, path: path)
+        }
+    }
+
+    static func folder(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    /// `path` for a `file:` URI: `%`, `?` and `#` percent-encoded.
+    static func uriEscaped(_ path: String) -> String {
+        var out = ""
+        for character in path {
+            switch character {
+            case "%": out += "%25"
+            case "?": out += "%3F"
+            case "#": out += "%23"
+            default: out.append(character)
+            }
+        }
+        return out
+    }
+
     /// The schema (`RegistrySchema`), one GRDB migration per version.
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()

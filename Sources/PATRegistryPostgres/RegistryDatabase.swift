@@ -43,9 +43,12 @@ public enum RegistryDatabase: Sendable, CustomStringConvertible {
         }
     }
 
-    /// Opens (creating and migrating when needed) the registry. Close it when done.
-    public func open(home: PATHome, logger: Logger = Logger(label: "patkit.registry")) async throws -> any PATRegistryStore {
+    /// Opens (creating and migrating when needed) the registry. Close it when done. With
+    /// `readingOnly`, an SQLite registry must exist and is opened read-only (nothing created).
+    public func open(home: PATHome, readingOnly: Bool = false, logger: Logger = Logger(label: "patkit.registry")) async throws -> any PATRegistryStore {
         switch self {
+        case .sqlite(let path) where readingOnly:
+            return try SQLiteRegistry(readingOnly: path)
         case .sqlite(let path) where path == SQLiteRegistry.defaultPath(in: home):
             return try SQLiteRegistry(home: home)
         case .sqlite(let path):

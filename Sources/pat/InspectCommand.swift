@@ -29,10 +29,10 @@ struct InspectCommand: ParsableCommand {
             parts = try PASETOv4Public.parse(text)
             claims = try JSONParser.parse(parts.message)
         } catch {
-            throw CLIFailure(message: "error: not a decodable PASETO v4.public token (fingerprint \(fingerprint)): \(error)")
+            throw CLIFailure(message: "not a decodable PASETO v4.public token (fingerprint \(fingerprint)): \(error)")
         }
         guard case .object(let claimObject) = claims else {
-            throw CLIFailure(message: "error: the token's claims are not a JSON object (fingerprint \(fingerprint))")
+            throw CLIFailure(message: "the token's claims are not a JSON object (fingerprint \(fingerprint))")
         }
         // The footer is JSON for PATKit tokens ({"kid":"k4.pid…"}); anything else is shown as text.
         let footer: JSONValue = parts.footer.isEmpty ? .null

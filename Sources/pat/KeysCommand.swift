@@ -18,11 +18,12 @@ struct KeysCommand: ParsableCommand {
                 in HOME/keys/anchors), which signs the published key set; edges pin it.
                 """)
         @OptionGroup var home: HomeOption
+        @Flag(help: "Print {\"kid\": ID} on standard output.") var json = false
 
         func run() throws {
             let store = home.resolved.keyStore
             let key = try store.generate()
-            emit(key.id.rawValue)
+            emit(json ? keyIDJSON(key.id) : key.id.rawValue)
             if let anchor = try store.ensureAnchor() {
                 printError("note: created the online trust anchor \(anchor) (HOME/keys/anchor); edges pin it: "
                            + "`pat keys export --anchors > anchors.txt`, then `--trust-anchor anchors.txt`")
@@ -33,19 +34,35 @@ struct KeysCommand: ParsableCommand {
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List the keys: id, status, creation time, and whether the secret key is here.")
         @OptionGroup var home: HomeOption
+        @Flag(help: "Print a JSON array.") var json = false
 
         func run() throws {
-            let store = home.resolved.keyStore
+            let home = self.home.resolved
+            try requireExistingHome(home)
+            let store = home.keyStore
             let set = try store.keySet()
             guard !set.isEmpty else {
-                throw CLIFailure(message: "no keys in \(store.directory): run `pat keys generate`")
+                throw CLIFailure(message: "no keys in \(store.directory): run `pat keys generate`", code: "not_found")
             }
             let signing = set.newest?.id
-            emit("KID                                                  STATUS   CREATED               SECRET  SIGNING")
-            for entry in set.entries {
-                let created = entry.created?.rfc3339 ?? "-"
-                emit("\(entry.id.rawValue)  \(entry.status.rawValue.padding(8))  \(created.padding(20))  \((store.hasSecret(entry.id) ? "yes" : "no").padding(6))  \(entry.id == signing ? "yes" : "")")
+            if json {
+                emit(JSONValue.array(set.entries.map { entry in
+                    var o = JSONObject()
+                    o.set("kid", .string(entry.id.rawValue))
+                    o.set("status", .string(entry.status.rawValue))
+                    o.set("created", entry.created.map { JSONValue.string($0.rfc3339) } ?? JSONValue.null)
+                    o.set("secret", .bool(store.hasSecret(entry.id)))
+                    o.set("signing", .bool(entry.id == signing))
+                    return .object(o)
+                }).description)
+                return
             }
+            var rows = [["KID", "STATUS", "CREATED", "SECRET", "SIGNING"]]
+            for entry in set.entries {
+                rows.append([entry.id.rawValue, entry.status.rawValue, entry.created?.rfc3339 ?? "-",
+                             store.hasSecret(entry.id) ? "yes" : "no", entry.id == signing ? "yes" : ""])
+            }
+            emit(table(rows))
         }
     }
 
@@ -54,22 +71,49 @@ struct KeysCommand: ParsableCommand {
             abstract: "Print the public key set as JSON, or (--anchors) the trust anchors edges pin; no secret material.")
         @OptionGroup var home: HomeOption
         @Flag(help: "Print the trust anchors, one k4.public line each: the file edges pass as --trust-anchor.") var anchors = false
+        @Flag(help: "The output is JSON already (the key set); with --anchors, print {\"anchors\": [k4.public …]}.") var json = false
 
         func run() throws {
-            let store = home.resolved.keyStore
+            let home = self.home.resolved
+            try requireExistingHome(home)
+            let store = home.keyStore
             if anchors {
                 guard let anchors = try store.trustAnchors() else {
-                    throw CLIFailure(message: "error: no trust anchor in \(store.anchorsPath): `pat keys generate` or `pat publish` creates "
+                    throw CLIFailure(message: "no trust anchor in \(store.anchorsPath): `pat keys generate` or `pat publish` creates "
                                      + "an online one; `pat keys anchor generate --out FILE` an offline one")
                 }
-                emit(String(anchors.text.dropLast()))
+                let text = String(anchors.text.dropLast())
+                if json {
+                    var o = JSONObject()
+                    o.set("anchors", .array(text.split(separator: "\n").map { .string(String($0)) }))
+                    emit(JSONValue.object(o).description)
+                } else {
+                    emit(text)
+                }
                 return
             }
             let set = try store.keySet()
-            guard !set.isEmpty else { throw CLIFailure(message: "no keys to export: run `pat keys generate` first") }
+            guard !set.isEmpty else { throw CLIFailure(message: "no keys to export: run `pat keys generate` first", code: "not_found") }
             emit(String(decoding: set.encoded().dropLast(), as: UTF8.self))
         }
     }
+}
+
+/// `{"kid": ID}` (and `"changed"` when given): the JSON output of the key commands.
+func keyIDJSON(_ id: KeyID, changed: Bool? = nil) -> String {
+    var o = JSONObject()
+    o.set("kid", .string(id.rawValue))
+    if let changed { o.set("changed", .bool(changed)) }
+    return JSONValue.object(o).description
+}
+
+/// Shell completion of key ids: those of the home given on the command line (else $PAT_HOME,
+/// else the current directory).
+@Sendable func completeKeyIDs(_ words: [String], _ index: Int, _ prefix: String) -> [String] {
+    var home: String?
+    for (i, word) in words.enumerated() where word == "--home" && i + 1 < words.count { home = words[i + 1] }
+    guard let set = try? PATHome.resolve(home).keyStore.keySet() else { return [] }
+    return set.entries.map(\.id.rawValue).filter { $0.hasPrefix(prefix) }
 }
 
 extension String {
@@ -86,12 +130,13 @@ extension KeysCommand {
                 tokens should stop validating. Prints the new key id.
                 """)
         @OptionGroup var home: HomeOption
+        @Flag(help: "Print {\"kid\": ID} on standard output.") var json = false
 
         func run() throws {
             let store = home.resolved.keyStore
             let previous = try store.keySet().activeKeys.map(\.id)
             let key = try store.generate(now: try currentTime())
-            emit(key.id.rawValue)
+            emit(json ? keyIDJSON(key.id) : key.id.rawValue)
             printError(previous.isEmpty
                        ? "note: this is the first key; run `pat publish` to publish it"
                        : "note: \(previous.count) older key\(previous.count == 1 ? " stays" : "s stay") active; run `pat publish` so verifiers learn the new key")
@@ -107,25 +152,29 @@ extension KeysCommand {
                 key cannot be retired: run `pat keys rotate` first.
                 """)
         @OptionGroup var home: HomeOption
-        @Argument(help: "The key id (k4.pid.…), as shown by `pat keys list`.") var kid: String
+        @Argument(help: "The key id (k4.pid.…), as shown by `pat keys list`.", completion: .custom(completeKeyIDs), transform: parseKeyID)
+        var kid: KeyID
+        @Flag(help: "Print {\"kid\": ID, \"changed\": BOOL} on standard output.") var json = false
 
         func run() throws {
-            let store = home.resolved.keyStore
-            let id = try KeyID(kid)
+            let home = self.home.resolved
+            try requireExistingHome(home)
+            let store = home.keyStore
+            let id = kid
             let set = try store.keySet()
             guard let entry = set.entries.first(where: { $0.id == id }) else {
-                throw CLIFailure(message: "error: no key \(id) in \(store.directory): `pat keys list` shows the known keys")
+                throw CLIFailure(message: "no key \(id) in \(store.directory): `pat keys list` shows the known keys", status: 2)
             }
             guard entry.status == .active else {
-                emit("key \(id) is already retired; nothing changed")
+                emit(json ? keyIDJSON(id, changed: false) : "key \(id) is already retired; nothing changed")
                 return
             }
             guard set.activeKeys.contains(where: { $0.id != id }) else {
-                throw CLIFailure(message: "error: \(id) is the only active key; retiring it would leave nothing to sign tokens "
+                throw CLIFailure(message: "\(id) is the only active key; retiring it would leave nothing to sign tokens "
                                  + "and revocation lists: run `pat keys rotate` first, then retire it")
             }
             try store.retire(id)
-            emit("retired key \(id): tokens it signed stop validating once `pat publish` runs")
+            if json { emit(keyIDJSON(id, changed: true)) } else { emit("retired key \(id): tokens it signed stop validating once `pat publish` runs") }
             if set.newest?.id == id, let next = try store.keySet().newest {
                 printError("note: new tokens and lists are now signed with \(next.id)")
             }
@@ -153,10 +202,11 @@ extension KeysCommand {
             @OptionGroup var home: HomeOption
             @Option(help: ArgumentHelp("Write the anchor's secret key here instead of keeping it in HOME (offline anchor).", valueName: "FILE"))
             var out: String?
+            @Flag(help: "Print {\"kid\": ID} on standard output.") var json = false
 
             func run() throws {
                 let key = try home.resolved.keyStore.generateAnchor(offlinePath: out)
-                emit(key.id.rawValue)
+                emit(json ? keyIDJSON(key.id) : key.id.rawValue)
                 if let out {
                     printError("note: the anchor's secret key is in \(out) only: move it offline. Sign key sets with "
                                + "`pat keys sign-set --anchor-key \(out)`; edges pin `pat keys export --anchors`")
@@ -181,8 +231,9 @@ extension KeysCommand {
         @OptionGroup var home: HomeOption
         @Option(name: .customLong("anchor-key"), help: ArgumentHelp("The anchor's secret key file.", valueName: "FILE")) var anchorKey: String
         @Option(help: ArgumentHelp("Output folder (default: HOME/published).", valueName: "DIR")) var out: String?
-        @Option(name: .customLong("next-update"), help: ArgumentHelp("How long edges may use the set: 30d by default.", valueName: "DURATION"))
+        @Option(name: .customLong("next-update"), parsing: .unconditional, help: ArgumentHelp("How long edges may use the set: 30d by default.", valueName: "DURATION"))
         var nextUpdate = "30d"
+        @Flag(help: "Print the result as one JSON object.") var json = false
 
         func validate() throws {
             let span = try parseSpan(nextUpdate, option: "--next-update")
@@ -202,6 +253,16 @@ extension KeysCommand {
                                                   validity: try parseSpan(nextUpdate, option: "--next-update"))
                 try SecureFile.writeAtomically(path, signed.bytes, mode: 0o644)
                 return signed
+            }
+            if json {
+                var o = JSONObject()
+                o.set("sequence", .number(String(signed.sequence)))
+                o.set("signer", .string("\(signed.signer)"))
+                o.set("path", .string(path))
+                o.set("activeKeys", .number(String(signed.keys.activeKeys.count)))
+                o.set("nextUpdate", .string("\(signed.nextUpdate)"))
+                emit(JSONValue.object(o).description)
+                return
             }
             emit("signed key set \(signed.sequence) with trust anchor \(signed.signer) to \(path): "
                  + "\(signed.keys.activeKeys.count) active key\(signed.keys.activeKeys.count == 1 ? "" : "s"); next update due \(signed.nextUpdate)")

@@ -35,7 +35,8 @@ struct CreateCommand: AsyncParsableCommand {
             transform: parseScope) var scopes: [Scope] = []
     @OptionGroup var expiry: ExpiryOptions
     @Option(help: "The domain the PAT acts in (dom).") var domain: String?
-    @Option(help: "Scope catalog: magistrala, generic, management (adds pats:* for the management API), or a JSON file.") var catalog: String?
+    @Option(help: "Scope catalog: magistrala, generic, management (adds pats:* for the management API), or a JSON file.",
+                transform: parseCatalogName) var catalog: String?
     @OptionGroup var policy: LifetimePolicyOption
     @Flag(help: "Print the PAT as one JSON object (the token as \"accessToken\") on standard output.") var json = false
 
@@ -70,9 +71,10 @@ struct ScopeCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add scopes (checked against the scope catalog) and re-issue.")
         @OptionGroup var home: HomeOption
         @OptionGroup var database: DatabaseOption
-        @Argument(help: "The PAT id.") var id: String
+        @Argument(help: "The PAT id.", completion: .custom(completePATIDs)) var id: String
         @Argument(help: "Scopes ENTITY:OPERATION[:ID] to add.", transform: parseScope) var scopes: [Scope] = []
-        @Option(help: "Scope catalog: magistrala, generic, management (adds pats:* for the management API), or a JSON file.") var catalog: String?
+        @Option(help: "Scope catalog: magistrala, generic, management (adds pats:* for the management API), or a JSON file.",
+                transform: parseCatalogName) var catalog: String?
         @Flag(help: "Print the re-issued PAT as JSON.") var json = false
 
         func validate() throws {
@@ -82,7 +84,21 @@ struct ScopeCommand: AsyncParsableCommand {
         func run() async throws {
             let home = self.home.resolved
             let service = try await openService(home, database, catalog: home.catalog(named: catalog))
-            let issued = try await operatorCall(options: ["scopes": "SCOPE"]) { try await service.addScopes(id: id, scopes, by: .localOperator) }
+            let issued: IssuedPAT
+            do { issued = try await service.addScopes(id: id, scopes, by: .localOperator) } catch where error.kind == .conflict && error.field == "scopes" {
+                // Already held: like revoking or deleting twice, nothing to do is not a failure.
+                if json {
+                    var o = try await operatorCall { try await service.record(id: id, by: .localOperator) }.json(at: service.clock())
+                    o.set("changed", .bool(false))
+                    emit(JSONValue.object(o).description)
+                } else {
+                    emit("PAT \(Printable.escaped(id)) already has \(ScopeSet(scopes).claim); nothing changed and no token was issued")
+                }
+                return
+            } catch {
+                throw CLIFailure(message: cliMessage(error, options: ["scopes": "SCOPE"]), status: error.kind == .invalidInput ? 2 : 1,
+                                 code: error.kind.name)
+            }
             emitIssued(issued, json: json, verb: "re-issued PAT", now: service.clock())
         }
     }
@@ -91,7 +107,7 @@ struct ScopeCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove scopes and re-issue.")
         @OptionGroup var home: HomeOption
         @OptionGroup var database: DatabaseOption
-        @Argument(help: "The PAT id.") var id: String
+        @Argument(help: "The PAT id.", completion: .custom(completePATIDs)) var id: String
         @Argument(help: "Scopes ENTITY:OPERATION[:ID] to remove.", transform: parseScope) var scopes: [Scope] = []
         @Flag(help: "Print the re-issued PAT as JSON.") var json = false
 
@@ -110,7 +126,7 @@ struct ScopeCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove every scope and re-issue (the new token grants nothing).")
         @OptionGroup var home: HomeOption
         @OptionGroup var database: DatabaseOption
-        @Argument(help: "The PAT id.") var id: String
+        @Argument(help: "The PAT id.", completion: .custom(completePATIDs)) var id: String
         @Flag(help: "Print the re-issued PAT as JSON.") var json = false
 
         func run() async throws {
@@ -137,10 +153,11 @@ struct RevokeCommand: AsyncParsableCommand {
 
     @OptionGroup var home: HomeOption
     @OptionGroup var database: DatabaseOption
-    @Argument(help: "The PAT id.") var id: String?
+    @Argument(help: "The PAT id.", completion: .custom(completePATIDs)) var id: String?
     @Option(help: "Revoke every PAT of this owner (with --all).") var owner: String?
     @Flag(help: "With --owner: revoke every PAT of the owner.") var all = false
     @Flag(help: "Do not ask for confirmation.") var yes = false
+    @Flag(help: "Print the result as one JSON object: the PAT (with \"changed\"), or for --owner --all the counts.") var json = false
 
     func validate() throws { _ = try target(id: id, owner: owner, all: all, command: "revoke") }
 
@@ -150,7 +167,11 @@ struct RevokeCommand: AsyncParsableCommand {
         case .one(let id):
             let result = try await operatorCall { try await service.revoke(id: id, by: .localOperator) }
             let r = result.record, shown = "\"\(Printable.escaped(r.name))\" of \(Printable.escaped(r.owner))"
-            if result.wasAlreadyRevoked {
+            if json {
+                var o = r.json(at: service.clock())
+                o.set("changed", .bool(!result.wasAlreadyRevoked))
+                emit(JSONValue.object(o).description)
+            } else if result.wasAlreadyRevoked {
                 emit("PAT \(r.id) (\(shown)) was already revoked at \(r.revokedAt?.rfc3339 ?? "an earlier time"); nothing changed")
             } else {
                 emit("revoked PAT \(r.id) (\(shown)); its tokens, and every token it issued, are refused once `pat publish` runs")
@@ -161,6 +182,20 @@ struct RevokeCommand: AsyncParsableCommand {
             try confirm("Revoke all \(count) PAT\(count == 1 ? "" : "s") of owner \(shown), and every other token issued to them until now",
                         yes: yes)
             let result = try await operatorCall { try await service.revokeAll(owner: owner, by: .localOperator) }
+            if json {
+                var o = JSONObject()
+                o.set("owner", .string(owner))
+                o.set("revoked", .array(result.revoked.map { .string($0.id) }))
+                o.set("alreadyRevoked", .number(String(result.alreadyRevoked)))
+                o.set("issuedBefore", .string("\(result.ownerRevocation.issuedBefore)"))
+                emit(JSONValue.object(o).description)
+                return
+            }
+            if result.revoked.isEmpty && result.alreadyRevoked == 0 {
+                emit("owner \(shown) has no PATs in the registry; recorded an owner revocation anyway: every token of \(shown) "
+                     + "issued before \(result.ownerRevocation.issuedBefore) (e.g. by `pat issue`) is refused once `pat publish` runs")
+                return
+            }
             emit("revoked \(result.revoked.count) PAT\(result.revoked.count == 1 ? "" : "s") of owner \(shown)"
                  + (result.alreadyRevoked > 0 ? " (\(result.alreadyRevoked) already revoked)" : "")
                  + "; every token of \(shown) issued before \(result.ownerRevocation.issuedBefore) is refused once `pat publish` runs")
@@ -185,10 +220,10 @@ struct RegenerateCommand: AsyncParsableCommand {
 
     @OptionGroup var home: HomeOption
     @OptionGroup var database: DatabaseOption
-    @Argument(help: "The PAT id.") var id: String
+    @Argument(help: "The PAT id.", completion: .custom(completePATIDs)) var id: String
     @OptionGroup var expiry: ExpiryOptions
     @OptionGroup var policy: LifetimePolicyOption
-    @Option(help: ArgumentHelp("Keep the token being replaced valid this long, e.g. 1h (default 0: it dies at once).",
+    @Option(parsing: .unconditional, help: ArgumentHelp("Keep the token being replaced valid this long, e.g. 1h (default 0: it dies at once).",
                                valueName: "DURATION"))
     var overlap: String?
     @Flag(help: "Print the re-issued PAT as JSON.") var json = false
@@ -218,35 +253,55 @@ struct DeleteCommand: AsyncParsableCommand {
 
     @OptionGroup var home: HomeOption
     @OptionGroup var database: DatabaseOption
-    @Argument(help: "The PAT id.") var id: String?
+    @Argument(help: "The PAT id.", completion: .custom(completePATIDs)) var id: String?
     @Option(help: "Delete every PAT of this owner (with --all).") var owner: String?
     @Flag(help: "With --owner: delete every PAT of the owner.") var all = false
     @Flag(help: "Do not ask for confirmation.") var yes = false
+    @Flag(help: "Print the result as one JSON object: {\"deleted\": [ID …], \"changed\": BOOL}.") var json = false
 
     func validate() throws { _ = try target(id: id, owner: owner, all: all, command: "delete") }
+
+    private func emitJSON(_ ids: [String], owner: String? = nil) {
+        var o = JSONObject()
+        if let owner { o.set("owner", .string(owner)) }
+        o.set("deleted", .array(ids.map { .string($0) }))
+        o.set("changed", .bool(!ids.isEmpty))
+        emit(JSONValue.object(o).description)
+    }
 
     func run() async throws {
         let service = try await openService(home.resolved, database)
         switch try target(id: id, owner: owner, all: all, command: "delete") {
         case .one(let id):
+            let deletedID: String?
+            let owner: String
             do {
                 let deleted = try await service.delete(id: id, by: .localOperator)
-                emit("deleted PAT \(deleted.record.id) of \(Printable.escaped(deleted.record.owner)); its tokens, and every token it "
-                     + "issued, are refused once `pat publish` runs")
+                (deletedID, owner) = (deleted.record.id, deleted.record.owner)
             } catch where error.kind == .deleted {
-                emit("PAT \(Printable.escaped(id)) was already deleted; nothing changed")
+                (deletedID, owner) = (nil, "") // deleting twice changes nothing
             } catch {
-                throw CLIFailure(message: cliMessage(error), status: 1)
+                throw CLIFailure.describing(error)
+            }
+            if json {
+                emitJSON(deletedID.map { [$0] } ?? [])
+            } else if let deletedID {
+                emit("deleted PAT \(deletedID) of \(Printable.escaped(owner)); its tokens, and every token it "
+                     + "issued, are refused once `pat publish` runs")
+            } else {
+                emit("PAT \(Printable.escaped(id)) was already deleted; nothing changed")
             }
         case .owner(let owner):
             let shown = Printable.escaped(owner)
             let count = try await operatorCall { try await service.list(owner: owner, by: .localOperator).count }
             guard count > 0 else {
+                if json { return emitJSON([], owner: owner) }
                 emit("owner \(shown) has no PATs; nothing changed")
                 return
             }
             try confirm("Delete all \(count) PAT\(count == 1 ? "" : "s") of owner \(shown)", yes: yes)
             let deleted = try await operatorCall { try await service.deleteAll(owner: owner, by: .localOperator) }
+            if json { return emitJSON(deleted.map(\.record.id), owner: owner) }
             emit("deleted \(deleted.count) PAT\(deleted.count == 1 ? "" : "s") of owner \(shown); "
                  + "their tokens are refused once `pat publish` runs")
         }

@@ -26,7 +26,7 @@ struct PolicyCommand: AsyncParsableCommand {
         @Flag(help: "Print a JSON array.") var json = false
 
         func run() async throws {
-            let service = try await openService(home.resolved, database)
+            let service = try await openService(home.resolved, database, readingOnly: true)
             let policies = try await operatorCall { try await service.lifetimePolicies(by: .localOperator) }
             if json {
                 emit(JSONValue.array(policies.map { policy in
@@ -54,8 +54,9 @@ struct PolicyCommand: AsyncParsableCommand {
         @OptionGroup var home: HomeOption
         @OptionGroup var database: DatabaseOption
         @Argument(help: "The domain (dom).") var domain: String
-        @Option(name: .customLong("max-lifetime"), help: ArgumentHelp("The longest lifetime: 45s, 90m, 12h, 30d, 2w, 1y.", valueName: "DURATION"))
+        @Option(name: .customLong("max-lifetime"), parsing: .unconditional, help: ArgumentHelp("The longest lifetime: 45s, 90m, 12h, 30d, 2w, 1y.", valueName: "DURATION"))
         var maxLifetime: String
+        @Flag(help: "Print the policy as one JSON object.") var json = false
 
         func validate() throws { _ = try parseSpan(maxLifetime, option: "--max-lifetime") }
 
@@ -64,6 +65,14 @@ struct PolicyCommand: AsyncParsableCommand {
             let span = try parseSpan(maxLifetime, option: "--max-lifetime")
             let policy = try await operatorCall(options: ["maxLifetime": "--max-lifetime"]) {
                 try await service.setLifetimePolicy(domain: domain, maxLifetime: span, by: .localOperator)
+            }
+            if json {
+                var o = JSONObject()
+                o.set("domain", .string(policy.domain))
+                o.set("maxLifetime", .string(formatDuration(policy.maxLifetime.seconds)))
+                o.set("maxLifetimeSeconds", .number(String(policy.maxLifetime.seconds)))
+                o.set("updatedAt", .string(policy.updatedAt.rfc3339))
+                return emit(JSONValue.object(o).description)
             }
             emit("PATs of domain \(Printable.escaped(policy.domain)) are now issued for at most \(formatDuration(policy.maxLifetime.seconds)) "
                  + "(tokens already issued keep their expiry)")
@@ -75,10 +84,17 @@ struct PolicyCommand: AsyncParsableCommand {
         @OptionGroup var home: HomeOption
         @OptionGroup var database: DatabaseOption
         @Argument(help: "The domain (dom).") var domain: String
+        @Flag(help: "Print {\"domain\": DOMAIN, \"changed\": BOOL}.") var json = false
 
         func run() async throws {
             let service = try await openService(home.resolved, database)
             let removed = try await operatorCall { try await service.removeLifetimePolicy(domain: domain, by: .localOperator) }
+            if json {
+                var o = JSONObject()
+                o.set("domain", .string(domain))
+                o.set("changed", .bool(removed))
+                return emit(JSONValue.object(o).description)
+            }
             emit(removed ? "removed the lifetime policy of domain \(Printable.escaped(domain))"
                  : "domain \(Printable.escaped(domain)) had no lifetime policy; nothing changed")
         }

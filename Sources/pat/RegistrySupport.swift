@@ -22,7 +22,7 @@ func currentTime() throws -> Timestamp {
         return Timestamp.now()
     }
     guard let now = Timestamp(rfc3339: text) else {
-        throw CLIFailure(message: "error: PAT_NOW=\(text.prefix(64)) is not an RFC 3339 UTC time like 2026-01-31T12:00:00Z "
+        throw CLIFailure(message: "PAT_NOW=\(text.prefix(64)) is not an RFC 3339 UTC time like 2026-01-31T12:00:00Z "
                          + "(PAT_NOW is a testing aid: unset it to use the system clock)", status: 2)
     }
     return now
@@ -48,6 +48,9 @@ func parseInstant(_ text: String, option: String) throws -> Timestamp {
 
 /// Parses a duration option value (45s, 90m, 12h, 30d, 2w, 1y), or says how to write one.
 func parseSpan(_ text: String, option: String) throws -> TimeSpan {
+    if text.hasPrefix("-") {
+        throw ValidationError("\(option) must be positive, not \"\(text.prefix(32))\": write e.g. 45s, 90m, 12h, 30d, 2w, 1y")
+    }
     do { return try TimeSpan(parsing: text) } catch {
         throw ValidationError("\(option): \(error)")
     }
@@ -61,9 +64,27 @@ func parseScope(_ text: String) throws -> Scope {
     }
 }
 
+/// `--catalog NAME|FILE` (`@Option(transform:)`): a built-in catalog's name, `management`, or
+/// an existing file; anything else is a usage error (exit 2).
+func parseCatalogName(_ text: String) throws -> String {
+    guard text == PATHome.managementCatalogName || ScopeCatalog.builtIn[text] != nil || SecureFile.exists(text) else {
+        throw ValidationError("unknown scope catalog \"\(text.prefix(64))\": use magistrala, generic, management, or the path of a JSON catalog file")
+    }
+    return text
+}
+
+/// A key id argument (`@Argument(transform:)`): a malformed one is a usage error (exit 2).
+func parseKeyID(_ text: String) throws -> KeyID {
+    do { return try KeyID(text) } catch {
+        throw ValidationError("\(error): key ids look like k4.pid.… (`pat keys list` shows them)")
+    }
+}
+
+extension StatusFilter: ExpressibleByArgument {} // completes and checks --status values
+
 /// `--expires-in DURATION | --expires-at DATE`, exactly one.
 struct ExpiryOptions: ParsableArguments {
-    @Option(name: .customLong("expires-in"), help: ArgumentHelp("Lifetime from now: 45s, 90m, 12h, 30d, 2w, 1y.", valueName: "DURATION"))
+    @Option(name: .customLong("expires-in"), parsing: .unconditional, help: ArgumentHelp("Lifetime from now: 45s, 90m, 12h, 30d, 2w, 1y.", valueName: "DURATION"))
     var expiresIn: String?
     @Option(name: .customLong("expires-at"), help: ArgumentHelp("Expiry instant, RFC 3339 UTC: 2027-01-31T12:00:00Z.", valueName: "DATE"))
     var expiresAt: String?
@@ -87,7 +108,7 @@ struct ExpiryOptions: ParsableArguments {
 
 /// `--max-lifetime DURATION` (default 1y).
 struct LifetimePolicyOption: ParsableArguments {
-    @Option(name: .customLong("max-lifetime"),
+    @Option(name: .customLong("max-lifetime"), parsing: .unconditional,
             help: ArgumentHelp("The longest lifetime a token may be issued with (policy).", valueName: "DURATION"))
     var maxLifetime: String = "1y"
 
@@ -99,10 +120,30 @@ struct LifetimePolicyOption: ParsableArguments {
 /// The management service over the registry (`--database`, else `$PAT_DATABASE_URL`, else
 /// HOME/pat.db), for the local operator. It does not publish: verifiers learn of changes from
 /// `pat publish` (or a running `pat serve`, which learns of them from the registry).
+///
+/// `readingOnly` (list, show, policy list): the home must exist and the registry is opened
+/// read-only, so a mistyped home creates nothing and a read-only home can be read.
 func openService(_ home: PATHome, _ database: DatabaseOption, catalog: ScopeCatalog = .magistrala,
-                 maxLifetime: TimeSpan = ManagementPolicy.defaultMaxLifetime) async throws -> PATManagement {
-    PATManagement(store: try await database.open(home), keyStore: home.keyStore,
+                 maxLifetime: TimeSpan = ManagementPolicy.defaultMaxLifetime, readingOnly: Bool = false) async throws -> PATManagement {
+    if readingOnly, database.database == nil, !databaseFromEnvironment { try requireExistingHome(home) }
+    return PATManagement(store: try await database.open(home, readingOnly: readingOnly), keyStore: home.keyStore,
                   policy: ManagementPolicy(catalog: catalog, maxLifetime: maxLifetime), clock: try currentClock())
+}
+
+/// Whether $PAT_DATABASE_URL names the registry.
+var databaseFromEnvironment: Bool {
+    guard let raw = getenv("PAT_DATABASE_URL"), let value = String(validatingCString: raw) else { return false }
+    return !value.isEmpty
+}
+
+/// For the commands that only read a home: a home that does not exist is a mistake (a typo in
+/// --home or $PAT_HOME), not an empty home.
+func requireExistingHome(_ home: PATHome) throws {
+    var info = stat()
+    guard stat(home.path, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
+        throw CLIFailure(message: "the PATKit home \(home.path) does not exist: check --home / $PAT_HOME, or create a home there "
+                         + "with `pat keys generate --home \(home.path)`", status: 1, code: "not_found")
+    }
 }
 
 /// `--database URL`: which registry a command uses.
@@ -121,15 +162,15 @@ struct DatabaseOption: ParsableArguments {
 
     func location(_ home: PATHome) throws -> RegistryDatabase {
         do { return try RegistryDatabase(option: database, home: home) } catch {
-            throw CLIFailure(message: "error: --database / PAT_DATABASE_URL: \(error)", status: 2)
+            throw CLIFailure(message: "--database / PAT_DATABASE_URL: \(error)", status: 2)
         }
     }
 
     /// Opens the registry; it is closed when `pat` exits (`OpenStores`).
-    func open(_ home: PATHome) async throws -> any PATRegistryStore {
+    func open(_ home: PATHome, readingOnly: Bool = false) async throws -> any PATRegistryStore {
         var logger = Logger(label: "patkit.registry")
         logger.logLevel = .warning // a command prints its own result; the store speaks up only when something is wrong
-        let store = try await location(home).open(home: home, logger: logger)
+        let store = try await location(home).open(home: home, readingOnly: readingOnly, logger: logger)
         OpenStores.shared.add(store)
         return store
     }
@@ -152,12 +193,12 @@ final class OpenStores: Sendable {
 /// A service error in the CLI's words: the input named as its option, a hint where the CLI
 /// has one. The operator is trusted with internal details (paths, database messages).
 func cliMessage(_ error: ManagementError, options: [String: String] = [:]) -> String {
-    if error.kind == .internalFailure || error.kind == .unavailable { return "error: \(error.underlying ?? error.reason)" }
+    if error.kind == .internalFailure || error.kind == .unavailable { return error.underlying ?? error.reason }
     let defaults = ["owner": "--owner", "name": "--name", "description": "--description", "domain": "--domain",
                     "scopes": "--scope", "duration": "--expires-in", "expiresAt": "--expires-at", "status": "--status"]
     let field = error.field.map { $0.hasPrefix("scopes[") ? "scopes" : $0 }
     let option = field.flatMap { options[$0] ?? defaults[$0] }
-    var message = "error: " + (option.map { "\($0): " } ?? "") + error.reason
+    var message = (option.map { "\($0): " } ?? "") + error.reason
     switch error.kind {
     case .notFound: message += ": check the id with `pat list`"
     case .deleted: message += "; create a new one with `pat create`"
@@ -170,10 +211,11 @@ func cliMessage(_ error: ManagementError, options: [String: String] = [:]) -> St
     return message
 }
 
-/// Runs a service call; its errors become CLI failures (exit 1).
+/// Runs a service call; its errors become CLI failures (invalid input exit 2, else 1) in the
+/// CLI's words, `options` naming the service's fields as this command's options.
 func operatorCall<T>(options: [String: String] = [:], _ body: () async throws -> T) async throws -> T {
     do { return try await body() } catch let error as ManagementError {
-        throw CLIFailure(message: cliMessage(error, options: options), status: 1)
+        throw CLIFailure(message: cliMessage(error, options: options), status: error.kind == .invalidInput ? 2 : 1, code: error.kind.name)
     }
 }
 
@@ -182,7 +224,7 @@ func operatorCall<T>(options: [String: String] = [:], _ body: () async throws ->
 func confirm(_ question: String, yes: Bool) throws {
     if yes { return }
     guard isatty(0) == 1 else {
-        throw CLIFailure(message: "error: \(question)? Refusing without confirmation: pass --yes (standard input is not a terminal)",
+        throw CLIFailure(message: "\(question)? Refusing without confirmation: pass --yes (standard input is not a terminal)",
                          status: 2)
     }
     writeAll(2, "\(question)? Type yes to confirm: ")
@@ -241,4 +283,18 @@ func target(id: String?, owner: String?, all: Bool, command: String) throws -> T
     default:
         throw ValidationError("pass the id of the PAT to \(command) (see `pat list`), or --owner USER --all")
     }
+}
+
+/// Shell completion of PAT ids: those in the SQLite registry of the home on the command line
+/// (else $PAT_HOME, else the current directory), opened read-only; none when there is none.
+@Sendable func completePATIDs(_ words: [String], _ index: Int, _ prefix: String) async -> [String] {
+    var given: String?
+    for (i, word) in words.enumerated() where word == "--home" && i + 1 < words.count { given = words[i + 1] }
+    let home = PATHome.resolve(given)
+    guard let store = try? SQLiteRegistry(readingOnly: SQLiteRegistry.defaultPath(in: home)) else { return [] }
+    let service = PATManagement(store: store, keyStore: home.keyStore, policy: ManagementPolicy(catalog: .magistrala),
+                                clock: { Timestamp.now() })
+    let records = (try? await service.list(owner: nil, by: .localOperator)) ?? []
+    await store.close()
+    return records.map(\.id).filter { $0.hasPrefix(prefix) }
 }

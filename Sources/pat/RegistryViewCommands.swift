@@ -29,24 +29,21 @@ struct ListCommand: AsyncParsableCommand {
     @OptionGroup var database: DatabaseOption
     @Option(help: "Only this owner's PATs.") var owner: String?
     @Option(help: "active (the default, like GitHub's and GitLab's lists), expired, revoked (also through an ancestor) or all.")
-    var status: String = "active"
-    @Option(name: .customLong("expiring-within"), help: ArgumentHelp("Only active PATs expiring within this span.", valueName: "DURATION"))
+    var status: StatusFilter = .active
+    @Option(name: .customLong("expiring-within"), parsing: .unconditional, help: ArgumentHelp("Only active PATs expiring within this span.", valueName: "DURATION"))
     var expiringWithin: String?
-    @Option(name: .customLong("unused-for"), help: ArgumentHelp("Only PATs not used for at least this span.", valueName: "DURATION"))
+    @Option(name: .customLong("unused-for"), parsing: .unconditional, help: ArgumentHelp("Only PATs not used for at least this span.", valueName: "DURATION"))
     var unusedFor: String?
     @Flag(help: "Print a JSON array.") var json = false
 
     func validate() throws {
-        guard StatusFilter(rawValue: status) != nil else {
-            throw ValidationError("--status must be active, expired, revoked or all (not \"\(status.prefix(32))\")")
-        }
         if let expiringWithin { _ = try parseSpan(expiringWithin, option: "--expiring-within") }
         if let unusedFor { _ = try parseSpan(unusedFor, option: "--unused-for") }
     }
 
     func run() async throws {
-        let filter = StatusFilter(rawValue: status) ?? .all
-        let service = try await openService(home.resolved, database)
+        let filter = status
+        let service = try await openService(home.resolved, database, readingOnly: true)
         let now = service.clock()
         let expiring = try expiringWithin.map { try parseSpan($0, option: "--expiring-within") }
         let unused = try unusedFor.map { try parseSpan($0, option: "--unused-for") }
@@ -87,13 +84,19 @@ struct ShowCommand: AsyncParsableCommand {
 
     @OptionGroup var home: HomeOption
     @OptionGroup var database: DatabaseOption
-    @Argument(help: "The PAT id.") var id: String
+    @Argument(help: "The PAT id.", completion: .custom(completePATIDs)) var id: String
     @Flag(help: "Print a JSON object.") var json = false
 
     func run() async throws {
-        let service = try await openService(home.resolved, database)
+        let service = try await openService(home.resolved, database, readingOnly: true)
         let now = service.clock()
-        let r = try await operatorCall { try await service.record(id: id, by: .localOperator) }
+        let r: PATRecord
+        do { r = try await service.record(id: id, by: .localOperator) } catch where error.kind == .deleted {
+            throw CLIFailure(message: "PAT \(Printable.escaped(id)) was deleted: only its tombstone is left, which keeps its tokens "
+                             + "refused (`pat list` shows the PATs that exist)", code: error.kind.name)
+        } catch {
+            throw CLIFailure.describing(error)
+        }
         let days = try await operatorCall { try await service.usageDays(id: id, by: .localOperator) }
         if json {
             var o = r.json(at: now)
@@ -166,10 +169,12 @@ struct PublishCommand: AsyncParsableCommand {
     @OptionGroup var home: HomeOption
     @OptionGroup var database: DatabaseOption
     @Option(help: ArgumentHelp("Output folder (default: HOME/published).", valueName: "DIR")) var out: String?
-    @Option(name: .customLong("next-update"), help: ArgumentHelp("When verifiers should expect the next list.", valueName: "DURATION"))
+    @Option(name: .customLong("next-update"), parsing: .unconditional,
+            help: ArgumentHelp("When verifiers should expect the next list.", valueName: "DURATION"))
     var nextUpdate: String = "1h"
-    @Option(help: "Keep entries this many seconds past their horizon: the largest leeway verifiers may use with the list.")
+    @Option(parsing: .unconditional, help: "Keep entries this many seconds past their horizon: the largest leeway verifiers may use with the list.")
     var leeway: Int64 = 60
+    @Flag(help: "Print the result as one JSON object.") var json = false
 
     func validate() throws {
         _ = try parseSpan(nextUpdate, option: "--next-update")
@@ -185,6 +190,30 @@ struct PublishCommand: AsyncParsableCommand {
         // Test seam (tests only): write the new list's temporary file, then exit 99 before the rename.
         publisher.crashBeforeRename = environmentFlag("PAT_TEST_CRASH_BEFORE_RENAME")
         let result = try await publisher.publish()
+        if json {
+            var out = JSONObject()
+            out.set("sequence", .number(String(result.sequence)))
+            out.set("written", .bool(result.supersededBy == nil))
+            if let newer = result.supersededBy { out.set("supersededBy", .number(String(newer))) }
+            out.set("path", .string(result.revocationsPath))
+            out.set("tokenEntries", .number(String(result.tokenEntries)))
+            out.set("ownerEntries", .number(String(result.ownerEntries)))
+            out.set("pruned", .number(String(result.pruned)))
+            out.set("signer", .string("\(result.signer)"))
+            out.set("nextUpdate", .string("\(result.nextUpdate)"))
+            if let keySet = result.keySet {
+                var k = JSONObject()
+                k.set("sequence", .number(String(keySet.sequence)))
+                k.set("path", .string(result.keysPath))
+                k.set("signer", .string("\(keySet.signer)"))
+                k.set("signedNow", .bool(result.keySetSignedNow))
+                k.set("nextUpdate", .string("\(keySet.nextUpdate)"))
+                out.set("keySet", .object(k))
+            }
+            if let warning = result.keySetWarning { out.set("warning", .string(warning)) }
+            emit(JSONValue.object(out).description)
+            return
+        }
         if let newer = result.supersededBy {
             emit("revocation list \(result.sequence) was not written: list \(newer), published meanwhile, already holds every change")
             return

@@ -83,12 +83,12 @@ struct ScanTrust {
                 keySet = try loadDocument("published keys", home.publishedKeysPath, maxBytes: SignedKeySet.maxDocumentBytes, parseKeys)
                 keysOrigin = home.publishedKeysPath
             } else {
-                throw CLIFailure(message: "error: no keys to check tokens against in \(home.path) (neither \(home.keyStore.manifestPath) "
+                throw CLIFailure(message: "no keys to check tokens against in \(home.path) (neither \(home.keyStore.manifestPath) "
                                  + "nor \(home.publishedKeysPath)): pass --keys FILE, the issuer's published keys.json", status: 2)
             }
         }
         guard !keySet.isEmpty else {
-            throw CLIFailure(message: "error: the key set \(keysOrigin) holds no keys; every token would be foreign", status: 2)
+            throw CLIFailure(message: "the key set \(keysOrigin) holds no keys; every token would be foreign", status: 2)
         }
 
         var listPath: String?
@@ -121,7 +121,7 @@ struct ScanTrust {
             case .notModified: throw PATEdgeError("GET \(url): 304 without a conditional request")
             }
         } catch {
-            throw CLIFailure(message: "error: \(what) \(url.prefix(200)): \(error); nothing was scanned", status: 2)
+            throw CLIFailure(message: "\(what) \(url.prefix(200)): \(error); nothing was scanned", status: 2)
         }
     }
 
@@ -136,9 +136,9 @@ struct ScanTrust {
         do {
             return try body()
         } catch .io(_, let reason) {
-            throw CLIFailure(message: "error: \(what) \(path): \(reason)", status: 2)
+            throw CLIFailure(message: "\(what) \(path): \(reason)", status: 2)
         } catch {
-            throw CLIFailure(message: "error: \(what) \(path): \(error)", status: 2)
+            throw CLIFailure(message: "\(what) \(path): \(error)", status: 2)
         }
     }
 }

@@ -217,14 +217,12 @@ struct ServeCommand: AsyncParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
-        do {
-            _ = try TimeSpan(parsing: refreshInterval)
-            if let staleGrace { _ = try TimeSpan(parsing: staleGrace) }
-            for span in [maxLifetime, defaultLifetime, nextUpdate, webhookTimeout, webhookClaimLease, usageInterval] {
-                if let span { _ = try TimeSpan(parsing: span) }
-            }
-        } catch {
-            throw ValidationError("\(error)")
+        // Each duration named by its option (the message says which one was wrong).
+        for (option, span) in [("--refresh-interval", refreshInterval), ("--stale-grace", staleGrace), ("--max-lifetime", maxLifetime),
+                               ("--default-lifetime", defaultLifetime), ("--next-update", nextUpdate),
+                               ("--webhook-timeout", webhookTimeout), ("--webhook-claim-lease", webhookClaimLease),
+                               ("--usage-interval", usageInterval)] {
+            if let span { _ = try parseSpan(span, option: option) }
         }
     }
 
@@ -308,9 +306,9 @@ struct ServeCommand: AsyncParsableCommand {
         }
 
         do { try await PATServer.run(configuration, logger: logger) } catch let error as PATServerError {
-            throw CLIFailure(message: "error: \(error) (choose another with --listen)")
+            throw CLIFailure(message: "\(error) (choose another with --listen)")
         } catch {
-            throw CLIFailure(message: "error: pat serve: \(error)")
+            throw CLIFailure(message: "pat serve: \(error)")
         }
     }
 }
@@ -321,7 +319,7 @@ extension ServeCommand {
     func gateAnchors(_ home: PATHome) throws -> TrustAnchors {
         if let trustAnchor { return try TrustAnchors(contentsOfFile: trustAnchor) }
         if let anchors = try home.keyStore.trustAnchors() { return anchors }
-        throw CLIFailure(message: "error: the gate needs trust anchors: pass --trust-anchor FILE (the issuer's "
+        throw CLIFailure(message: "the gate needs trust anchors: pass --trust-anchor FILE (the issuer's "
                          + "`pat keys export --anchors`); \(home.keyStore.anchorsPath) does not exist", status: 2)
     }
 
@@ -331,7 +329,7 @@ extension ServeCommand {
         let home = configuration.home
         guard (try? home.keyStore.keySet().newest) != nil else {
             if managementOptionsGiven {
-                throw CLIFailure(message: "error: the management API needs a signing key in \(home.keysDirectory): run `pat keys generate`")
+                throw CLIFailure(message: "the management API needs a signing key in \(home.keysDirectory): run `pat keys generate`")
             }
             logger.notice("management API off: no signing key in \(home.keysDirectory) (run `pat keys generate`); serving distribution only")
             return

@@ -7,10 +7,10 @@ struct VerifyCommand: ParsableCommand {
         commandName: "verify",
         abstract: "Check a PAT offline: signature, times, revocation, domain and scopes.",
         discussion: """
-            The token is read from standard input when not given, so it need not appear in shell
-            history; surrounding whitespace is ignored. Keys default to HOME/keys/keyset.json; with
-            --trust-anchor FILE they come from a signed key set (--keys, else HOME/published/keys.json)
-            that one of the anchors signed. The revocation list defaults to HOME/published/revocations.bin;
+            The token is read from standard input when not given, so it need not appear in shell \
+            history; surrounding whitespace is ignored. Keys default to HOME/keys/keyset.json; with \
+            --trust-anchor FILE they come from a signed key set (--keys, else HOME/published/keys.json) \
+            that one of the anchors signed. The revocation list defaults to HOME/published/revocations.bin; \
             without one the token is refused (missing_revocation_list) unless --no-revocation-check.
             Exit status: 0 valid (claims printed), 1 invalid (reason printed), 2 usage error.
             Testing aid: PAT_NOW=YYYY-MM-DDTHH:MM:SSZ checks as if that were the current time.
@@ -26,9 +26,10 @@ struct VerifyCommand: ParsableCommand {
     @Option(help: "Signed revocation list file (default: HOME/published/revocations.bin).") var revocations: String?
     @Flag(name: .customLong("no-revocation-check"), help: "Check without a revocation list (revoked tokens pass). Never for access decisions.")
     var noRevocationCheck = false
-    @Option(name: .customLong("require"), help: "A scope the PAT must grant, ENTITY:OPERATION[:ID]; repeat for more.") var required: [String] = []
+    @Option(name: .customLong("require"), help: "A scope the PAT must grant, ENTITY:OPERATION[:ID]; repeat for more.",
+            transform: parseScope) var required: [Scope] = []
     @Option(help: "The domain the PAT must act in.") var domain: String?
-    @Option(help: "Clock-skew leeway in seconds (at most the list's prune margin, 60 s by default).") var leeway: Int64 = 60
+    @Option(parsing: .unconditional, help: "Clock-skew leeway in seconds (at most the list's prune margin, 60 s by default).") var leeway: Int64 = 60
     @Flag(help: "Print the result as JSON.") var json = false
 
     func validate() throws {
@@ -38,10 +39,7 @@ struct VerifyCommand: ParsableCommand {
 
     func run() throws {
         let home = self.home.resolved
-        let requiredScopes: [Scope]
-        do { requiredScopes = try required.map { try Scope(parsing: $0) } } catch {
-            throw CLIFailure(message: "error: --require: \(error)", status: 2)
-        }
+        let requiredScopes = required
         var policy = Validator.Policy()
         policy.leeway = leeway
         policy.requireRevocationList = !noRevocationCheck
@@ -50,7 +48,14 @@ struct VerifyCommand: ParsableCommand {
         let listPath = noRevocationCheck ? nil
             : revocations ?? (SecureFile.exists(home.publishedRevocationsPath) ? home.publishedRevocationsPath : nil)
         if let listPath {
-            try validator.installRevocations(SecureFile.read(listPath, maxBytes: RevocationList.defaultMaxBytes))
+            let bytes = try SecureFile.read(listPath, maxBytes: RevocationList.defaultMaxBytes)
+            do { try validator.installRevocations(bytes) } catch {
+                // Keys from elsewhere, list from the home: say which list it was and how to pass the right one.
+                let implicit = revocations == nil && keys != nil
+                throw CLIFailure(message: "\(listPath): \(error)" + (implicit
+                    ? " (this is the home's revocation list, used because --revocations was not given: pass the list of the "
+                        + "issuer of --keys with --revocations FILE)" : ""))
+            }
         }
 
         let text = try token.map(trimSurroundingWhitespace) ?? readTokenFromStandardInput()
@@ -79,7 +84,7 @@ struct VerifyCommand: ParsableCommand {
                 out.set("reason", .string(error.reason))
                 emit(JSONValue.object(out).description)
             } else {
-                printError("invalid token: \(error.code.rawValue): \(error.reason)")
+                printError("error: invalid token: \(error.code.rawValue): \(error.reason)")
             }
             throw CLIFailure(message: "", status: 1)
         }
@@ -117,24 +122,24 @@ struct VerifyCommand: ParsableCommand {
         guard let path else {
             let keySet = try home.keyStore.keySet()
             guard !keySet.isEmpty else {
-                throw CLIFailure(message: "error: no keys in \(home.keysDirectory): pass --keys FILE (with --trust-anchor FILE) or run `pat keys generate`")
+                throw CLIFailure(message: "no keys in \(home.keysDirectory): pass --keys FILE (with --trust-anchor FILE) or run `pat keys generate`")
             }
             return Validator(keys: keySet, policy: policy, clock: clock)
         }
         let bytes = try SecureFile.read(path, maxBytes: SignedKeySet.maxDocumentBytes)
         guard SignedKeySet.looksSigned(bytes) else {
             if anchors != nil {
-                throw CLIFailure(message: "error: \(path) is a plain key set, not one signed by a trust anchor: with --trust-anchor, "
+                throw CLIFailure(message: "\(path) is a plain key set, not one signed by a trust anchor: with --trust-anchor, "
                                  + "pass the published keys.json (written by `pat publish` or `pat keys sign-set`)")
             }
             return Validator(keys: try KeySet(json: bytes), policy: policy, clock: clock)
         }
         guard let trusted = try anchors ?? home.keyStore.trustAnchors() else {
-            throw CLIFailure(message: "error: \(path) is a signed key set: pass --trust-anchor FILE (the issuer's `pat keys export --anchors`) to check it")
+            throw CLIFailure(message: "\(path) is a signed key set: pass --trust-anchor FILE (the issuer's `pat keys export --anchors`) to check it")
         }
         let validator = Validator(keys: KeySet(), policy: policy, clock: clock)
         do { try validator.install(try SignedKeySet(verifying: bytes, anchors: trusted)) } catch {
-            throw CLIFailure(message: "error: \(path): \(error)")
+            throw CLIFailure(message: "\(path): \(error)")
         }
         return validator
     }

@@ -89,7 +89,7 @@ struct LifecycleEndToEndTests {
         let missing = try await pat.run(["scope", "remove", created.id])
         #expect(missing.status == 2, "no scope named: a usage error")
         let absent = try await pat.run(["scope", "remove", created.id, "groups:view"])
-        #expect(absent.status == 1 && absent.stderr.contains("does not have groups:view"), "\(absent.stderr)")
+        #expect(absent.status == 2 && absent.stderr.contains("does not have groups:view"), "\(absent.stderr)")
 
         let narrowed = try await pat.issue(["scope", "remove", created.id, "channels:view"])
         #expect(narrowed.id == created.id)
@@ -182,13 +182,13 @@ struct LifecycleEndToEndTests {
         let badScope = try await pat.run(["create", "--owner", "alice", "--name", "n", "--scope", "clients", "--expires-in", "1d"])
         #expect(badScope.status == 2 && badScope.stderr.contains("ENTITY:OPERATION"))
         let unknownScope = try await pat.run(["create", "--owner", "alice", "--name", "n", "--scope", "rockets:launch", "--expires-in", "1d"])
-        #expect(unknownScope.status == 1 && unknownScope.stderr.contains("unknown entity type"))
+        #expect(unknownScope.status == 2 && unknownScope.stderr.contains("unknown entity type"))
         let generic = try await pat.run(["create", "--owner", "alice", "--name", "g", "--scope", "rockets:read", "--expires-in", "1d",
                                    "--catalog", "generic"])
         #expect(generic.status == 0)
 
         let tooLong = try await pat.run(base + ["--expires-in", "2y"])
-        #expect(tooLong.status == 1 && tooLong.stderr.contains("maximum lifetime of 1y"))
+        #expect(tooLong.status == 2 && tooLong.stderr.contains("maximum lifetime of 1y"))
         #expect(try await pat.run(base + ["--expires-in", "2y", "--max-lifetime", "3y"]).status == 0)
         let duplicate = try await pat.run(base + ["--expires-in", "1d"])
         #expect(duplicate.status == 1 && duplicate.stderr.contains("already has a PAT named \"n\""))

@@ -62,7 +62,7 @@ struct TokenHygieneCLITests {
         try await pat.ok(["policy", "set", "ci", "--max-lifetime", "7d"])
         let refused = try await pat.run(["create", "--owner", "ann", "--name", "a", "--scope", "clients:view", "--expires-in", "30d",
                                          "--domain", "ci"])
-        #expect(refused.status == 1 && refused.stderr.contains("domain \"ci\"") && refused.stderr.contains("pat policy set"), "\(refused.stderr)")
+        #expect(refused.status == 2 && refused.stderr.contains("domain \"ci\"") && refused.stderr.contains("pat policy set"), "\(refused.stderr)")
         _ = try await pat.issue(["create", "--owner", "ann", "--name", "b", "--scope", "clients:view", "--expires-in", "7d", "--domain", "ci"])
         _ = try await pat.issue(["create", "--owner", "ann", "--name", "c", "--scope", "clients:view", "--expires-in", "30d", "--domain", "prod"])
         let listed = try await pat.ok(["policy", "list", "--json"]).stdout

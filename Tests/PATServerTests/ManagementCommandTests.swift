@@ -44,7 +44,7 @@ struct ManagementCommandTests {
         let admin = try await Self.bootstrap(dir)
         let plain = try await Self.pat(["create", "--home", dir.path, "--owner", "admin", "--name", "nope",
                                         "--scope", "pats:admin", "--expires-in", "1d"])
-        #expect(plain.status == 1, "pats scopes need --catalog management")
+        #expect(plain.status == 2, "pats scopes need --catalog management (an unknown scope: a usage error)")
         #expect(plain.stderr.contains("pats"))
 
         let (_, result) = try await withPatServe(["serve", "--home", dir.path, "--rate-limit", "600"]) { port, _ in
