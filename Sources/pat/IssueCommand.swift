@@ -47,8 +47,8 @@ struct IssueCommand: ParsableCommand {
         }
         // A token from `pat issue` is recorded nowhere: the management API could neither list nor
         // revoke what it minted, nor bound it (lineage needs a registry record). Refused by entity.
-        for text in scopes {
-            guard let scope = try? Scope(parsing: text), scope.entity.utf8.elementsEqual(ManagementPermission.entity.utf8) else { continue }
+        for scope in scopes {
+            guard scope.entity.utf8.elementsEqual(ManagementPermission.entity.utf8) else { continue }
             throw ValidationError("--scope \(scope): `\(ManagementPermission.entity)` scopes grant the management API's rights and belong "
                                   + "to PATs the registry records; create one with `pat create --catalog management` instead")
         }
