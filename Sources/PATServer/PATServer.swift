@@ -175,6 +175,8 @@ public enum PATServer {
         let metrics = configuration.metrics
         if let metrics { router.add(middleware: RequestMetricsMiddleware<Context>(factory: metrics.factory)) }
         router.add(middleware: PATErrorMiddleware<Context>())
+        let table = RouteTable()
+        router.add(middleware: MethodNotAllowedMiddleware<Context>(table: table))
         var refresher: PATRefresher? = nil
         var services: [any Service] = []
         switch configuration.mode {
@@ -227,6 +229,7 @@ public enum PATServer {
         for group in configuration.routeGroups { group.addRoutes(to: router) }
         if let metrics { MetricsRoutes(metrics: metrics).addRoutes(to: router) }
         OpenAPIRoutes().addRoutes(to: router)
+        table.load(router.routes)
         return (router, refresher, services)
     }
 

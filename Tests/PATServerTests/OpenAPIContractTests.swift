@@ -104,4 +104,34 @@ struct OpenAPIContractTests {
             }
         }
     }
+    /// schemathesis (ST204, "wrong response to undeclared method"): `TRACE /healthz` was 404, as if
+    /// the path did not exist. A path served under other methods answers 405 with `Allow`.
+    @Test("a method a path does not serve is 405 with Allow, in the JSON error shape; an unknown path stays 404")
+    func methodNotAllowed() async throws {
+        let home = try await ManagementHome()
+        let (configuration, _) = try home.configuration()
+        let (app, _) = PATServer.makeApplication(configuration)
+        let cases: [(String, HTTPRequest.Method, String)] = [
+            ("/healthz", .trace, "GET"),
+            ("/.well-known/pat/keys", .delete, "GET, HEAD"),
+            ("/v3/personal-access-tokens", .put, "DELETE, GET, POST"),
+            ("/v3/personal-access-tokens/some-id", .post, "DELETE, GET"),
+            ("/v3/personal-access-tokens/some-id/scopes/all", .post, "DELETE"),
+        ]
+        try await app.test(.router) { client in
+            for (path, method, allow) in cases {
+                try await client.execute(uri: path, method: method) { response in
+                    #expect(response.status == .methodNotAllowed, "\(method) \(path)")
+                    #expect(response.headers[.allow] == allow, "\(method) \(path)")
+                    #expect(String(buffer: response.body).contains(#""code":"method_not_allowed""#))
+                }
+            }
+            try await client.execute(uri: "/v3/personal-access-tokens/some-id/nothing", method: .get) { response in
+                #expect(response.status == .notFound)
+            }
+            try await client.execute(uri: "/healthz", method: .get) { response in
+                #expect(response.status == .ok)
+            }
+        }
+    }
 }
