@@ -52,14 +52,15 @@ final class RouteTable: Sendable {
         entries.withLock { $0 = out }
     }
 
-    /// The methods served on `path` (sorted), empty when no route has that path.
+    /// The methods of the route `path` resolves to (sorted), empty when none. As the router's
+    /// trie does, a literal segment wins over a parameter (`/…/usage` is not `/…/{id}`).
     func methods(for path: String) -> [String] {
         let parts = path.split(separator: "/")
-        let found = entries.withLock { entries in
+        let best = entries.withLock { entries in
             entries.filter { entry in
                 entry.segments.count == parts.count && zip(entry.segments, parts).allSatisfy { $0 == nil || $0 == $1 }
-            }.flatMap(\.methods)
+            }.max { a, b in a.segments.map { $0 != nil }.lexicographicallyPrecedes(b.segments.map { $0 != nil }) { !$0 && $1 } }
         }
-        return Set(found).sorted()
+        return Set(best?.methods ?? []).sorted()
     }
 }
