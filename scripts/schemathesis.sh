@@ -48,7 +48,8 @@ PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 "$PAT" serve --listen "127.0.0.1:$PORT" --rate-limit 0 --log-level warning 2>"$WORK/serve.log" &
 SERVER=$!
 for _ in $(seq 1 300); do
-  curl -sf -o /dev/null "http://127.0.0.1:$PORT/healthz" && break
+  python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+    "http://127.0.0.1:$PORT/healthz" 2>/dev/null && break
   kill -0 "$SERVER" 2>/dev/null || { cat "$WORK/serve.log" >&2; echo "pat serve did not start" >&2; exit 1; }
   sleep 0.1
 done
