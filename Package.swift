@@ -114,7 +114,10 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-            ]
+            ],
+            // The OpenAPI document served at GET /openapi.json, compiled into the binary (no
+            // resource bundle to install beside `pat`).
+            resources: [.embedInCode("Resources/openapi.json")]
         ),
         .executableTarget(
             name: "pat",

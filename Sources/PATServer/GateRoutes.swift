@@ -67,7 +67,8 @@ public struct GateRoutes: PATRouteGroup {
     }
 
     func verify(_ request: Request, peer: SocketAddress? = nil) throws(PATHTTPError) -> Response {
-        let required = try GateRoutes.requiredScopes(request.headers[values: GateHeader.requireScope])
+        // Authentication first: a request without a usable token is 401 whatever else it says
+        // (schemathesis: a missing token answered 400 when the proxy's scope header was empty).
         let token: String
         switch BearerToken.extract(from: request.headers) {
         case .missing:
@@ -78,6 +79,7 @@ public struct GateRoutes: PATRouteGroup {
             throw PATHTTPError.refused(PATValidationError(.malformed, reason))
         case .token(let value): token = value
         }
+        let required = try GateRoutes.requiredScopes(request.headers[values: GateHeader.requireScope])
         let asked = request.headers[GateHeader.domain].map { String(Substring($0).trimmingSpaces()) }.flatMap { $0.isEmpty ? nil : $0 }
         if let asked, let own = self.domain, asked != own {
             // Said without naming the gate's domain: the caller is not authenticated yet.

@@ -139,10 +139,44 @@ public enum PATServer {
     public static func makeApplication(_ configuration: PATServerConfiguration, logger: Logger = Logger(label: "patkit.serve"),
                                        clock: @escaping @Sendable () -> Timestamp = { Timestamp.now() },
                                        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> (App, PATRefresher?) {
+        let (router, refresher, services) = makeRouter(configuration, logger: logger, clock: clock)
+        let limits = configuration.limits
+        let counter = ConnectionCounter(maximum: limits.effectiveMaxConnections)
+        let (idleSeconds, idleAttoseconds) = limits.idleTimeout.components
+        let http1 = HTTP1Channel.Configuration(
+            additionalChannelHandlers: [ConnectionGuard(counter: counter, headerTimeout: limits.headerTimeout)],
+            idleTimeout: .nanoseconds(idleSeconds * 1_000_000_000 + idleAttoseconds / 1_000_000_000))
+        var app = Application(
+            router: router,
+            server: .http1(configuration: http1),
+            configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port),
+                                                    serverName: "PATKit"),
+            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
+            logger: logger
+        )
+        app.addServices(configuration.services)
+        app.addServices(services)
+        for task in configuration.startupTasks { app.beforeServerStarts(perform: task) }
+        if let refresher {
+            // The first round runs before the server accepts requests.
+            app.beforeServerStarts { await refresher.refresh() }
+            app.addServices(refresher)
+        }
+        return (app, refresher)
+    }
+
+    /// The router of the application `makeApplication` builds — every route `configuration`
+    /// mounts (`router.routes` lists them; the OpenAPI document must name each) — with the
+    /// refresher feeding the gate and the services the routes need.
+    public static func makeRouter(_ configuration: PATServerConfiguration, logger: Logger = Logger(label: "patkit.serve"),
+                                  clock: @escaping @Sendable () -> Timestamp = { Timestamp.now() })
+        -> (router: Router<Context>, refresher: PATRefresher?, services: [any Service]) {
         let router = Router(context: Context.self)
         let metrics = configuration.metrics
         if let metrics { router.add(middleware: RequestMetricsMiddleware<Context>(factory: metrics.factory)) }
         router.add(middleware: PATErrorMiddleware<Context>())
+        let table = RouteTable()
+        router.add(middleware: MethodNotAllowedMiddleware<Context>(table: table))
         var refresher: PATRefresher? = nil
         var services: [any Service] = []
         switch configuration.mode {
@@ -194,29 +228,9 @@ public enum PATServer {
         }
         for group in configuration.routeGroups { group.addRoutes(to: router) }
         if let metrics { MetricsRoutes(metrics: metrics).addRoutes(to: router) }
-        let limits = configuration.limits
-        let counter = ConnectionCounter(maximum: limits.effectiveMaxConnections)
-        let (idleSeconds, idleAttoseconds) = limits.idleTimeout.components
-        let http1 = HTTP1Channel.Configuration(
-            additionalChannelHandlers: [ConnectionGuard(counter: counter, headerTimeout: limits.headerTimeout)],
-            idleTimeout: .nanoseconds(idleSeconds * 1_000_000_000 + idleAttoseconds / 1_000_000_000))
-        var app = Application(
-            router: router,
-            server: .http1(configuration: http1),
-            configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port),
-                                                    serverName: "PATKit"),
-            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
-            logger: logger
-        )
-        app.addServices(configuration.services)
-        app.addServices(services)
-        for task in configuration.startupTasks { app.beforeServerStarts(perform: task) }
-        if let refresher {
-            // The first round runs before the server accepts requests.
-            app.beforeServerStarts { await refresher.refresh() }
-            app.addServices(refresher)
-        }
-        return (app, refresher)
+        OpenAPIRoutes().addRoutes(to: router)
+        table.load(router.routes)
+        return (router, refresher, services)
     }
 
     /// Runs until SIGINT or SIGTERM, then shuts down gracefully.

@@ -110,6 +110,22 @@ struct GateTests {
         }
     }
 
+    /// schemathesis (ST203): `GET /verify` without `Authorization` but with an empty
+    /// `X-PAT-Require-Scope` answered 400; a request without a token is 401 with the challenge.
+    @Test("no token is 401 with WWW-Authenticate, even when the scope header is malformed")
+    func missingTokenBeforeScopeHeader() async throws {
+        let setup = try Setup()
+        try await withPATServer(setup.gate()) { port, _ in
+            let url = "http://127.0.0.1:\(port)/verify"
+            for value in ["", "Channels"] {
+                let response = try await http(url, headers: [("X-PAT-Require-Scope", value)])
+                #expect(response.status == 401, "X-PAT-Require-Scope: \"\(value)\"")
+                #expect(response.errorCode == "missing_token")
+                #expect(response.header("WWW-Authenticate")?.hasPrefix("Bearer") == true)
+            }
+        }
+    }
+
     @Test func aSubjectOutsideVisibleASCIIIsPercentEncoded() async throws {
         let setup = try Setup()
         let token = try setup.issuing.token(subject: "Zoë 100%")
