@@ -26,18 +26,8 @@ struct IssueCommand: ParsableCommand {
     @Option(help: "The PAT id (jti): 22–128 URL-safe characters. Default: 128 random bits.") var id: String?
     @Option(help: "The generation (gen), 1 to 2^53−1.") var generation: UInt64 = 1
     @Option(name: .customLong("claim"), help: "An extra claim KEY=VALUE; repeat for more.") var claims: [String] = []
-    @Option(help: "Scope catalog: magistrala, generic, or a JSON file.", transform: IssueCommand.catalogName) var catalog: String?
+    @Option(help: "Scope catalog: magistrala, generic, or a JSON file.", transform: parseCatalogName) var catalog: String?
     @Flag(help: "Print {\"accessToken\": TOKEN, \"id\": ID, \"expiresAt\": DATE} on standard output.") var json = false
-
-    /// `--catalog`: not `management`: a token with `pats:*` scopes must be recorded in the
-    /// registry (`pat create --catalog management`), and `pat issue` records nothing.
-    static func catalogName(_ text: String) throws -> String {
-        guard text != PATHome.managementCatalogName else {
-            throw ValidationError("--catalog management is only for PATs recorded in the registry: use `pat create --catalog management` "
-                                  + "(pat issue records nothing, so it never mints management-API scopes)")
-        }
-        return try parseCatalogName(text)
-    }
 
     func validate() throws {
         guard !subject.isEmpty else { throw ValidationError("--subject must not be empty") }

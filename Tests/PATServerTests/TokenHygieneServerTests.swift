@@ -274,14 +274,19 @@ struct ScanKeysURLTests {
             let statuses = (try JSONSerialization.jsonObject(with: Data(found.stdout.utf8)) as? [String: Any])?["findings"] as? [[String: Any]]
             #expect(statuses?.compactMap { $0["status"] as? String } == ["live", "revoked"], "\(found.stdout)")
 
+            // With --json an error is the API's error document on stdout, never findings.
+            func errorMessage(_ result: ProcessResult) -> String? {
+                let object = try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+                return (object?["error"] as? [String: Any])?["message"] as? String
+            }
             let unpinned = try await scan(["--keys", "\(base)/keys", "--trust-anchor", otherAnchors])
-            #expect(unpinned.status == 2, "\(unpinned.stderr)")
-            #expect(unpinned.stdout.isEmpty, "nothing scanned, nothing reported")
+            #expect(unpinned.status == 2, "\(unpinned.stdout)")
+            #expect(errorMessage(unpinned) != nil && !unpinned.stdout.contains("findings"), "nothing scanned, nothing reported")
             let noAnchor = try await scan(["--keys", "\(base)/keys"])
-            #expect(noAnchor.status == 2 && noAnchor.stderr.contains("--trust-anchor"), "\(noAnchor.stderr)")
+            #expect(noAnchor.status == 2 && errorMessage(noAnchor)?.contains("--trust-anchor") == true, "\(noAnchor.stdout)")
             let stale = try await scan(["--keys", "\(base)/keys", "--trust-anchor", anchorsFile],
                                        now: Timestamp.now().adding(seconds: 3 * 86_400).rfc3339)
-            #expect(stale.status == 2 && stale.stderr.contains("due for update"), "\(stale.stderr)")
+            #expect(stale.status == 2 && errorMessage(stale)?.contains("due for update") == true, "\(stale.stdout)")
             let down = try await scan(["--keys", "http://127.0.0.1:1/keys", "--trust-anchor", anchorsFile])
             #expect(down.status == 2, "\(down.stderr)")
         }
