@@ -203,12 +203,14 @@ struct ReadmeDocTests {
             var cursor = 0
             func literal(_ text: String) -> String {
                 var out = ""
-                let timestamp = try? NSRegularExpression(pattern: "\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ")
+                // Timestamps and spans ("90d", "89d 23h": how long until then) depend on the clock.
+                let timestamp = "\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ", span = "\\b\\d+d(?: \\d+h)?\\b"
+                let clocked = try? NSRegularExpression(pattern: timestamp + "|" + span)
                 let tns = text as NSString
                 var c = 0
-                for m in timestamp?.matches(in: text, range: NSRange(location: 0, length: tns.length)) ?? [] {
+                for m in clocked?.matches(in: text, range: NSRange(location: 0, length: tns.length)) ?? [] {
                     out += Self.plain(tns.substring(with: NSRange(location: c, length: m.range.location - c)))
-                    out += "\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ"
+                    out += tns.substring(with: m.range).contains("T") ? timestamp : span
                     c = m.range.location + m.range.length
                 }
                 return out + Self.plain(tns.substring(from: c))
@@ -270,32 +272,27 @@ struct ReadmeDocTests {
         #expect(bound.match("id BBBBBBBBBBBBBBBBBBBBB2") == nil)
         #expect(Template("published revocation list 1", ids: [:]).match("published revocation list 2") == nil)
         #expect(Template("OWNER  NAME", ids: [:]).match("OWNER NAME") != nil, "columns: any run of spaces")
+        #expect(Template("x  89d 23h     never", ids: [:]).match("x  90d         never") != nil, "spans follow the clock")
         #expect(Self.steps(of: "$ a \\\n  b\nout\n$ c").map(\.command) == ["a \\\n  b", "c"])
     }
 }
 
 /// A temporary PATKit home with a signing key, the working directory of a shell whose PATH finds `pat`.
 final class Sandbox: @unchecked Sendable {
-    let directory: URL
-    let binary: String
-    private let state: URL
+    /// The home, its clean environment and its removal: `PatRunner`'s.
+    private let runner: PatRunner
+    var directory: URL { URL(fileURLWithPath: runner.home) }
 
     init() async throws {
-        binary = try await Prerequisite.patBinary.require()
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("patdoc-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        state = directory.appendingPathComponent(".session.sh")
-        try Data().write(to: state)
+        runner = try await PatRunner()
+        try Data().write(to: URL(fileURLWithPath: runner.home).appendingPathComponent(".session.sh"))
         try await mustRun("pat keys generate >/dev/null 2>&1", what: "a signing key for the sandbox")
     }
 
-    deinit { try? FileManager.default.removeItem(at: directory) }
-
+    /// The working directory is the home too: `published/keys.json` is the home's.
     var environment: [String: String] {
-        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PAT_") }
-        env["PAT_HOME"] = directory.path // the working directory too: `published/keys.json` is the home's
-        env["PATH"] = URL(fileURLWithPath: binary).deletingLastPathComponent().path + ":" + (env["PATH"] ?? "/usr/bin:/bin")
-        return env
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        return runner.environment(["PATH": URL(fileURLWithPath: runner.binary).deletingLastPathComponent().path + ":" + path])
     }
 
     func bash(_ script: String) async throws -> ProcessResult {
