@@ -173,8 +173,15 @@ extension KeysCommand {
                 throw CLIFailure(message: "\(id) is the only active key; retiring it would leave nothing to sign tokens "
                                  + "and revocation lists: run `pat keys rotate` first, then retire it")
             }
+            // Whether the list in HOME/published was signed by this key (verified with the set as it was).
+            let signedPublishedList = (try? SecureFile.read(home.publishedRevocationsPath, maxBytes: RevocationList.defaultMaxBytes))
+                .flatMap { try? RevocationList(verifying: $0, keys: KeySet(keys: set.entries.map(\.key))) }?.signer == id
             try store.retire(id)
             if json { emit(keyIDJSON(id, changed: true)) } else { emit("retired key \(id): tokens it signed stop validating once `pat publish` runs") }
+            if signedPublishedList {
+                printError("note: the published revocation list is signed by \(id): until `pat publish` re-signs it with an "
+                           + "active key, `pat verify` here and edges that take the new key set refuse it; run `pat publish` now")
+            }
             if set.newest?.id == id, let next = try store.keySet().newest {
                 printError("note: new tokens and lists are now signed with \(next.id)")
             }

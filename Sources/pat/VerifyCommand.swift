@@ -51,10 +51,14 @@ struct VerifyCommand: ParsableCommand {
             let bytes = try SecureFile.read(listPath, maxBytes: RevocationList.defaultMaxBytes)
             do { try validator.installRevocations(bytes) } catch {
                 // Keys from elsewhere, list from the home: say which list it was and how to pass the right one.
-                let implicit = revocations == nil && keys != nil
-                throw CLIFailure(message: "\(listPath): \(error)" + (implicit
-                    ? " (this is the home's revocation list, used because --revocations was not given: pass the list of the "
-                        + "issuer of --keys with --revocations FILE)" : ""))
+                let hint = switch (revocations, keys) {
+                case (nil, .some): " (this is the home's revocation list, used because --revocations was not given: pass the list "
+                    + "of the issuer of --keys with --revocations FILE)"
+                case (nil, nil): " (the home's published list; e.g. after `pat keys retire` of the key that signed it, "
+                    + "`pat publish` re-signs it with an active key)"
+                default: ""
+                }
+                throw CLIFailure(message: "\(listPath): \(error)" + hint)
             }
         }
 

@@ -28,6 +28,31 @@ struct OperatorCLITests {
         #expect(Set(try await pat.list(["--status", "all"]).compactMap { $0["id"] as? String }) == [kept.id, gone.id])
     }
 
+    @Test("retiring the key that signed the published list says to republish, and verify's refusal says how (review (a)3)")
+    func retireListSigner() async throws {
+        let old = try await pat.ok(["keys", "list", "--json"]).objects().compactMap { $0["kid"] as? String }
+        #expect(old.count == 1)
+        try await pat.ok(["publish"])
+        try await pat.ok(["keys", "rotate"])
+        let retired = try await pat.ok(["keys", "retire", old[0]])
+        #expect(retired.stderr.contains("the published revocation list is signed by \(old[0])")
+                && retired.stderr.contains("run `pat publish` now"), "\(retired.stderr)")
+        let token = try await pat.ok(["issue", "--subject", "bob", "--scope", "clients:view", "--expires-in", "1h"]).output
+        let refused = try await pat.run(["verify", token])
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("`pat publish` re-signs it with an active key"), "\(refused.stderr)")
+        try await pat.ok(["publish"])
+        try await pat.ok(["verify", token])
+        // Retiring a key that did not sign the published list adds no such note.
+        try await pat.ok(["keys", "rotate"])
+        try await pat.ok(["publish"])
+        let keys = try await pat.ok(["keys", "list", "--json"]).objects()
+        let signer = try #require(keys.first { $0["signing"] as? Bool == true }?["kid"] as? String)
+        let other = try #require(keys.first { $0["status"] as? String == "active" && $0["kid"] as? String != signer }?["kid"] as? String)
+        let quiet = try await pat.ok(["keys", "retire", other])
+        #expect(!quiet.stderr.contains("published revocation list"), "\(quiet.stderr)")
+    }
+
     @Test("--version names PATKit's version and the libsodium it runs on")
     func version() async throws {
         let result = try await pat.ok(["--version"])
