@@ -402,7 +402,7 @@ def publish(args, pat):
         try:
             if kind == "postgres":
                 database, name = fresh_database(url)
-            home.run("list", database=database)  # creates and migrates the registry
+            home.run("publish", database=database)  # creates and migrates the registry (`pat list` never does)
             started = time.monotonic()
             if kind == "sqlite":
                 with sqlite3.connect(os.path.join(home.path, "pat.db")) as db:

@@ -142,7 +142,7 @@ def one_run(args, push, count):
             return result.stdout
 
         pat("keys", "generate")
-        pat("list")  # creates the registry
+        pat("publish")  # creates the registry (read commands such as `pat list` never do)
         now = int(time.time())
         horizon = now + 30 * 86400
         with sqlite3.connect(os.path.join(home, "pat.db")) as db:
