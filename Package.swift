@@ -11,6 +11,18 @@ let package = Package(
         .library(name: "PATHummingbird", targets: ["PATHummingbird"]),
         .executable(name: "pat", targets: ["pat"]),
     ],
+    // `Server` (on by default): `pat serve`, the PostgreSQL registry and fetching documents over
+    // HTTP, i.e. Hummingbird, AsyncHTTPClient, postgres-nio, swift-nio-ssl and swift-crypto (both
+    // with BoringSSL), swift-prometheus. They are most of a fresh clone's build (issue 14 §6: `pat`
+    // takes 2,695 build steps with them, 628 in about a quarter of the time without; README,
+    // Set-up), and the quick start's commands (keys, publish, issue, verify) use none of them, so
+    // the quick start builds `pat` without it (`swift build --product pat --disable-default-traits`);
+    // every other build, `swift test` included, has it. A `pat` without it keeps every command and
+    // option, and one that needs the server side says how to build it (exit 2), never acts otherwise.
+    traits: [
+        .trait(name: "Server", description: "pat serve, the PostgreSQL registry and http(s) documents in pat scan."),
+        .default(enabledTraits: ["Server"]),
+    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
@@ -122,7 +134,10 @@ let package = Package(
         .executableTarget(
             name: "pat",
             dependencies: [
-                "PATKit", "PATStore", "PATRegistry", "PATRegistryPostgres", "PATManagement", "PATServer", "PATEdge",
+                "PATKit", "PATStore", "PATRegistry", "PATManagement",
+                .target(name: "PATRegistryPostgres", condition: .when(traits: ["Server"])),
+                .target(name: "PATServer", condition: .when(traits: ["Server"])),
+                .target(name: "PATEdge", condition: .when(traits: ["Server"])),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]

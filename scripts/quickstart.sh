@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # PATKit quick start on a fresh Debian/Ubuntu machine with Swift 6:
-# installs the system libraries, builds `pat`, makes a signing key under keys/ (once),
+# installs the system libraries, builds `pat` (without the server side), makes a signing key under keys/ (once),
 # publishes the signed key set and revocation list, issues a PAT and verifies it offline as an
 # edge would (pinning the trust anchor). Safe to run again.
 set -euo pipefail
@@ -24,8 +24,12 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pyseto' 2>/dev/nul
   python3 -m venv .venv && .venv/bin/pip install -q pyseto || echo "   (pyseto not installed: interoperability tests will be skipped)"
 fi
 
-echo "==> building pat"
-swift build --product pat
+# Without the Server trait (Package.swift): no Hummingbird, AsyncHTTPClient, postgres-nio,
+# swift-nio-ssl or swift-crypto, which the commands below do not use and which take most of a fresh
+# build. `pat serve` and the PostgreSQL registry then say to build the full pat: `swift build
+# --product pat` (or `swift test`, which builds it) in this same .build.
+echo "==> building pat (the commands below; without the server side: swift build --product pat adds it)"
+swift build --product pat --disable-default-traits
 PAT="$(swift build --show-bin-path)/pat"
 
 if ! ls keys/k4.pid.*.secret >/dev/null 2>&1; then

@@ -57,10 +57,7 @@ public struct PostgresConfiguration: Sendable, CustomStringConvertible {
     }
 
     /// True for `postgres://…` and `postgresql://…`.
-    public static func isPostgresURL(_ text: String) -> Bool {
-        let lower = text.lowercased()
-        return lower.hasPrefix("postgres://") || lower.hasPrefix("postgresql://")
-    }
+    public static func isPostgresURL(_ text: String) -> Bool { RegistryLocation.isPostgresURL(text) }
 
     /// Parses a `postgres://` URL; the error says what is wrong without repeating a password.
     public init(url text: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws(RegistryError) {

@@ -10,23 +10,15 @@ public enum RegistryDatabase: Sendable, CustomStringConvertible {
     case postgres(PostgresConfiguration)
 
     /// The environment variable naming the database when `--database` is not given.
-    public static let environmentVariable = "PAT_DATABASE_URL"
+    public static let environmentVariable = RegistryLocation.environmentVariable
 
     /// - Parameters:
     ///   - option: the `--database` value, if given.
     public init(option: String?, home: PATHome,
                 environment: [String: String] = ProcessInfo.processInfo.environment) throws(RegistryError) {
-        let given = option ?? environment[RegistryDatabase.environmentVariable]
-        guard let text = given, !text.isEmpty else {
-            self = .sqlite(path: SQLiteRegistry.defaultPath(in: home))
-            return
-        }
-        if PostgresConfiguration.isPostgresURL(text) {
-            self = .postgres(try PostgresConfiguration(url: text, environment: environment))
-        } else if text.contains("://") {
-            throw RegistryError(.invalid, "the database \"\(text.prefix(16))…\" is neither a postgres:// URL nor a file path")
-        } else {
-            self = .sqlite(path: text)
+        switch try RegistryLocation(option: option, home: home, environment: environment) {
+        case .sqlite(let path): self = .sqlite(path: path)
+        case .postgres(let url): self = .postgres(try PostgresConfiguration(url: url, environment: environment))
         }
     }
 
@@ -47,12 +39,8 @@ public enum RegistryDatabase: Sendable, CustomStringConvertible {
     /// `readingOnly`, an SQLite registry must exist and is opened read-only (nothing created).
     public func open(home: PATHome, readingOnly: Bool = false, logger: Logger = Logger(label: "patkit.registry")) async throws -> any PATRegistryStore {
         switch self {
-        case .sqlite(let path) where readingOnly:
-            return try SQLiteRegistry(readingOnly: path)
-        case .sqlite(let path) where path == SQLiteRegistry.defaultPath(in: home):
-            return try SQLiteRegistry(home: home)
         case .sqlite(let path):
-            return try SQLiteRegistry(path: path)
+            return try SQLiteRegistry.open(path, home: home, readingOnly: readingOnly)
         case .postgres(let configuration):
             return try await PostgresRegistry.open(configuration, logger: logger)
         }

@@ -28,7 +28,7 @@ struct Pat: AsyncParsableCommand {
             Testing aid: PAT_NOW=YYYY-MM-DDTHH:MM:SSZ makes issue, create, scope, revoke, regenerate, delete, \
             list, show, publish and verify take that instant as the current time.
             """,
-        version: "pat \(PATKitVersion.string) (libsodium \(PATKitVersion.libsodium))",
+        version: "pat \(PATKitVersion.string) (libsodium \(PATKitVersion.libsodium))" + (ServerTrait.isEnabled ? "" : ", without the server"),
         subcommands: [KeysCommand.self, IssueCommand.self, VerifyCommand.self,
                       CreateCommand.self, ListCommand.self, ShowCommand.self, ScopeCommand.self, RevokeCommand.self,
                       RegenerateCommand.self, DeleteCommand.self, PublishCommand.self, ServeCommand.self,

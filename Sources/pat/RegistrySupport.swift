@@ -3,7 +3,9 @@ import Logging
 import PATKit
 import PATManagement
 import PATRegistry
-import PATRegistryPostgres
+#if Server
+import PATRegistryPostgres // else LightRegistryDatabase.swift
+#endif
 import PATStore
 import Synchronization
 #if canImport(Glibc)

@@ -1,5 +1,7 @@
 import ArgumentParser
+#if Server
 import PATEdge
+#endif
 import PATKit
 import PATStore
 
@@ -114,6 +116,9 @@ struct ScanTrust {
     /// GETs a document (bounded, with a deadline); any failure is a usage error (exit 2): the
     /// scan fails closed rather than judge tokens without the issuer's keys.
     private static func fetch(_ what: String, _ url: String, maxBytes: Int) async throws -> [UInt8] {
+        #if !Server
+        throw ServerTrait.missing("\(what) URL (fetching over http)")
+        #else
         let source = HTTPDocumentSource(keysURL: url, revocationsURL: url, timeout: .seconds(30))
         do {
             switch try await source.fetch(.keys, ifNoneMatch: nil, maxBytes: maxBytes) {
@@ -123,6 +128,7 @@ struct ScanTrust {
         } catch {
             throw CLIFailure(message: "\(what) \(url.prefix(200)): \(error); nothing was scanned", status: 2)
         }
+        #endif
     }
 
     /// Reads and parses one document; a failure is a usage error (exit 2) naming the file.

@@ -2,7 +2,9 @@ import ArgumentParser
 import Logging
 import PATKit
 import PATManagement
+#if Server
 import PATServer
+#endif
 import PATStore
 
 struct ServeCommand: AsyncParsableCommand {
@@ -161,6 +163,7 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func validate() throws {
+        #if Server // else run() says what is missing (a CLIFailure thrown here would reach the user wrapped)
         _ = try listenAddress()
         if (keysURL == nil) != (revocationsURL == nil) {
             throw ValidationError("--keys-url and --revocations-url go together")
@@ -224,6 +227,7 @@ struct ServeCommand: AsyncParsableCommand {
                                ("--usage-interval", usageInterval)] {
             if let span { _ = try parseSpan(span, option: option) }
         }
+        #endif
     }
 
     /// The `--webhook` endpoints with their secret files: `URL=SECRETFILE` each, split at the last
@@ -269,6 +273,9 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        #if !Server
+        throw ServerTrait.missing("pat serve")
+        #else
         let (host, port) = try listenAddress()
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
@@ -310,9 +317,11 @@ struct ServeCommand: AsyncParsableCommand {
         } catch {
             throw CLIFailure(message: "pat serve: \(error)")
         }
+        #endif
     }
 }
 
+#if Server
 extension ServeCommand {
     /// The gate's trust anchors: --trust-anchor FILE, else the home's anchors; without either the
     /// gate would trust nothing, so it does not start.
@@ -373,3 +382,4 @@ extension ServeCommand {
         ])
     }
 }
+#endif
