@@ -127,7 +127,7 @@ public struct DistributionRoutes: PATRouteGroup {
         if let since, let wait, wait > .zero, (feed.sequence ?? 0) <= since {
             let feed = self.feed
             // Also answered at once when the server shuts down gracefully.
-            _ = try? await cancelWhenGracefulShutdown { await feed.waitForNewer(than: since, timeout: wait) }
+            _ = await cancelWhenGracefulShutdown { await feed.waitForNewer(than: since, timeout: wait) }
         }
         let longPoll = wait != nil
         switch feed.answer(since: since) {

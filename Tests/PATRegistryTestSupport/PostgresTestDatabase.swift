@@ -77,7 +77,7 @@ package enum PostgresTestDatabase {
 
     package static func up(_ database: PostgresConfiguration) async throws {
         let server = try await serverURL()
-        try await withAdminConnection(server) { connection, logger in
+        _ = try await withAdminConnection(server) { connection, logger in
             try await connection.query(PostgresQuery(unsafeSQL: "ALTER DATABASE \(quoted(database.database)) ALLOW_CONNECTIONS true"),
                                        logger: logger)
         }
