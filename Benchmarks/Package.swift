@@ -11,6 +11,8 @@ let package = Package(
         .package(name: "PATKit", path: ".."),
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // The bare route of `scripts/load.sh` (as the root package: no default traits).
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
     ],
     targets: [
         // The bare libsodium baseline every figure is compared with (the root package's CSodium
@@ -34,6 +36,13 @@ let package = Package(
             ],
             path: "PATBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        // The HTTP ceiling `scripts/load.sh` measures the /verify gate against: one Hummingbird
+        // route answering 204 (`swift build -c release --product bare-route`).
+        .executableTarget(
+            name: "bare-route",
+            dependencies: [.product(name: "Hummingbird", package: "hummingbird")],
+            path: "BareRoute"
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -69,6 +69,11 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private var counted = false
     private var refused = false
     private var requestsInFlight = 0
+    /// When the next request head is due, while no request is in flight.
+    private var headDeadline = NIODeadline.distantFuture
+    /// The header timer. It is not cancelled and re-made for every request (that cost more than a
+    /// cached validation, issue 15): a request in flight only moves `headDeadline`, and the timer
+    /// checks it when it fires, then lapses (a request is in flight), closes, or waits on.
     private var timer: Scheduled<Void>?
 
     init(counter: ConnectionCounter, headerTimeout: Duration) {
@@ -95,11 +100,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !refused else { return }
-        if case .head = unwrapInboundIn(data) {
-            timer?.cancel()
-            timer = nil
-            requestsInFlight += 1
-        }
+        if case .head = unwrapInboundIn(data) { requestsInFlight += 1 }
         context.fireChannelRead(data)
     }
 
@@ -134,11 +135,28 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// The next request head is due within the header timeout from now.
     private func armTimer(_ context: ChannelHandlerContext) {
-        timer?.cancel()
-        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        timer = context.eventLoop.scheduleTask(in: headerTimeout) {
-            loopBound.value.close(promise: nil)
+        headDeadline = .now() + headerTimeout
+        if timer == nil { schedule(context) }
+    }
+
+    private func schedule(_ context: ChannelHandlerContext) {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(deadline: headDeadline) {
+            let (handler, context) = loopBound.value
+            handler.timerFired(context)
+        }
+    }
+
+    private func timerFired(_ context: ChannelHandlerContext) {
+        timer = nil
+        // A request is in flight: its response arms the timer again.
+        guard requestsInFlight == 0, !refused else { return }
+        if NIODeadline.now() >= headDeadline {
+            context.close(promise: nil)
+        } else {
+            schedule(context)
         }
     }
 

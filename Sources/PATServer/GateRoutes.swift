@@ -99,14 +99,16 @@ public struct GateRoutes: PATRouteGroup {
             throw PATHTTPError.scopeMissing("\(scope.entity):\(scope.operation):\(scope.id ?? "*")", patID: pat.id)
         }
         usage?.recordAccepted(pat, address: clientAddress(request, peer), at: validator.now())
+        // Appended, not set: the fields are new, and setting one searches the others first.
         var headers = HTTPFields()
-        headers.setPAT(GateHeader.expires, pat.expiresAt.rfc3339)
-        headers.setPAT(GateHeader.subject, PercentEncoding.encode(pat.subject))
-        headers.setPAT(GateHeader.id, pat.id)
-        headers.setPAT(GateHeader.generation, String(pat.generation))
-        headers.setPAT(GateHeader.scope, pat.scopes.claim)
-        if let domain = pat.domain { headers.setPAT(GateHeader.domain, PercentEncoding.encode(domain)) }
-        headers[.cacheControl] = "no-store"
+        headers.reserveCapacity(7)
+        headers.appendPAT(GateHeader.expires, pat.expiresAt.rfc3339)
+        headers.appendPAT(GateHeader.subject, PercentEncoding.encode(pat.subject))
+        headers.appendPAT(GateHeader.id, pat.id)
+        headers.appendPAT(GateHeader.generation, String(pat.generation))
+        headers.appendPAT(GateHeader.scope, pat.scopes.claim)
+        if let domain = pat.domain { headers.appendPAT(GateHeader.domain, PercentEncoding.encode(domain)) }
+        headers.append(HTTPFields.Element(name: .cacheControl, value: "no-store"))
         return Response(status: .noContent, headers: headers)
     }
 
@@ -131,19 +133,12 @@ public struct GateRoutes: PATRouteGroup {
     static func requiredScopes(_ values: [String]) throws(PATHTTPError) -> [Requirement] {
         var out: [Requirement] = []
         for value in values {
-            for item in value.split(whereSeparator: { $0 == " " || $0 == "," || $0 == "\t" }) {
-                let parts = item.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
-                let base = parts.prefix(2).joined(separator: ":")
-                guard parts.count >= 2, (try? Scope(parsing: base)) != nil else {
-                    throw PATHTTPError(.badRequest, code: "bad_request",
-                                       message: "X-PAT-Require-Scope: \"\(item.prefix(80))\" is not ENTITY:OPERATION[:ID]")
-                }
-                let id = parts.count == 3 ? String(parts[2]) : nil
-                guard out.count < 32 else {
-                    throw PATHTTPError(.badRequest, code: "bad_request", message: "X-PAT-Require-Scope: more than 32 scopes")
-                }
-                out.append(Requirement(entity: String(parts[0]), operation: String(parts[1]), id: id == "*" ? nil : id))
-            }
+            // Over UTF-8 bytes (the separators are ASCII): splitting Characters cost more than the
+            // cached validation itself (issue 15).
+            var text = value
+            try text.withUTF8 { bytes in
+                Result { () throws(PATHTTPError) in try requirements(in: bytes, into: &out) }
+            }.get()
         }
         // A header that is present but names nothing (empty, or separators only) is a proxy
         // misconfiguration, never "no scope required".
@@ -151,6 +146,34 @@ public struct GateRoutes: PATRouteGroup {
             throw PATHTTPError(.badRequest, code: "bad_request", message: "X-PAT-Require-Scope is present but names no scope")
         }
         return out
+    }
+
+    /// The requirements of one header value, appended to `out` (at most 32 in all).
+    private static func requirements(in bytes: UnsafeBufferPointer<UInt8>, into out: inout [Requirement]) throws(PATHTTPError) {
+        var start = 0
+        while start < bytes.count {
+            var end = start
+            var colons = (-1, -1)
+            while end < bytes.count, bytes[end] != 0x20, bytes[end] != 0x2C, bytes[end] != 0x09 {
+                if bytes[end] == UInt8(ascii: ":") {
+                    if colons.0 < 0 { colons.0 = end } else if colons.1 < 0 { colons.1 = end }
+                }
+                end += 1
+            }
+            defer { start = end + 1 }
+            guard end > start else { continue }
+            let item = UnsafeBufferPointer(rebasing: bytes[start..<end])
+            let base = colons.1 < 0 ? item : UnsafeBufferPointer(rebasing: bytes[start..<colons.1])
+            guard colons.0 >= 0, let scope = try? Scope(parsing: String(decoding: base, as: UTF8.self)) else {
+                throw PATHTTPError(.badRequest, code: "bad_request",
+                                   message: "X-PAT-Require-Scope: \"\(String(decoding: item, as: UTF8.self).prefix(80))\" is not ENTITY:OPERATION[:ID]")
+            }
+            let id = colons.1 < 0 ? nil : String(decoding: UnsafeBufferPointer(rebasing: bytes[(colons.1 + 1)..<end]), as: UTF8.self)
+            guard out.count < 32 else {
+                throw PATHTTPError(.badRequest, code: "bad_request", message: "X-PAT-Require-Scope: more than 32 scopes")
+            }
+            out.append(Requirement(entity: scope.entity, operation: scope.operation, id: id == "*" ? nil : id))
+        }
     }
 
     func statusResponse() -> Response {
@@ -184,7 +207,7 @@ public struct GateRoutes: PATRouteGroup {
 public typealias HTTPFieldName = HTTPFields.Element.Name
 
 /// The gate's header names. The fallback never applies (the names are valid; a test checks
-/// them) and `setPAT` refuses to write it.
+/// them) and `appendPAT` refuses to write it.
 public enum GateHeader {
     public static let requireScope = HTTPFieldName("X-PAT-Require-Scope") ?? HTTPFieldName.authorization
     public static let domain = HTTPFieldName("X-PAT-Domain") ?? HTTPFieldName.authorization
@@ -198,10 +221,10 @@ public enum GateHeader {
 }
 
 extension HTTPFields {
-    /// Sets a gate header, never the `Authorization` fallback of an (impossible) invalid name.
-    mutating func setPAT(_ name: HTTPFieldName, _ value: String) {
+    /// Appends a gate header, never the `Authorization` fallback of an (impossible) invalid name.
+    mutating func appendPAT(_ name: HTTPFieldName, _ value: String) {
         guard name != .authorization else { return }
-        self[name] = value
+        append(HTTPFields.Element(name: name, value: value))
     }
 }
 
@@ -213,6 +236,8 @@ enum PercentEncoding {
     static let delimiters: Set<UInt8> = [0x22, 0x2C, 0x3B, 0x3D, 0x5C, 0x25]
 
     static func encode(_ text: String) -> String {
+        // Most owners and domains need no encoding: answer the same string, without a copy.
+        if text.utf8.allSatisfy({ $0 >= 0x21 && $0 <= 0x7E && !delimiters.contains($0) }) { return text }
         let hex: [Character] = Array("0123456789ABCDEF")
         var out = ""
         for byte in text.utf8 {

@@ -92,7 +92,9 @@ public final class PATServerMetrics: Sendable {
 /// method and status. Hand-written rather than Hummingbird's `MetricsMiddleware`, which records
 /// through the process-wide `MetricsSystem`: each server here exports its own registry.
 struct RequestMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
-    let factory: any MetricsFactory
+    let handles: RequestMetricHandles
+
+    init(factory: any MetricsFactory) { self.handles = RequestMetricHandles(factory: factory) }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let start = ContinuousClock.now
@@ -108,13 +110,52 @@ struct RequestMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 
     private func record(_ request: Request, _ context: Context, status: Int, start: ContinuousClock.Instant) {
-        let route = context.endpointPath ?? "unmatched"
-        CoreMetrics.Counter(label: "patkit_http_requests_total",
-                dimensions: [("route", route), ("method", request.method.rawValue), ("status", String(status))], factory: factory)
-            .increment()
         let (seconds, attoseconds) = (ContinuousClock.now - start).components
-        CoreMetrics.Timer(label: "patkit_http_request_duration_seconds", dimensions: [("route", route)], factory: factory)
-            .recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        handles.record(route: context.endpointPath ?? "unmatched", method: request.method.rawValue, status: status,
+                       nanoseconds: seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}
+
+/// The request counters and timers, made once per route, method and status and then reused.
+/// Making a swift-metrics handle asks the Prometheus registry (name and label checks, hashing,
+/// its lock) every time: twice a request, that was a measurable part of a cached `/verify`
+/// (issue 15). The cache is bounded; past it, handles are made per request as before.
+final class RequestMetricHandles: Sendable {
+    private struct Key: Hashable, Sendable {
+        let route: String
+        let method: String
+        let status: Int
+    }
+
+    private struct Handles: Sendable {
+        let requests: CoreMetrics.Counter
+        let duration: CoreMetrics.Timer
+    }
+
+    /// Routes × methods × statuses a server answers are few; this only bounds the unexpected.
+    static let capacity = 1_024
+    private let factory: any MetricsFactory
+    private let cache = Mutex<[Key: Handles]>([:])
+
+    init(factory: any MetricsFactory) { self.factory = factory }
+
+    func record(route: String, method: String, status: Int, nanoseconds: Int64) {
+        let key = Key(route: route, method: method, status: status)
+        let handles = cache.withLock { $0[key] } ?? make(key)
+        handles.requests.increment()
+        handles.duration.recordNanoseconds(nanoseconds)
+    }
+
+    private func make(_ key: Key) -> Handles {
+        let handles = Handles(
+            requests: CoreMetrics.Counter(label: "patkit_http_requests_total",
+                                          dimensions: [("route", key.route), ("method", key.method), ("status", String(key.status))],
+                                          factory: factory),
+            duration: CoreMetrics.Timer(label: "patkit_http_request_duration_seconds", dimensions: [("route", key.route)], factory: factory))
+        cache.withLock { cache in
+            if cache.count < RequestMetricHandles.capacity { cache[key] = handles }
+        }
+        return handles
     }
 }
 

@@ -153,5 +153,12 @@ struct MiddlewareTests {
         #expect(BearerToken.extract(from: headers(["Bearer"])) == .malformed("the Bearer credentials are empty"))
         #expect(BearerToken.extract(from: headers(["Bearer a b"])) == .malformed("the Bearer credentials must be one token"))
         #expect(BearerToken.extract(from: headers(["Bearer a", "Bearer b"])) == .malformed("more than one Authorization header"))
+        // Read over bytes (issue 15): tabs are spaces, the scheme is ASCII "bearer" in any case.
+        #expect(BearerToken.extract(from: headers(["\tbEaReR\tabc\t"])) == .token("abc"))
+        #expect(BearerToken.extract(from: headers(["Bearer a,b"])) == .malformed("the Bearer credentials must be one token"))
+        #expect(BearerToken.extract(from: headers(["Bearer   "])) == .malformed("the Bearer credentials are empty"))
+        #expect(BearerToken.extract(from: headers(["Bearerx abc"])) == .missing)
+        #expect(BearerToken.extract(from: headers(["Bearér abc"])) == .missing)
+        #expect(BearerToken.extract(from: headers(["Bearer v4.public.é"])) == .token("v4.public.é"))
     }
 }

@@ -78,6 +78,29 @@ struct PiecesTests {
 
     // MARK: HTTPConditional (RFC 9110)
 
+    /// The gate parses X-PAT-Require-Scope over bytes (issue 15): the same requirements as the grammar says.
+    @Test func requiredScopesParseEveryForm() throws {
+        typealias R = GateRoutes.Requirement
+        #expect(try GateRoutes.requiredScopes([]) == [])
+        #expect(try GateRoutes.requiredScopes(["clients:view"]) == [R(entity: "clients", operation: "view", id: nil)])
+        #expect(try GateRoutes.requiredScopes([" channels:publish:ch-1,\tclients:view:* ", "a:b:x:y"]) == [
+            R(entity: "channels", operation: "publish", id: "ch-1"), R(entity: "clients", operation: "view", id: nil),
+            R(entity: "a", operation: "b", id: "x:y"),  // the id is any text after the second colon
+        ])
+        #expect(try GateRoutes.requiredScopes(["channels:publish:é/1"]) == [R(entity: "channels", operation: "publish", id: "é/1")])
+        for bad in [["Channels:view"], ["clients"], [":view"], ["clients:"], ["clients:vïew"], [" , "], [""]] {
+            #expect(throws: PATHTTPError.self, "\(bad)") { try GateRoutes.requiredScopes(bad) }
+        }
+        #expect(throws: PATHTTPError.self) { try GateRoutes.requiredScopes([Array(repeating: "a:b", count: 33).joined(separator: " ")]) }
+    }
+
+    /// Percent-encoding leaves safe text as it is and encodes the rest byte by byte.
+    @Test func percentEncodingKeepsSafeTextAndEncodesTheRest() {
+        #expect(PercentEncoding.encode("alice@example.org") == "alice@example.org")
+        #expect(PercentEncoding.encode("eve,admin") == "eve%2Cadmin")
+        #expect(PercentEncoding.encode("é 100%") == "%C3%A9%20100%25")
+    }
+
     @Test func ifNoneMatchComparesWeaklyAndAcceptsListsAndStar() {
         let tag = "\"abc\""
         #expect(HTTPConditional.matches([tag], etag: tag))

@@ -114,6 +114,26 @@ struct ServerLimitsTests {
         }
     }
 
+    @Test("a request held past the header timeout is answered; after the response the next head is due within the timeout")
+    func headerTimeoutAroundARequest() async throws {
+        // Issue 15: the header timer is no longer cancelled for every request; it checks, when it
+        // fires, whether a request is in flight (then lapses) and when the next head is due.
+        let issuer = try PushTests.FileIssuer()
+        var configuration = PATServerConfiguration(home: issuer.dir.home)
+        configuration.limits.headerTimeout = .seconds(1)
+        try await withPATServer(configuration) { port, _ in
+            let connection = try await IdleConnection.open(port)
+            defer { connection.close() }
+            // A long poll the server holds for 2 s, twice the header timeout, on a keep-alive connection.
+            try await connection.send("GET \(DistributionRoutes.revocationsPath)?since=3&wait=2 HTTP/1.1\r\nHost: x\r\n\r\n")
+            let text = try await awaitEvent("the long poll is answered, then the idle connection closed") {
+                try await connection.receiveUntilClosed()
+            }
+            #expect(text.hasPrefix("HTTP/1.1 304"), "\(text.prefix(200))")
+            #expect(text.components(separatedBy: "HTTP/1.1 ").count == 2, "one answer, then closed: \(text.prefix(400))")
+        }
+    }
+
     @Test("300 idle connections neither exhaust descriptors nor keep a valid request from an answer (prlimit --nofile=256)")
     func idleFloodUnderAFileLimit() async throws {
         let prlimit = try await Self.prlimitPrerequisite.require()
