@@ -38,7 +38,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             for line in String(decoding: text, as: UTF8.self).split(whereSeparator: \.isNewline) {
                 guard let range = line.firstRange(of: "k4.secret.") else { continue }
                 let material = line[range.upperBound...].prefix(16)
-                invariant(material.count < 8 || !description.contains(material), "an anchors error echoes secret key material")
+                // The only words an error may share with it are PASERK's own (e.g. a secret "local-wrap").
+                let vocabulary = PASERKType.versions.union(PASERKType.types).contains { $0.contains(material) }
+                invariant(material.count < 8 || vocabulary || !description.contains(material), "an anchors error echoes secret key material")
             }
         }
     default:

@@ -167,11 +167,19 @@ extension SecretKey: CustomStringConvertible {
 }
 
 enum PASERKType {
-    /// The PASERK header of `text` (e.g. `k3.public`), for error messages that must not echo key material.
+    /// PASERK's versions and types: the only words `describe` ever echoes.
+    static let versions: Set<Substring> = ["k1", "k2", "k3", "k4"]
+    static let types: Set<Substring> = ["local", "public", "secret", "lid", "pid", "sid", "local-wrap", "secret-wrap",
+                                        "local-pw", "secret-pw", "seal"]
+
+    /// The PASERK header of `text` (e.g. `k3.public`), for error messages that must not echo key
+    /// material: only a known version and type are named, never anything else the text holds (a
+    /// line such as `x.SECRETSTUFF` used to be echoed up to its second dot; the fuzz target
+    /// `signedkeyset` found it).
     static func describe(_ text: String) -> String {
         let parts = text.split(separator: ".", maxSplits: 2, omittingEmptySubsequences: false)
-        if parts.count >= 2, parts[0].count <= 4, parts[1].count <= 16 { return "\(parts[0]).\(parts[1])" }
-        return "not a PASERK"
+        guard parts.count >= 2, versions.contains(parts[0]) else { return "not a PASERK" }
+        return types.contains(parts[1]) ? "\(parts[0]).\(parts[1])" : "\(parts[0]) with an unknown type"
     }
 }
 

@@ -254,6 +254,24 @@ struct TrustTests {
         #expect(patError { try TrustAnchors(text: Array("# nothing\n".utf8)) }?.isInvalidDocument == true)
         #expect(patError { try TrustAnchors([]) }?.isInvalidArgument == true)
     }
+
+    @Test("a line that is not a PASERK is never echoed, only a known version and type (fuzz target signedkeyset's finding)")
+    func nonPASERKLinesAreNotEchoed() throws {
+        // What the fuzzer found: a line "t.<material>" was echoed up to its second dot, here the
+        // same material as a secret named in a comment above it.
+        let found: [UInt8] = Array("# k4.secret.D".utf8) + [0xCB] + Array("Dw8PBB\nt.D".utf8) + [0xCB] + Array("Dw8PBB\n".utf8)
+        let refused = try #require(patError { try TrustAnchors(text: found) })
+        #expect(!refused.description.contains("Dw8PBB"), "\(refused)")
+        #expect(refused.description.contains("not a PASERK"), "\(refused)")
+        for (line, named) in [("x.SECRETMATERIAL9.rest", "not a PASERK"), ("k4.SECRETMATERIAL9.rest", "k4 with an unknown type"),
+                              ("k3.public.AAAA", "k3.public"), ("k4.local-wrap.pie.AAAA", "k4.local-wrap")] {
+            let error = try #require(patError { try TrustAnchors(text: Array("\(line)\n".utf8)) })
+            #expect(error.description.contains(named), "\(line): \(error)")
+            #expect(!error.description.contains("SECRETMATERIAL"), "\(line): \(error)")
+            let key = try #require(patError { _ = try PublicKey(paserk: line) })
+            #expect(!key.description.contains("SECRETMATERIAL"), "\(line): \(key)")
+        }
+    }
 }
 
 extension RevocationList.Builder {
