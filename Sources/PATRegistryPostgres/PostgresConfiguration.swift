@@ -56,12 +56,9 @@ public struct PostgresConfiguration: Sendable, CustomStringConvertible {
         self.transactionTimeout = .seconds(60)
     }
 
-    /// True for `postgres://…` and `postgresql://…`.
-    public static func isPostgresURL(_ text: String) -> Bool { RegistryLocation.isPostgresURL(text) }
-
     /// Parses a `postgres://` URL; the error says what is wrong without repeating a password.
     public init(url text: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws(RegistryError) {
-        guard PostgresConfiguration.isPostgresURL(text), text.utf8.count <= 4096 else {
+        guard RegistryLocation.isPostgresURL(text), text.utf8.count <= 4096 else {
             throw Self.invalid("must look like postgres://USER:PASSWORD@HOST:PORT/DATABASE")
         }
         guard let components = URLComponents(string: text) else {
