@@ -65,22 +65,27 @@ extension RevocationList {
 
         /// The overlaps a list may carry: each for a generation below its PAT's floor, of a PAT
         /// not deleted (an overlap never revives anything else).
-        private var effectiveOverlaps: [(key: EntryKey, value: (generation: UInt64, until: Int64))] {
+        var effectiveOverlaps: [(key: EntryKey, value: (generation: UInt64, until: Int64))] {
             overlapEntries.filter { key, value in
                 guard let token = tokenEntries[key] else { return false }
                 return token.floor != UInt64.max && value.generation < token.floor
             }.sorted { $0.key < $1.key }
         }
 
-        /// The signed binary list. `pruneMargin` is the margin entries were pruned with (see
-        /// `prune(now:margin:)`): verifiers refuse the list when their leeway exceeds it.
-        public func sign(with key: SecretKey, sequence: UInt64, issuedAt: Timestamp, nextUpdate: Timestamp,
-                         pruneMargin: Int64 = RevocationList.defaultPruneMargin) throws(PATKitError) -> [UInt8] {
+        /// What every signed list's header must satisfy.
+        static func checkSigning(sequence: UInt64, issuedAt: Timestamp, nextUpdate: Timestamp, pruneMargin: Int64) throws(PATKitError) {
             try SignedDocument.checkSequence(sequence, "revocation list")
             guard issuedAt < nextUpdate else { throw .invalidArgument("next-update must be after the issue time") }
             guard pruneMargin >= 0, pruneMargin <= RevocationList.maxPruneMargin else {
                 throw .invalidArgument("prune margin must be 0–\(RevocationList.maxPruneMargin) seconds")
             }
+        }
+
+        /// The signed binary list. `pruneMargin` is the margin entries were pruned with (see
+        /// `prune(now:margin:)`): verifiers refuse the list when their leeway exceeds it.
+        public func sign(with key: SecretKey, sequence: UInt64, issuedAt: Timestamp, nextUpdate: Timestamp,
+                         pruneMargin: Int64 = RevocationList.defaultPruneMargin) throws(PATKitError) -> [UInt8] {
+            try Builder.checkSigning(sequence: sequence, issuedAt: issuedAt, nextUpdate: nextUpdate, pruneMargin: pruneMargin)
             let overlaps = effectiveOverlaps
             var out = RevocationList.header(signer: key.id, sequence: sequence, issuedAt: issuedAt, nextUpdate: nextUpdate,
                                             pruneMargin: pruneMargin, counts: (tokenEntries.count, ownerEntries.count, overlaps.count))

@@ -114,6 +114,25 @@ package enum SecureFile {
         guard fchmod(fd, mode) == 0 else { throw .io(path: path, reason: "chmod failed: \(errnoText())") }
     }
 
+    /// Which file is at a path, and which version of it: a file replaced (renamed over) or
+    /// rewritten in place gets another identity.
+    package struct Identity: Sendable, Equatable {
+        let device: UInt64
+        let inode: UInt64
+        let size: Int64
+        let modified: Int64
+        let changed: Int64
+    }
+
+    /// The identity of the file at `path` (following links), nil when there is none.
+    package static func identity(_ path: String) -> Identity? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return Identity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino), size: Int64(info.st_size),
+                        modified: Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec),
+                        changed: Int64(info.st_ctim.tv_sec) * 1_000_000_000 + Int64(info.st_ctim.tv_nsec))
+    }
+
     package static func exists(_ path: String) -> Bool {
         var info = stat()
         return stat(path, &info) == 0

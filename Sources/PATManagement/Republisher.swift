@@ -333,7 +333,7 @@ public final class Republisher: Service, Sendable {
         guard let validator else { return }
         do {
             let keys = try publisher.keyStore.keySet()
-            let list = try RevocationList(verifying: result.bytes, keys: keys)
+            let list = result.list
             if keys != validator.keys {
                 try validator.install(keys: keys, revocations: list)
             } else {

@@ -23,6 +23,8 @@ public struct PublishResult: Sendable {
     public let keysPath: String
     /// The signed list as signed.
     public let bytes: [UInt8]
+    /// The same list, verified with the published key set.
+    public let list: RevocationList
     /// The signed delta from the list this one replaced in `DIR` to this one
     /// (`DIR/revocations.delta`); nil when there was no verifiable previous list, or the files
     /// were left alone.
@@ -71,6 +73,9 @@ public struct Publisher: Sendable {
     /// list as its prune margin: verifiers refuse the list when their leeway is larger.
     public var leeway: Int64
     public var clock: @Sendable () -> Timestamp
+    /// The last list published, for signing the next one as an update of it (`pat serve`);
+    /// nil: every publish rebuilds the list whole (`pat publish`).
+    public var cache: PublisherCache?
     /// Test seam: end the process with status 99 once the new list's temporary file is written
     /// and synced, just before the rename — as a crash at the worst moment would.
     public var crashBeforeRename = false
@@ -100,13 +105,17 @@ public struct Publisher: Sendable {
         let now = clock()
         let key = try keyStore.signingKey()
         let keys = try keyStore.keySet()
-        let previous = Publisher.verifiedSequence(ofListAt: revocationsPath, keys: keys)
         let leeway = self.leeway
+        let base = cache?.base(pruneMargin: leeway, now: now)
+        let previous = base.flatMap { heldListIsInPlace($0) ? $0.list.sequence : nil }
+            ?? Publisher.verifiedSequence(ofListAt: revocationsPath, keys: keys)
 
         struct Snapshot: Sendable {
             var builder: RevocationList.Builder
             var sequence: UInt64
             var pruned: Int
+            /// Set when only these keys' entries were read (an update of the cached list).
+            var changed: (tokens: Set<EntryKey>, owners: Set<EntryKey>)?
         }
         let snapshot = try await store.write { tx -> Snapshot in
             // The sequence first: in a write transaction it also makes this the only publisher
@@ -115,39 +124,77 @@ public struct Publisher: Sendable {
             let cutoff = now.adding(seconds: -leeway)
             var pruned = try await tx.removeTombstones(horizonBefore: cutoff)
             pruned += try await tx.removeOwnerRevocations(horizonBefore: cutoff)
+            let sequence = try SignedDocument.nextSequence(after: max(stored, previous ?? 0), "revocation list")
+            // After the removals above, whose changes this stamp covers too.
+            let forget = sequence > ListChanges.retainedSequences ? sequence - ListChanges.retainedSequences : 0
+            try await tx.stampListChanges(sequence, forgettingThrough: forget)
+            try await tx.setPublishSequence(sequence)
             var builder = RevocationList.Builder()
+            if let base, base.list.sequence <= stored, base.list.sequence >= forget {
+                let changes = try await tx.listChanges(after: base.list.sequence)
+                Publisher.add(superseded: changes.superseded, tombstones: changes.tombstones, owners: changes.ownerRevocations,
+                              to: &builder)
+                return Snapshot(builder: builder, sequence: sequence, pruned: pruned,
+                                changed: (Set(changes.ids.map(RevocationList.tokenKey)), Set(changes.owners.map(RevocationList.ownerKey))))
+            }
             let superseded = try await tx.supersededEntries(), deleted = try await tx.tombstones()
             let owners = try await tx.ownerRevocations()
             builder.reserveCapacity(tokens: superseded.count + deleted.count, owners: owners.count)
-            for entry in superseded {
-                builder.revoke(id: entry.id, below: entry.floor, horizon: entry.horizon)
-                if let overlap = entry.overlap { builder.keep(id: entry.id, generation: overlap.generation, until: overlap.until) }
-            }
-            for tombstone in deleted {
-                builder.delete(id: tombstone.id, horizon: tombstone.horizon)
-            }
-            for revocation in owners {
-                builder.revokeAll(subject: revocation.owner, issuedBefore: revocation.issuedBefore, horizon: revocation.horizon)
-            }
+            Publisher.add(superseded: superseded, tombstones: deleted, owners: owners, to: &builder)
             pruned += builder.prune(now: now, margin: leeway)
-            let sequence = try SignedDocument.nextSequence(after: max(stored, previous ?? 0), "revocation list")
-            try await tx.setPublishSequence(sequence)
-            return Snapshot(builder: builder, sequence: sequence, pruned: pruned)
+            return Snapshot(builder: builder, sequence: sequence, pruned: pruned, changed: nil)
         }
 
         let nextUpdate = now.adding(seconds: nextUpdateInterval.seconds)
-        let bytes = try snapshot.builder.sign(with: key, sequence: snapshot.sequence, issuedAt: now, nextUpdate: nextUpdate,
+        let bytes: [UInt8], pruned: Int
+        if let changed = snapshot.changed, let base {
+            let update = try snapshot.builder.sign(updating: base.list, changedTokens: changed.tokens, changedOwners: changed.owners,
+                                                   now: now, with: key, sequence: snapshot.sequence, issuedAt: now,
+                                                   nextUpdate: nextUpdate, pruneMargin: leeway)
+            (bytes, pruned) = (update.bytes, snapshot.pruned + update.pruned)
+        } else {
+            bytes = try snapshot.builder.sign(with: key, sequence: snapshot.sequence, issuedAt: now, nextUpdate: nextUpdate,
                                               pruneMargin: leeway)
+            pruned = snapshot.pruned
+        }
         let written = try await offload { [self] in
-            try writeFiles(list: bytes, sequence: snapshot.sequence, signer: key, keys: keys, now: now)
+            try writeFiles(list: bytes, sequence: snapshot.sequence, signer: key, keys: keys, now: now, held: base)
         }
         let list = written.list
+        if written.supersededBy == nil, let cache {
+            let updated = snapshot.changed != nil
+            cache.keep(PublisherCache.Held(list: list, file: written.file, pruneMargin: leeway,
+                                           wholeAt: updated ? base?.wholeAt ?? .now : .now), updated: updated)
+        }
         return PublishResult(sequence: list.sequence, issuedAt: list.issuedAt, nextUpdate: list.nextUpdate, signer: list.signer,
-                             tokenEntries: list.tokenEntryCount, ownerEntries: list.ownerEntryCount, pruned: snapshot.pruned,
-                             revocationsPath: revocationsPath, keysPath: keysPath, bytes: bytes, delta: written.delta,
+                             tokenEntries: list.tokenEntryCount, ownerEntries: list.ownerEntryCount, pruned: pruned,
+                             revocationsPath: revocationsPath, keysPath: keysPath, bytes: bytes, list: list, delta: written.delta,
                              supersededBy: written.supersededBy,
                              keySet: written.keySet?.keySet, keySetSignedNow: written.keySet?.signedNow ?? false,
                              createdAnchor: written.keySet?.createdAnchor, keySetWarning: written.keySet?.warning)
+    }
+
+    /// Feeds registry rows to a builder: a superseded PAT's floor and overlap, a deleted PAT, an
+    /// owner's revoke-all.
+    private static func add(superseded: [SupersededEntry], tombstones: [Tombstone], owners: [OwnerRevocation],
+                            to builder: inout RevocationList.Builder) {
+        for entry in superseded {
+            builder.revoke(id: entry.id, below: entry.floor, horizon: entry.horizon)
+            if let overlap = entry.overlap { builder.keep(id: entry.id, generation: overlap.generation, until: overlap.until) }
+        }
+        for tombstone in tombstones {
+            builder.delete(id: tombstone.id, horizon: tombstone.horizon)
+        }
+        for revocation in owners {
+            builder.revokeAll(subject: revocation.owner, issuedBefore: revocation.issuedBefore, horizon: revocation.horizon)
+        }
+    }
+
+    /// Whether the list file is still the one this publisher wrote for `held` (same file, same
+    /// version): its contents are then known without reading them.
+    private func heldListIsInPlace(_ held: PublisherCache.Held) -> Bool {
+        guard let file = held.file else { return false }
+        return SecureFile.identity(revocationsPath) == file
     }
 
     private struct Written: Sendable {
@@ -155,18 +202,21 @@ public struct Publisher: Sendable {
         let keySet: KeySetPublication?
         let delta: [UInt8]?
         let supersededBy: UInt64?
+        /// The list file as written.
+        let file: SecureFile.Identity?
     }
 
     /// Under the directory lock: unless the list in place has a higher (verified) sequence,
     /// signs or keeps the key set (`KeyStore.publishableKeySet`), checks that verifiers holding
     /// it accept the list, signs the delta from the list in place, and writes the files.
-    private func writeFiles(list bytes: [UInt8], sequence: UInt64, signer: SecretKey, keys: KeySet, now: Timestamp) throws -> Written {
+    private func writeFiles(list bytes: [UInt8], sequence: UInt64, signer: SecretKey, keys: KeySet, now: Timestamp,
+                            held: PublisherCache.Held?) throws -> Written {
         try SecureFile.createDirectory(outputDirectory, mode: 0o700)
         return try FileLock(path: outputDirectory + "/.lock").withLock { () throws -> Written in
             removeStaleTemporaryFiles()
-            let previous = Publisher.verifiedList(at: revocationsPath, keys: keys)
+            let previous = held.flatMap { heldListIsInPlace($0) ? $0.list : nil } ?? Publisher.verifiedList(at: revocationsPath, keys: keys)
             if let held = previous?.sequence, held > sequence {
-                return Written(list: try RevocationList(verifying: bytes, keys: keys), keySet: nil, delta: nil, supersededBy: held)
+                return Written(list: try RevocationList(verifying: bytes, keys: keys), keySet: nil, delta: nil, supersededBy: held, file: nil)
             }
             let keySet = try keyStore.publishableKeySet(publishedPath: keysPath, listSigner: signer.id, now: now,
                                                         validity: nextUpdateInterval)
@@ -184,7 +234,7 @@ public struct Publisher: Sendable {
             }
             let crash = crashBeforeRename
             try SecureFile.writeAtomically(revocationsPath, bytes, mode: 0o644, beforeRename: { if crash { _exit(99) } })
-            return Written(list: list, keySet: keySet, delta: delta, supersededBy: nil)
+            return Written(list: list, keySet: keySet, delta: delta, supersededBy: nil, file: SecureFile.identity(revocationsPath))
         }
     }
 

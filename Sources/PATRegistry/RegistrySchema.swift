@@ -287,5 +287,101 @@ public enum RegistrySchema {
                 """,
             ]
         ),
+        // Incremental publishing (issue 15): every change to what the revocation list is built
+        // from — a `pats` row with a floor above 1 (a superseded entry, its overlap), a tombstone,
+        // an owner revocation: inserted, updated or deleted — is logged by a trigger, so that no
+        // write path can forget it. `kind` 0 names a PAT id, 1 an owner. A publisher stamps the
+        // unstamped changes with its sequence (`stamp`, NULL until then) under the publish lock,
+        // and a publisher holding the list of sequence S rebuilds only the keys stamped above S.
+        Migration(
+            identifier: "v8",
+            sqlite: """
+                CREATE TABLE list_changes (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    kind INTEGER NOT NULL CHECK (kind IN (0, 1)),
+                    key TEXT NOT NULL,
+                    stamp INTEGER
+                );
+                CREATE INDEX list_changes_stamp ON list_changes (stamp);
+                CREATE TRIGGER pats_list_insert AFTER INSERT ON pats WHEN NEW.floor > 1
+                BEGIN INSERT INTO list_changes (kind, key) VALUES (0, NEW.id); END;
+                CREATE TRIGGER pats_list_update AFTER UPDATE ON pats
+                WHEN (OLD.floor > 1 OR NEW.floor > 1)
+                     AND (OLD.id IS NOT NEW.id OR OLD.floor IS NOT NEW.floor OR OLD.max_expires_at IS NOT NEW.max_expires_at
+                          OR OLD.overlap_generation IS NOT NEW.overlap_generation OR OLD.overlap_until IS NOT NEW.overlap_until)
+                BEGIN
+                    INSERT INTO list_changes (kind, key) VALUES (0, OLD.id);
+                    INSERT INTO list_changes (kind, key) SELECT 0, NEW.id WHERE NEW.id IS NOT OLD.id;
+                END;
+                CREATE TRIGGER pats_list_delete AFTER DELETE ON pats WHEN OLD.floor > 1
+                BEGIN INSERT INTO list_changes (kind, key) VALUES (0, OLD.id); END;
+                CREATE TRIGGER tombstones_list_insert AFTER INSERT ON tombstones
+                BEGIN INSERT INTO list_changes (kind, key) VALUES (0, NEW.jti); END;
+                CREATE TRIGGER tombstones_list_update AFTER UPDATE ON tombstones
+                BEGIN
+                    INSERT INTO list_changes (kind, key) VALUES (0, OLD.jti);
+                    INSERT INTO list_changes (kind, key) SELECT 0, NEW.jti WHERE NEW.jti IS NOT OLD.jti;
+                END;
+                CREATE TRIGGER tombstones_list_delete AFTER DELETE ON tombstones
+                BEGIN INSERT INTO list_changes (kind, key) VALUES (0, OLD.jti); END;
+                CREATE TRIGGER owner_revocations_list_insert AFTER INSERT ON owner_revocations
+                BEGIN INSERT INTO list_changes (kind, key) VALUES (1, NEW.owner); END;
+                CREATE TRIGGER owner_revocations_list_update AFTER UPDATE ON owner_revocations
+                BEGIN
+                    INSERT INTO list_changes (kind, key) VALUES (1, OLD.owner);
+                    INSERT INTO list_changes (kind, key) SELECT 1, NEW.owner WHERE NEW.owner IS NOT OLD.owner;
+                END;
+                CREATE TRIGGER owner_revocations_list_delete AFTER DELETE ON owner_revocations
+                BEGIN INSERT INTO list_changes (kind, key) VALUES (1, OLD.owner); END;
+                """,
+            postgres: [
+                """
+                CREATE TABLE patkit.list_changes (
+                    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                    kind SMALLINT NOT NULL CHECK (kind IN (0, 1)),
+                    key TEXT COLLATE "C" NOT NULL,
+                    stamp BIGINT
+                )
+                """,
+                "CREATE INDEX list_changes_stamp ON patkit.list_changes (stamp)",
+                // Arguments: the kind, then the column naming the key.
+                """
+                CREATE FUNCTION patkit.log_list_change() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+                        INSERT INTO patkit.list_changes (kind, key) VALUES (TG_ARGV[0]::smallint, to_jsonb(OLD) ->> TG_ARGV[1]);
+                    END IF;
+                    IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND (to_jsonb(NEW) ->> TG_ARGV[1]) IS DISTINCT FROM (to_jsonb(OLD) ->> TG_ARGV[1])) THEN
+                        INSERT INTO patkit.list_changes (kind, key) VALUES (TG_ARGV[0]::smallint, to_jsonb(NEW) ->> TG_ARGV[1]);
+                    END IF;
+                    RETURN NULL;
+                END
+                $$
+                """,
+                """
+                CREATE TRIGGER pats_list_insert AFTER INSERT ON patkit.pats FOR EACH ROW WHEN (NEW.floor > 1)
+                EXECUTE FUNCTION patkit.log_list_change('0', 'id')
+                """,
+                """
+                CREATE TRIGGER pats_list_update AFTER UPDATE ON patkit.pats FOR EACH ROW
+                WHEN ((OLD.floor > 1 OR NEW.floor > 1)
+                      AND (OLD.id, OLD.floor, OLD.max_expires_at, OLD.overlap_generation, OLD.overlap_until)
+                          IS DISTINCT FROM (NEW.id, NEW.floor, NEW.max_expires_at, NEW.overlap_generation, NEW.overlap_until))
+                EXECUTE FUNCTION patkit.log_list_change('0', 'id')
+                """,
+                """
+                CREATE TRIGGER pats_list_delete AFTER DELETE ON patkit.pats FOR EACH ROW WHEN (OLD.floor > 1)
+                EXECUTE FUNCTION patkit.log_list_change('0', 'id')
+                """,
+                """
+                CREATE TRIGGER tombstones_list_change AFTER INSERT OR UPDATE OR DELETE ON patkit.tombstones FOR EACH ROW
+                EXECUTE FUNCTION patkit.log_list_change('0', 'jti')
+                """,
+                """
+                CREATE TRIGGER owner_revocations_list_change AFTER INSERT OR UPDATE OR DELETE ON patkit.owner_revocations
+                FOR EACH ROW EXECUTE FUNCTION patkit.log_list_change('1', 'owner')
+                """,
+            ]
+        ),
     ]
 }

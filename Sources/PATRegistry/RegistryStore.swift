@@ -94,6 +94,15 @@ public protocol RegistryTransaction: Sendable {
     /// nodes never take the same or a lower sequence.
     func publishSequence() async throws -> UInt64
     func setPublishSequence(_ sequence: UInt64) async throws
+    /// Stamps every list change not stamped yet with `sequence` — the sequence of the list being
+    /// published, taken first in the same write transaction — and forgets the changes stamped at or
+    /// below `forgettingThrough`. A list change is a `pats` row with a floor above 1, a tombstone or
+    /// an owner revocation inserted, updated or deleted, logged by the schema's triggers (v8).
+    /// A change committed after the stamp stays unstamped for the next publish: everything this
+    /// publish reads after stamping holds at least the changes it stamped.
+    func stampListChanges(_ sequence: UInt64, forgettingThrough: UInt64) async throws
+    /// The ids and owners with a list change stamped above `sequence`, with their rows now.
+    func listChanges(after sequence: UInt64) async throws -> ListChanges
 
     /// Appends `event` to the outbox and raises the change counter by one; returns the event
     /// with its id. Keeps at most `ChangeEvent.outboxCapacity` events (the oldest go).

@@ -361,19 +361,26 @@ struct SQLiteTransaction: RegistryTransaction {
     func supersededEntries() async throws -> [SupersededEntry] {
         try await access { db in
             let count = try PATRow.filter(PATRow.Columns.floor > 1).fetchCount(db)
-            var entries: [SupersededEntry] = []
-            entries.reserveCapacity(count)
-            let rows = try Row.fetchCursor(db, sql: "SELECT id, floor, max_expires_at, overlap_generation, overlap_until FROM pats WHERE floor > 1")
-            while let row = try rows.next() {
-                let floor: Int64 = row[1]
-                guard floor >= 1 else { throw RegistryError(.database, "a PAT has a floor below 1 in the registry") }
-                let id: String = row[0]
-                let overlap: PATRecord.Overlap? = row.hasNull(atIndex: 3) && row.hasNull(atIndex: 4)
-                    ? nil : try PATRow.overlap(id: id, generation: row[3], until: row[4])
-                entries.append(SupersededEntry(id: id, floor: UInt64(floor), horizon: Timestamp(seconds: row[2]), overlap: overlap))
-            }
-            return entries
+            return try SQLiteTransaction.supersededEntries(db, reserving: count)
         }
+    }
+
+    /// Superseded entries of the rows `condition` selects among those with a floor above 1.
+    private static func supersededEntries(_ db: Database, reserving count: Int, where condition: String = "",
+                                          arguments: StatementArguments = []) throws -> [SupersededEntry] {
+        var entries: [SupersededEntry] = []
+        entries.reserveCapacity(count)
+        let rows = try Row.fetchCursor(db, sql: "SELECT id, floor, max_expires_at, overlap_generation, overlap_until FROM pats WHERE floor > 1"
+                                           + condition, arguments: arguments)
+        while let row = try rows.next() {
+            let floor: Int64 = row[1]
+            guard floor >= 1 else { throw RegistryError(.database, "a PAT has a floor below 1 in the registry") }
+            let id: String = row[0]
+            let overlap: PATRecord.Overlap? = row.hasNull(atIndex: 3) && row.hasNull(atIndex: 4)
+                ? nil : try PATRow.overlap(id: id, generation: row[3], until: row[4])
+            entries.append(SupersededEntry(id: id, floor: UInt64(floor), horizon: Timestamp(seconds: row[2]), overlap: overlap))
+        }
+        return entries
     }
 
     func tombstone(id: String) async throws -> Tombstone? {
@@ -425,6 +432,33 @@ struct SQLiteTransaction: RegistryTransaction {
 
     func setPublishSequence(_ sequence: UInt64) async throws {
         try await access { db in try MetaRow.set(db, MetaRow.publishSequence, sequence) }
+    }
+
+    func stampListChanges(_ sequence: UInt64, forgettingThrough: UInt64) async throws {
+        try await access { db in
+            try db.execute(sql: "UPDATE list_changes SET stamp = ? WHERE stamp IS NULL", arguments: [Int64(sequence)])
+            try db.execute(sql: "DELETE FROM list_changes WHERE stamp <= ?", arguments: [Int64(forgettingThrough)])
+        }
+    }
+
+    func listChanges(after sequence: UInt64) async throws -> ListChanges {
+        try await access { db in
+            let after: StatementArguments = [Int64(sequence)]
+            var changes = ListChanges()
+            for row in try Row.fetchAll(db, sql: "SELECT DISTINCT kind, key FROM list_changes WHERE stamp > ?", arguments: after) {
+                let key: String = row[1]
+                if row[0] as Int64 == 0 { changes.ids.append(key) } else { changes.owners.append(key) }
+            }
+            let changedIDs = " IN (SELECT key FROM list_changes WHERE kind = 0 AND stamp > ?)"
+            changes.superseded = try SQLiteTransaction.supersededEntries(db, reserving: changes.ids.count, where: " AND id" + changedIDs,
+                                                                         arguments: after)
+            changes.tombstones = try TombstoneRow.fetchAll(db, sql: "SELECT * FROM tombstones WHERE jti" + changedIDs, arguments: after)
+                .map(\.tombstone)
+            changes.ownerRevocations = try OwnerRevocationRow.fetchAll(
+                db, sql: "SELECT * FROM owner_revocations WHERE owner IN (SELECT key FROM list_changes WHERE kind = 1 AND stamp > ?)",
+                arguments: after).map(\.revocation)
+            return changes
+        }
     }
 
     func recordChange(_ event: ChangeEvent) async throws -> ChangeEvent {

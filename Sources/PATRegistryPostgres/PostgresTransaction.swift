@@ -187,11 +187,16 @@ struct PostgresTransaction: RegistryTransaction {
     /// rows cost about 1 s of a publish, the arrays about a tenth of that (measured: perf,
     /// `scripts/multinode-bench.py publish`). A missing overlap comes as generation 0.
     func supersededEntries() async throws -> [SupersededEntry] {
-        let rows = try await query("""
+        try await supersededEntries(query("""
             SELECT array_agg(id), array_agg(floor), array_agg(max_expires_at),
                    array_agg(COALESCE(overlap_generation, 0)), array_agg(COALESCE(overlap_until, 0))
             FROM patkit.pats WHERE floor > 1
-            """).collect()
+            """))
+    }
+
+    /// The entries of one row of arrays, as `supersededEntries()` selects them.
+    private func supersededEntries(_ result: PostgresRowSequence) async throws -> [SupersededEntry] {
+        let rows = try await result.collect()
         guard let row = rows.first else { return [] }
         let (ids, floors, horizons, overlapGenerations, overlapEnds) = try row.decode(([String]?, [Int64]?, [Int64]?, [Int64]?, [Int64]?).self)
         guard let ids, let floors, let horizons, let overlapGenerations, let overlapEnds else { return [] }
@@ -293,6 +298,39 @@ struct PostgresTransaction: RegistryTransaction {
     func setPublishSequence(_ sequence: UInt64) async throws {
         guard sequence <= UInt64(Int64.max) else { throw RegistryError(.invalid, "publish_sequence \(sequence) is too large") }
         try await query("UPDATE patkit.meta SET value = \(Int64(sequence)) WHERE key = 'publish_sequence'")
+    }
+
+    func stampListChanges(_ sequence: UInt64, forgettingThrough: UInt64) async throws {
+        guard sequence <= UInt64(Int64.max), forgettingThrough <= UInt64(Int64.max) else {
+            throw RegistryError(.invalid, "list change stamp \(sequence) is too large")
+        }
+        try await query("UPDATE patkit.list_changes SET stamp = \(Int64(sequence)) WHERE stamp IS NULL")
+        try await query("DELETE FROM patkit.list_changes WHERE stamp <= \(Int64(forgettingThrough))")
+    }
+
+    func listChanges(after sequence: UInt64) async throws -> ListChanges {
+        guard sequence <= UInt64(Int64.max) else { throw RegistryError(.invalid, "list change stamp \(sequence) is too large") }
+        let after = Int64(sequence)
+        var changes = ListChanges()
+        for try await (kind, key) in try await query("SELECT DISTINCT kind, key FROM patkit.list_changes WHERE stamp > \(after)")
+            .decode((Int16, String).self) {
+            if kind == 0 { changes.ids.append(key) } else { changes.owners.append(key) }
+        }
+        changes.superseded = try await supersededEntries(query("""
+            SELECT array_agg(id), array_agg(floor), array_agg(max_expires_at),
+                   array_agg(COALESCE(overlap_generation, 0)), array_agg(COALESCE(overlap_until, 0))
+            FROM patkit.pats
+            WHERE floor > 1 AND id IN (SELECT key FROM patkit.list_changes WHERE kind = 0 AND stamp > \(after))
+            """))
+        changes.tombstones = try await tombstones("""
+            SELECT jti, owner, horizon, deleted_at FROM patkit.tombstones
+            WHERE jti IN (SELECT key FROM patkit.list_changes WHERE kind = 0 AND stamp > \(after))
+            """)
+        changes.ownerRevocations = try await ownerRevocations("""
+            SELECT owner, issued_before, horizon, revoked_at FROM patkit.owner_revocations
+            WHERE owner IN (SELECT key FROM patkit.list_changes WHERE kind = 1 AND stamp > \(after))
+            """)
+        return changes
     }
 
     // MARK: outbox

@@ -84,8 +84,10 @@ public final class ManagementServer: Sendable {
         policy.leeway = configuration.leeway
         let validator = Validator(keys: KeySet(), policy: policy, clock: clock)
         self.validator = validator
-        let publisher = Publisher(store: store, keyStore: home.keyStore, outputDirectory: home.publishedDirectory,
+        var publisher = Publisher(store: store, keyStore: home.keyStore, outputDirectory: home.publishedDirectory,
                                   nextUpdateInterval: configuration.nextUpdateInterval, leeway: configuration.leeway, clock: clock)
+        // Each publish after the first signs an update of the last list (only changed rows read).
+        publisher.cache = PublisherCache()
         let republisher = Republisher(publisher: publisher, validator: validator, interval: configuration.republishInterval,
                                       retryInterval: configuration.retryInterval, maxRetryInterval: configuration.maxRetryInterval,
                                       logger: logger)

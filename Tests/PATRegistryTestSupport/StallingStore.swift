@@ -58,6 +58,10 @@ struct StallingTransaction: RegistryTransaction {
     func update(_ record: PATRecord) async throws { try await inner.update(record) }
     func removeRecord(id: String) async throws { try await inner.removeRecord(id: id) }
     func supersededEntries() async throws -> [SupersededEntry] { try await stalled(try await inner.supersededEntries()) }
+    func stampListChanges(_ sequence: UInt64, forgettingThrough: UInt64) async throws {
+        try await inner.stampListChanges(sequence, forgettingThrough: forgettingThrough)
+    }
+    func listChanges(after sequence: UInt64) async throws -> ListChanges { try await stalled(try await inner.listChanges(after: sequence)) }
     func tombstone(id: String) async throws -> Tombstone? { try await stalled(try await inner.tombstone(id: id)) }
     func insertTombstone(_ tombstone: Tombstone) async throws { try await inner.insertTombstone(tombstone) }
     func tombstones() async throws -> [Tombstone] { try await stalled(try await inner.tombstones()) }
