@@ -38,6 +38,8 @@ public struct GateRoutes: PATRouteGroup {
     public let usage: UsageCounter?
     /// Where validations are counted and timed (nil: not recorded).
     public let metrics: PATValidationMetrics?
+    /// The answer headers of recently accepted PATs.
+    let answers = GateAnswers()
 
     public init(validator: Validator, refresher: PATRefresher? = nil, domain: String? = nil, usage: UsageCounter? = nil,
                 metrics: PATValidationMetrics? = nil) {
@@ -99,17 +101,7 @@ public struct GateRoutes: PATRouteGroup {
             throw PATHTTPError.scopeMissing("\(scope.entity):\(scope.operation):\(scope.id ?? "*")", patID: pat.id)
         }
         usage?.recordAccepted(pat, address: clientAddress(request, peer), at: validator.now())
-        // Appended, not set: the fields are new, and setting one searches the others first.
-        var headers = HTTPFields()
-        headers.reserveCapacity(7)
-        headers.appendPAT(GateHeader.expires, pat.expiresAt.rfc3339)
-        headers.appendPAT(GateHeader.subject, PercentEncoding.encode(pat.subject))
-        headers.appendPAT(GateHeader.id, pat.id)
-        headers.appendPAT(GateHeader.generation, String(pat.generation))
-        headers.appendPAT(GateHeader.scope, pat.scopes.claim)
-        if let domain = pat.domain { headers.appendPAT(GateHeader.domain, PercentEncoding.encode(domain)) }
-        headers.append(HTTPFields.Element(name: .cacheControl, value: "no-store"))
-        return Response(status: .noContent, headers: headers)
+        return Response(status: .noContent, headers: answers.headers(for: pat))
     }
 
     /// The client's address: the proxy's `X-PAT-Client-Address` (bounded, visible ASCII), else the peer.

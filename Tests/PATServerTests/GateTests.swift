@@ -52,6 +52,27 @@ struct GateTests {
         }
     }
 
+    @Test("answers are built once per verified PAT, and never carry another PAT's claims (same id and generation, other claims)")
+    func answersAreKeptPerVerifiedPAT() async throws {
+        let setup = try Setup()
+        let id = PATClaims.newID()
+        let alice = try setup.issuing.token(id: id, subject: "alice", scopes: ["channels:publish:ch-1"])
+        let bob = try setup.issuing.token(id: id, subject: "bob", scopes: ["clients:view"], domain: "d2")
+        try await withPATServer(setup.gate()) { port, _ in
+            let url = "http://127.0.0.1:\(port)/verify"
+            for round in 0..<3 {
+                for (token, subject, scope, domain) in [(alice, "alice", "channels:publish:ch-1", nil), (bob, "bob", "clients:view:*", "d2")] {
+                    let answer = try await http(url, headers: [("Authorization", "Bearer \(token)")])
+                    #expect(answer.status == 204)
+                    #expect(answer.header("X-PAT-Subject") == subject, "round \(round)")
+                    #expect(answer.header("X-PAT-Scope") == scope, "round \(round)")
+                    #expect(answer.header("X-PAT-Domain") == domain, "round \(round)")
+                    #expect(answer.header("X-PAT-Id") == id)
+                }
+            }
+        }
+    }
+
     @Test func refusals() async throws {
         let setup = try Setup()
         let other = try Issuing()

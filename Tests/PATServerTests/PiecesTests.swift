@@ -217,4 +217,23 @@ struct PiecesTests {
             #expect(error.description.contains("nope.json"))
         }
     }
+
+    @Test("the gate's answer headers: one entry per PAT id and generation, all forgotten when the capacity is reached")
+    func gateAnswersAreBounded() throws {
+        let issuing = try Issuing()
+        let validator = Validator(keys: issuing.keySet)
+        try validator.install(try RevocationList(verifying: try issuing.list(sequence: 1), keys: issuing.keySet))
+        let answers = GateAnswers(capacity: 3)
+        var first: HTTPFields? = nil
+        for n in 0..<3 {
+            let pat = try validator.validate(try issuing.token(subject: "user\(n)"))
+            let headers = answers.headers(for: pat)
+            #expect(headers[GateHeader.subject] == "user\(n)")
+            if n == 0 { first = headers }
+            #expect(answers.count == n + 1)
+        }
+        #expect(answers.headers(for: try validator.validate(try issuing.token(subject: "user3")))[GateHeader.subject] == "user3")
+        #expect(answers.count == 1, "the fourth PAT found the table full: it was emptied first")
+        #expect(first?[GateHeader.expires] != nil)
+    }
 }
