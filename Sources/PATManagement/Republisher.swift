@@ -313,6 +313,9 @@ public final class Republisher: Service, Sendable {
                 }
                 continue
             }
+            // The regular round rebuilds the list whole, so that a change never waits for that
+            // (at 1,000,000 entries: 1.5 s instead of an update's 0.2 s).
+            if !retrying { publisher.cache?.reset() }
             await publish(reason: retrying ? "retry after a failed publish" : "timer")
         }
     }

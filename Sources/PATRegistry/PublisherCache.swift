@@ -8,7 +8,8 @@ import Synchronization
 /// about a tenth of that (`scripts/multinode-bench.py publish`, README).
 ///
 /// A long-running publisher (`pat serve`) holds one; `pat publish` runs once and rebuilds whole.
-/// The list is rebuilt whole again at least every `wholeRebuildInterval`, and whenever the
+/// The list is rebuilt whole again on `pat serve`'s regular republish (every 30 minutes by
+/// default: `reset()`), at least every `wholeRebuildInterval`, and whenever the
 /// update cannot be proven equal to a whole rebuild: no list held, the prune margin changed,
 /// the clock went back, the registry's publish sequence is behind the list held or the
 /// registry no longer keeps the changes since it (`ListChanges.retainedSequences`).
@@ -24,13 +25,13 @@ public final class PublisherCache: Sendable {
         let wholeAt: ContinuousClock.Instant
     }
 
-    /// The longest a chain of updates runs before the list is rebuilt whole (10 minutes by
+    /// The longest a chain of updates runs before the list is rebuilt whole (one hour by
     /// default): a bound on how long any difference between the two could last.
     public let wholeRebuildInterval: Duration
     private let held = Mutex<Held?>(nil)
     private let counts = Mutex<(whole: Int, updates: Int)>((0, 0))
 
-    public init(wholeRebuildInterval: Duration = .seconds(600)) {
+    public init(wholeRebuildInterval: Duration = .seconds(3600)) {
         self.wholeRebuildInterval = wholeRebuildInterval
     }
 

@@ -17,8 +17,9 @@ import Testing
 struct PiecesTests {
     // MARK: Republisher
 
-    static func republisher(_ home: ManagementHome, interval: Duration? = nil) throws -> (Republisher, Validator) {
-        let publisher = Publisher(store: home.store, keyStore: home.home.keyStore, outputDirectory: home.home.publishedDirectory)
+    static func republisher(_ home: ManagementHome, interval: Duration? = nil, cache: PublisherCache? = nil) throws -> (Republisher, Validator) {
+        var publisher = Publisher(store: home.store, keyStore: home.home.keyStore, outputDirectory: home.home.publishedDirectory)
+        publisher.cache = cache
         let validator = Validator(keys: try home.home.keyStore.keySet())
         return (Republisher(publisher: publisher, validator: validator, interval: interval, retryInterval: .seconds(1),
                             logger: quietLogger()), validator)
@@ -74,6 +75,30 @@ struct PiecesTests {
         try await awaitEvent("two timer rounds") { try await republisher.waitUntilPublished(sequence: start + 2) }
         running.cancel()
         try await withTimeLimit(.seconds(60), "the timer to stop once cancelled") { try await running.value }
+    }
+
+    @Test("changes publish updates of the cached list; the timer's regular round rebuilds it whole")
+    func republisherTimerRebuildsWhole() async throws {
+        let home = try await ManagementHome()
+        let victim = try await home.issue(owner: "ivy", name: "victim", scopes: ["clients:view"])
+        let cache = PublisherCache()
+        let (republisher, validator) = try Self.republisher(home, interval: .seconds(3600), cache: cache)
+        try await republisher.publishNow()
+        _ = try await home.service.revoke(id: victim.record.id, by: .localOperator)
+        try await republisher.publishNow()
+        #expect(cache.publishes.whole == 1)
+        #expect(cache.publishes.updates == 1)
+        #expect(validationCode { try validator.validate(victim.bearer) } == .revoked)
+
+        let (timed, _) = try Self.republisher(home, interval: .milliseconds(100), cache: cache)
+        let start = try await timed.publishNow().sequence
+        #expect(cache.publishes.updates == 2)
+        let running = Task { try await timed.run() }
+        // Three lists: at least two timer rounds (the store may also announce the revoke as a change of its own).
+        try await awaitEvent("timer rounds") { try await timed.waitUntilPublished(sequence: start + 3) }
+        running.cancel()
+        try await withTimeLimit(.seconds(60), "the timer to stop once cancelled") { try await running.value }
+        #expect(cache.publishes.whole >= 2, "the timer's round rebuilt the list whole")
     }
 
     // MARK: HTTPConditional (RFC 9110)
