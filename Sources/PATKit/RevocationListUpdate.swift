@@ -22,8 +22,10 @@ extension RevocationList.Builder {
         var fresh = self
         var pruned = fresh.prune(now: now, margin: pruneMargin)
         let cutoff = now.adding(seconds: -max(0, pruneMargin)).seconds
-        let tokenKeys = changedTokens.union(fresh.tokenEntries.keys).union(fresh.overlapEntries.keys).sorted()
-        let ownerKeys = changedOwners.union(fresh.ownerEntries.keys).sorted()
+        // Every key the builder was given counts as changed, pruned or not (its entry in `base`
+        // must go too).
+        let tokenKeys = changedTokens.union(tokenEntries.keys).union(overlapEntries.keys).sorted()
+        let ownerKeys = changedOwners.union(ownerEntries.keys).sorted()
 
         var out = RevocationList.header(signer: key.id, sequence: sequence, issuedAt: issuedAt, nextUpdate: nextUpdate,
                                         pruneMargin: pruneMargin, counts: (0, 0, 0))

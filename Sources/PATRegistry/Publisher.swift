@@ -17,7 +17,9 @@ public struct PublishResult: Sendable {
     /// Owner (revoke-all) entries in the list.
     public let ownerEntries: Int
     /// Entries left out because their horizon passed (every token they killed has expired),
-    /// tombstones and owner revocations among them being removed from the registry too.
+    /// tombstones and owner revocations among them being removed from the registry too. An
+    /// update of the cached list counts those dropped since that list; a whole rebuild counts
+    /// every such entry the registry still holds.
     public let pruned: Int
     public let revocationsPath: String
     public let keysPath: String
@@ -50,9 +52,12 @@ public struct PublishResult: Sendable {
 /// (strictly increasing, at most 2^53 − 1: kept in the store — on PostgreSQL under a row lock,
 /// so that publishers on several nodes take turns — and also above the sequence of the list
 /// already in `DIR` when that list verifies with the keystore's keys: a planted or garbled file
-/// is never trusted), then prunes entries more than `leeway` past their horizon and reads the
-/// entries; signs with the keystore's signing key, writing `leeway` into the list as its prune
-/// margin; then, under an exclusive lock on `DIR/.lock`, writes the signed key set
+/// is never trusted), then prunes entries more than `leeway` past their horizon, stamps the
+/// logged list changes with the sequence (`RegistryTransaction.stampListChanges`) and reads the
+/// entries — all of them, or, with a `cache` holding the last list this publisher built, only
+/// those of the PAT ids and owners changed since, the rest carried over from that list
+/// (`PublisherCache`, `RevocationList.Builder.sign(updating:…)`: the same bytes); signs with the
+/// keystore's signing key, writing `leeway` into the list as its prune margin; then, under an exclusive lock on `DIR/.lock`, writes the signed key set
 /// `DIR/keys.json` (`KeyStore.publishableKeySet`: signed now with an online anchor, or the
 /// offline-signed one kept), the signed delta from the list in place to the new one
 /// `DIR/revocations.delta` (what distribution endpoints answer `?since=` with) and
