@@ -17,18 +17,23 @@ struct IncrementalPublishTests {
         return result.bytes[header..<(result.bytes.count - 64)]
     }
 
+    /// A home on `backend`, its clock and service, and a publisher holding a cache.
+    static func setUp(_ backend: RegistryBackend) async throws -> (TestHome, TestClock, PATManagement, Publisher, PublisherCache) {
+        let t = try await TestHome.make(backend)
+        let clock = TestClock()
+        var cached = t.publisher(at: clock)
+        let cache = PublisherCache()
+        cached.cache = cache
+        return (t, clock, t.service(at: clock), cached, cache)
+    }
+
     /// Whole rebuilds and updates.
     static func counts(_ cache: PublisherCache) -> [Int] { [cache.publishes.whole, cache.publishes.updates] }
 
     @Test("random lifecycle changes, pruning and publishes by another publisher: each update equals a whole rebuild",
           arguments: RegistryBackend.allCases)
     func updatesEqualWholeRebuilds(_ backend: RegistryBackend) async throws {
-        let t = try await TestHome.make(backend)
-        let clock = TestClock()
-        let service = t.service(at: clock)
-        let cache = PublisherCache()
-        var cached = t.publisher(at: clock)
-        cached.cache = cache
+        let (t, clock, service, cached, cache) = try await Self.setUp(backend)
         let whole = t.publisher(at: clock, directory: t.home.path + "/whole")
         let seed: UInt64 = 0x15_0015
         var rng = SplitMix64(seed: seed)
@@ -78,12 +83,7 @@ struct IncrementalPublishTests {
     @Test("the list in place is what the cache says: a list written by someone else is read, and the cache is not trusted for it",
           arguments: [RegistryBackend.sqlite])
     func aListWrittenByAnotherPublisherIsRead(_ backend: RegistryBackend) async throws {
-        let t = try await TestHome.make(backend)
-        let clock = TestClock()
-        let service = t.service(at: clock)
-        let cache = PublisherCache()
-        var cached = t.publisher(at: clock)
-        cached.cache = cache
+        let (t, clock, service, cached, cache) = try await Self.setUp(backend)
         let pat = try await service.create(CreateRequest(owner: "alice", name: "ci", scopes: [try Scope(parsing: "clients:view")],
                                                          expiry: .after(TimeSpan(seconds: 3600))), by: .localOperator)
         let first = try await cached.publish()
