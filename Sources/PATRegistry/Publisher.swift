@@ -45,24 +45,24 @@ public struct PublishResult: Sendable {
     public let keySetWarning: String?
 }
 
-/// Publishes what verifiers fetch: the signed revocation list built from the registry and
-/// the public key set.
+/// Publishes what verifiers fetch: the signed revocation list built from the registry and the
+/// public key set.
 ///
 /// Each run reads the registry in one transaction that first takes the next sequence number
-/// (strictly increasing, at most 2^53 − 1: kept in the store — on PostgreSQL under a row lock,
-/// so that publishers on several nodes take turns — and also above the sequence of the list
-/// already in `DIR` when that list verifies with the keystore's keys: a planted or garbled file
-/// is never trusted), then prunes entries more than `leeway` past their horizon, stamps the
-/// logged list changes with the sequence (`RegistryTransaction.stampListChanges`) and reads the
-/// entries — all of them, or, with a `cache` holding the last list this publisher built, only
-/// those of the PAT ids and owners changed since, the rest carried over from that list
-/// (`PublisherCache`, `RevocationList.Builder.sign(updating:…)`: the same bytes); signs with the
-/// keystore's signing key, writing `leeway` into the list as its prune margin; then, under an exclusive lock on `DIR/.lock`, writes the signed key set
-/// `DIR/keys.json` (`KeyStore.publishableKeySet`: signed now with an online anchor, or the
-/// offline-signed one kept), the signed delta from the list in place to the new one
-/// `DIR/revocations.delta` (what distribution endpoints answer `?since=` with) and
-/// `DIR/revocations.bin`, each atomically (temporary file, fsync, rename; the delta before the
-/// list it leads to) — unless a list with a higher sequence was written meanwhile: it was read from the
+/// (strictly increasing, at most 2^53 − 1: kept in the store — on PostgreSQL under a row lock, so
+/// that publishers on several nodes take turns — and also above the sequence of the list already in
+/// `DIR` when that list verifies with the keystore's keys: a planted or garbled file is never
+/// trusted), then prunes entries more than `leeway` past their horizon, stamps the logged list
+/// changes with the sequence (`RegistryTransaction.stampListChanges`) and reads the entries — all
+/// of them, or, with a `cache` holding the last list this publisher built, only those of the PAT
+/// ids and owners changed since, the rest carried over from that list (`PublisherCache`,
+/// `RevocationList.Builder.sign(updating:…)`: the same bytes); signs with the keystore's signing
+/// key, writing `leeway` into the list as its prune margin; then, under an exclusive lock on
+/// `DIR/.lock`, writes the signed key set `DIR/keys.json` (`KeyStore.publishableKeySet`: signed now
+/// with an online anchor, or the offline-signed one kept), the signed delta from the list in place
+/// to the new one `DIR/revocations.delta` (what distribution endpoints answer `?since=` with) and
+/// `DIR/revocations.bin`, each atomically (temporary file, fsync, rename; the delta before the list
+/// it leads to) — unless a list with a higher sequence was written meanwhile: it was read from the
 /// registry later, so it already holds every change this one holds. A crash leaves the previous
 /// files intact; running it twice without changes only publishes the same entries under a new
 /// sequence.
