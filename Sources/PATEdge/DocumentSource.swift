@@ -94,13 +94,7 @@ public struct FileDocumentSource: PATDocumentSource {
 
     /// `"dev-inode-size-mtime"` as a quoted entity tag, or nil when the file cannot be stat'ed.
     static func fileTag(_ path: String) -> String? {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return nil }
-        #if canImport(Darwin)
-        let mtime = Int64(info.st_mtimespec.tv_sec) * 1_000_000_000 + Int64(info.st_mtimespec.tv_nsec)
-        #else
-        let mtime = Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
-        #endif
-        return "\"\(info.st_dev)-\(info.st_ino)-\(info.st_size)-\(mtime)\""
+        guard let file = (try? SecureFile.identity(path)) ?? nil else { return nil }
+        return "\"\(file.device)-\(file.inode)-\(file.size)-\(file.modified)\""
     }
 }

@@ -117,20 +117,34 @@ package enum SecureFile {
     /// Which file is at a path, and which version of it: a file replaced (renamed over) or
     /// rewritten in place gets another identity.
     package struct Identity: Sendable, Equatable {
-        let device: UInt64
-        let inode: UInt64
-        let size: Int64
-        let modified: Int64
-        let changed: Int64
+        package let device: UInt64
+        package let inode: UInt64
+        package let size: Int64
+        /// Modification time, nanoseconds since 1970.
+        package let modified: Int64
+        /// Status-change time, nanoseconds since 1970.
+        package let changed: Int64
+
+        /// No file: the identity of a document held in memory.
+        package static let none = Identity(device: 0, inode: 0, size: 0, modified: 0, changed: 0)
     }
 
-    /// The identity of the file at `path` (following links), nil when there is none.
-    package static func identity(_ path: String) -> Identity? {
+    /// The identity of the file at `path` (following links); nil when there is none (no such
+    /// file or directory). Throws `.io` when it cannot be looked at otherwise.
+    package static func identity(_ path: String) throws(PATKitError) -> Identity? {
         var info = stat()
-        guard stat(path, &info) == 0 else { return nil }
+        guard stat(path, &info) == 0 else {
+            if errno == ENOENT || errno == ENOTDIR { return nil }
+            throw .io(path: path, reason: "cannot stat: \(errnoText())")
+        }
+        #if canImport(Darwin)
+        let (modified, changed) = (info.st_mtimespec, info.st_ctimespec)
+        #else
+        let (modified, changed) = (info.st_mtim, info.st_ctim)
+        #endif
         return Identity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino), size: Int64(info.st_size),
-                        modified: Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec),
-                        changed: Int64(info.st_ctim.tv_sec) * 1_000_000_000 + Int64(info.st_ctim.tv_nsec))
+                        modified: Int64(modified.tv_sec) * 1_000_000_000 + Int64(modified.tv_nsec),
+                        changed: Int64(changed.tv_sec) * 1_000_000_000 + Int64(changed.tv_nsec))
     }
 
     package static func exists(_ path: String) -> Bool {

@@ -199,7 +199,7 @@ public struct Publisher: Sendable {
     /// version): its contents are then known without reading them.
     private func heldListIsInPlace(_ held: PublisherCache.Held) -> Bool {
         guard let file = held.file else { return false }
-        return SecureFile.identity(revocationsPath) == file
+        return (try? SecureFile.identity(revocationsPath)) == file
     }
 
     private struct Written: Sendable {
@@ -239,7 +239,7 @@ public struct Publisher: Sendable {
             }
             let crash = crashBeforeRename
             try SecureFile.writeAtomically(revocationsPath, bytes, mode: 0o644, beforeRename: { if crash { _exit(99) } })
-            return Written(list: list, keySet: keySet, delta: delta, supersededBy: nil, file: SecureFile.identity(revocationsPath))
+            return Written(list: list, keySet: keySet, delta: delta, supersededBy: nil, file: try? SecureFile.identity(revocationsPath))
         }
     }
 

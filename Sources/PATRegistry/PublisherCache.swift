@@ -28,21 +28,20 @@ public final class PublisherCache: Sendable {
     /// The longest a chain of updates runs before the list is rebuilt whole (one hour by
     /// default): a bound on how long any difference between the two could last.
     public let wholeRebuildInterval: Duration
-    private let held = Mutex<Held?>(nil)
-    private let counts = Mutex<(whole: Int, updates: Int)>((0, 0))
+    private let state = Mutex<(held: Held?, whole: Int, updates: Int)>((nil, 0, 0))
 
     public init(wholeRebuildInterval: Duration = .seconds(3600)) {
         self.wholeRebuildInterval = wholeRebuildInterval
     }
 
     /// Whole rebuilds and updates published with this cache (for tests and metrics).
-    public var publishes: (whole: Int, updates: Int) { counts.withLock { $0 } }
+    public var publishes: (whole: Int, updates: Int) { state.withLock { ($0.whole, $0.updates) } }
 
     /// The list to update, when one may be: same prune margin, not older than the interval, not
     /// from the future.
     func base(pruneMargin: Int64, now: Timestamp) -> Held? {
-        held.withLock { held in
-            guard let held, held.pruneMargin == pruneMargin, now >= held.list.issuedAt,
+        state.withLock { state in
+            guard let held = state.held, held.pruneMargin == pruneMargin, now >= held.list.issuedAt,
                   ContinuousClock.now - held.wholeAt < wholeRebuildInterval else { return nil }
             return held
         }
@@ -50,13 +49,13 @@ public final class PublisherCache: Sendable {
 
     /// Keeps `held` unless a newer list is held already.
     func keep(_ new: Held, updated: Bool) {
-        held.withLock { held in
-            if let current = held, current.list.sequence >= new.list.sequence { return }
-            held = new
+        state.withLock { state in
+            if updated { state.updates += 1 } else { state.whole += 1 }
+            if let current = state.held, current.list.sequence >= new.list.sequence { return }
+            state.held = new
         }
-        counts.withLock { updated ? ($0.updates += 1) : ($0.whole += 1) }
     }
 
     /// Forgets the list held: the next publish rebuilds whole.
-    public func reset() { held.withLock { $0 = nil } }
+    public func reset() { state.withLock { $0.held = nil } }
 }

@@ -21,20 +21,13 @@ protocol ServedFile: Sendable {
 /// smaller, a gzip form.
 final class PublishedFile: ServedFile {
     struct Version: Sendable {
-        let tag: FileTag
+        let tag: SecureFile.Identity
         let bytes: ByteBuffer
         let etag: String
         let gzip: ByteBuffer?
         let gzipETag: String
         /// The document's sequence (`X-PAT-Sequence`), when it has one.
         let sequence: UInt64?
-    }
-
-    struct FileTag: Sendable, Equatable {
-        let device: UInt64
-        let inode: UInt64
-        let size: Int64
-        let mtimeNanoseconds: Int64
     }
 
     enum Failure: Error, Sendable {
@@ -75,19 +68,20 @@ final class PublishedFile: ServedFile {
         throw .unreadable("\(path) keeps changing while being read")
     }
 
-    private func fileTag() throws(Failure) -> FileTag { try PublishedFile.fileTag(path) }
+    private func fileTag() throws(Failure) -> SecureFile.Identity { try PublishedFile.fileTag(path) }
 
-    static func fileTag(_ path: String) throws(Failure) -> FileTag {
-        var info = stat()
-        guard stat(path, &info) == 0 else {
-            if errno == ENOENT || errno == ENOTDIR { throw .absent }
-            throw .unreadable("\(path): cannot stat: \(String(cString: strerror(errno)))")
+    /// The file's identity (`SecureFile.identity`), with this type's failures.
+    static func fileTag(_ path: String) throws(Failure) -> SecureFile.Identity {
+        let identity: SecureFile.Identity?
+        do { identity = try SecureFile.identity(path) } catch {
+            guard case .io(let path, let reason) = error else { throw .unreadable("\(error)") }
+            throw .unreadable("\(path): \(reason)")
         }
-        return FileTag(device: UInt64(info.st_dev), inode: UInt64(info.st_ino), size: Int64(info.st_size),
-                       mtimeNanoseconds: Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec))
+        guard let identity else { throw .absent }
+        return identity
     }
 
-    static func makeVersion(_ bytes: [UInt8], tag: FileTag, sequence: UInt64?) -> Version {
+    static func makeVersion(_ bytes: [UInt8], tag: SecureFile.Identity, sequence: UInt64?) -> Version {
         let digest = ContentDigest.etag(bytes)
         var buffer = ByteBuffer(bytes: bytes)
         var gzip: ByteBuffer? = nil
@@ -117,7 +111,7 @@ final class HeldKeySet: ServedFile {
         guard let keySet = validator.signedKeySet else { throw .absent }
         return cached.withLock { held in
             if let held, held.sequence == keySet.sequence, held.bytes.readableBytesView.elementsEqual(keySet.bytes) { return held }
-            let version = PublishedFile.makeVersion(keySet.bytes, tag: PublishedFile.FileTag(device: 0, inode: 0, size: 0, mtimeNanoseconds: 0),
+            let version = PublishedFile.makeVersion(keySet.bytes, tag: .none,
                                                     sequence: keySet.sequence)
             held = version
             return version

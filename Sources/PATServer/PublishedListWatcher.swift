@@ -27,7 +27,7 @@ final class PublishedListWatcher: Sendable {
     let feed: RevocationFeed
     private let verify: @Sendable ([UInt8]) -> Timestamp?
     /// The file version last looked at; nil while a look is under way (others skip meanwhile).
-    private let seen = Mutex<(tag: PublishedFile.FileTag?, busy: Bool)>((nil, false))
+    private let seen = Mutex<(tag: SecureFile.Identity?, busy: Bool)>((nil, false))
 
     init(home: PATHome, feed: RevocationFeed, keys: PublishedFile, maxBytes: Int = RevocationList.defaultMaxBytes,
          logger: Logger) {
@@ -60,7 +60,7 @@ final class PublishedListWatcher: Sendable {
             return true
         }
         guard proceed else { return }
-        var looked: PublishedFile.FileTag? = nil
+        var looked: SecureFile.Identity? = nil
         defer { seen.withLock { $0 = (looked ?? $0.tag, false) } }
 
         // The header and the signature tell whether the feed holds this list already.
